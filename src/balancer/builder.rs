@@ -1,0 +1,135 @@
+//! Configuration of a [`Balancer`], checked at `build()`.
+
+use std::{
+    collections::hash_map::RandomState,
+    fmt,
+    hash::{BuildHasher, Hasher},
+};
+
+use super::{Balancer, Config};
+use crate::{ConfigError, Member, Policy, Source};
+
+/// Configures a [`Balancer`]; made by [`Balancer::builder`].
+///
+/// Only [`source`](BalancerBuilder::source) is required. Settings are checked at
+/// [`build`](BalancerBuilder::build), which refuses bad ones with a [`ConfigError`].
+///
+/// # Example
+///
+/// ```
+/// use croupier::{Balancer, ConfigError, Member, Policy};
+/// # #[derive(Clone)] struct W;
+/// # impl Member for W { fn is_alive(&self) -> bool { true } }
+///
+/// let b = Balancer::builder()
+///     .policy(Policy::LeastLoaded)
+///     .min_alive_ratio(0.5)
+///     .max_load(1000)
+///     .source(|| vec![W, W])
+///     .build()?;
+/// assert_eq!(b.members().len(), 2);
+///
+/// let bad = Balancer::<W>::builder().min_alive_ratio(1.5).source(Vec::new()).build();
+/// assert_eq!(bad.unwrap_err(), ConfigError::InvalidRatio(1.5));
+/// # Ok::<(), ConfigError>(())
+/// ```
+#[must_use = "a builder does nothing until .build()"]
+pub struct BalancerBuilder<M> {
+    policy: Policy,
+    min_alive_ratio: f64,
+    max_load: Option<usize>,
+    seed: Option<u64>,
+    source: Option<Box<dyn Source<M>>>,
+}
+
+impl<M: Member> BalancerBuilder<M> {
+    pub(super) fn new() -> Self {
+        Self {
+            policy: Policy::default(),
+            min_alive_ratio: DEFAULT_MIN_ALIVE_RATIO,
+            max_load: None,
+            seed: None,
+            source: None,
+        }
+    }
+
+    /// The rule to pick by; [`Policy::RoundRobin`] by default.
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Refresh from the source once live members fall below this share of those alive at the
+    /// last refresh. Must lie in `(0, 1]`; ballermann's default, `0.8`, if unset.
+    pub fn min_alive_ratio(mut self, ratio: f64) -> Self {
+        self.min_alive_ratio = ratio;
+        self
+    }
+
+    /// Pass over members whose [`load`](Member::load) is `n` or more, and refuse with
+    /// [`PickError::Overloaded`](crate::PickError::Overloaded) when all are (revolver's
+    /// `max_message_queue_length`). Must be positive; no limit if unset.
+    pub fn max_load(mut self, n: usize) -> Self {
+        self.max_load = Some(n);
+        self
+    }
+
+    /// Seeds [`Policy::PowerOfTwo`]'s sampling so that picks from one thread repeat exactly
+    /// from run to run. Random if unset.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Where the members come from: a `Vec<M>`, a closure returning one, or any [`Source`].
+    /// Asked once at [`build`](BalancerBuilder::build) and again at every refresh.
+    pub fn source(mut self, source: impl Source<M>) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// Checks the settings, asks the source for the first members, and builds the balancer.
+    ///
+    /// # Errors
+    ///
+    /// - [`ConfigError::InvalidRatio`] when the ratio is not in `(0, 1]` (NaN included).
+    /// - [`ConfigError::ZeroMaxLoad`] for `max_load(0)`.
+    /// - [`ConfigError::MissingSource`] when no source was given.
+    pub fn build(self) -> Result<Balancer<M>, ConfigError> {
+        let ratio = self.min_alive_ratio;
+        if !(ratio > 0.0 && ratio <= 1.0) {
+            return Err(ConfigError::InvalidRatio(ratio));
+        }
+        if self.max_load == Some(0) {
+            return Err(ConfigError::ZeroMaxLoad);
+        }
+        let source = self.source.ok_or(ConfigError::MissingSource)?;
+        let config = Config {
+            policy: self.policy,
+            min_alive_ratio: ratio,
+            max_load: self.max_load.unwrap_or(usize::MAX),
+            seed: self.seed.unwrap_or_else(random_seed),
+        };
+        Ok(Balancer::from_parts(config, source))
+    }
+}
+
+impl<M> fmt::Debug for BalancerBuilder<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BalancerBuilder")
+            .field("policy", &self.policy)
+            .field("min_alive_ratio", &self.min_alive_ratio)
+            .field("max_load", &self.max_load)
+            .field("seed", &self.seed)
+            .field("source", &self.source.as_ref().map(|_| ".."))
+            .finish()
+    }
+}
+
+/// ballermann's default refresh ratio.
+pub(crate) const DEFAULT_MIN_ALIVE_RATIO: f64 = 0.8;
+
+/// A seed from the standard library's per-process random hash keys.
+fn random_seed() -> u64 {
+    RandomState::new().build_hasher().finish()
+}

@@ -1,0 +1,64 @@
+//! Typed errors: one type per operation, each with a message a user can act on.
+
+use std::fmt;
+
+/// Why a builder refused its configuration.
+///
+/// Bad configuration is refused when the value is built, never discovered later.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The refresh ratio must lie in `(0, 1]`.
+    InvalidRatio(f64),
+    /// `max_load(0)` would refuse every pick; leave it unset for no limit.
+    ZeroMaxLoad,
+    /// The balancer has nowhere to take its members from.
+    MissingSource,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidRatio(r) => write!(
+                f,
+                "min_alive_ratio must be greater than 0 and at most 1 (got {r})"
+            ),
+            Self::ZeroMaxLoad => f.write_str(
+                "max_load(0) would refuse every pick; use a positive limit or leave it unset",
+            ),
+            Self::MissingSource => {
+                f.write_str("no source of members: call .source(..) before .build()")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Why [`Balancer::pick`](crate::Balancer::pick) handed out nothing.
+///
+/// A pick never blocks: each of these is returned at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PickError {
+    /// No live, enabled member: the source returned none, or all of them are dead or disabled.
+    /// Calling [`Balancer::refresh`](crate::Balancer::refresh) asks the source again.
+    NoMembers,
+    /// Every live member's load is at or above [`max_load`](crate::BalancerBuilder::max_load).
+    /// Back off and retry, or shed the work.
+    Overloaded,
+    /// The balancer is draining for maintenance and hands out nothing until it resumes.
+    Draining,
+}
+
+impl fmt::Display for PickError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::NoMembers => "no live member to pick (all dead or disabled, or none at all)",
+            Self::Overloaded => "every live member is at or above max_load",
+            Self::Draining => "the balancer is draining for maintenance",
+        })
+    }
+}
+
+impl std::error::Error for PickError {}

@@ -1,0 +1,105 @@
+//! What a balancer hands out ([`Member`]) and where its members come from ([`Source`]).
+
+use std::sync::Arc;
+
+/// Something a [`Balancer`](crate::Balancer) can hand out: a cheap, cloneable handle to a worker,
+/// a connection, a node.
+///
+/// A member answers two questions, both of which must be cheap (one atomic load is the
+/// intended cost), because the balancer asks them on every pick:
+///
+/// - [`is_alive`](Member::is_alive): can it still take work? A member that answers `false` is
+///   never handed out, and counts towards the refresh ratio.
+/// - [`load`](Member::load): how long is its run queue (queued plus in progress)? Used by
+///   [`Policy::LeastLoaded`](crate::Policy::LeastLoaded),
+///   [`Policy::PowerOfTwo`](crate::Policy::PowerOfTwo) and
+///   [`max_load`](crate::BalancerBuilder::max_load).
+///
+/// # Example
+///
+/// ```
+/// use std::sync::{
+///     atomic::{AtomicBool, AtomicUsize, Ordering},
+///     Arc,
+/// };
+///
+/// use croupier::Member;
+///
+/// #[derive(Clone)]
+/// struct Conn {
+///     open: Arc<AtomicBool>,
+///     in_flight: Arc<AtomicUsize>,
+/// }
+///
+/// impl Member for Conn {
+///     fn is_alive(&self) -> bool {
+///         self.open.load(Ordering::Relaxed)
+///     }
+///     fn load(&self) -> usize {
+///         self.in_flight.load(Ordering::Relaxed)
+///     }
+/// }
+/// # let c = Conn { open: Arc::new(AtomicBool::new(true)), in_flight: Arc::default() };
+/// # assert!(c.is_alive());
+/// ```
+pub trait Member: Clone + Send + Sync + 'static {
+    /// Whether the member can take more work. Once it answers `false` it is skipped.
+    fn is_alive(&self) -> bool;
+
+    /// The member's run-queue length: work queued plus work in progress. Defaults to `0`, which
+    /// makes load-aware policies behave like round robin.
+    fn load(&self) -> usize {
+        0
+    }
+}
+
+/// Where a balancer's members come from: asked at [`build`](crate::BalancerBuilder::build),
+/// on [`Balancer::refresh`](crate::Balancer::refresh), and whenever the share of live members
+/// falls below the [refresh ratio](crate::BalancerBuilder::min_alive_ratio).
+///
+/// The order of the returned members is the round-robin order.
+///
+/// Implemented for closures returning `Vec<M>`, for a fixed `Vec<M>` and for `Arc<S>`.
+///
+/// # Example
+///
+/// ```
+/// use croupier::Source;
+///
+/// let fixed = vec![1_u32, 2, 3];
+/// assert_eq!(fixed.members(), vec![1, 2, 3]);
+///
+/// let computed = || (0..2_u32).collect::<Vec<_>>();
+/// assert_eq!(computed.members(), vec![0, 1]);
+/// ```
+pub trait Source<M>: Send + Sync + 'static {
+    /// The current members, in round-robin order. May be empty.
+    fn members(&self) -> Vec<M>;
+}
+
+impl<M, F> Source<M> for F
+where
+    F: Fn() -> Vec<M> + Send + Sync + 'static,
+{
+    fn members(&self) -> Vec<M> {
+        self()
+    }
+}
+
+impl<M> Source<M> for Vec<M>
+where
+    M: Clone + Send + Sync + 'static,
+{
+    fn members(&self) -> Vec<M> {
+        self.clone()
+    }
+}
+
+impl<M, S> Source<M> for Arc<S>
+where
+    S: Source<M> + ?Sized,
+{
+    fn members(&self) -> Vec<M> {
+        (**self).members()
+    }
+}

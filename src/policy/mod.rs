@@ -1,0 +1,86 @@
+//! How a balancer chooses among its live members.
+//!
+//! Every policy reads one snapshot, makes one relaxed `fetch_add` on the balancer's cursor (the
+//! only shared write of a pick), and never locks or allocates:
+//!
+//! | policy | cost | source |
+//! | --- | --- | --- |
+//! | [`Policy::RoundRobin`] | O(1) with all members alive | ballermann's `pid/1` |
+//! | [`Policy::LeastLoaded`] | O(n): reads every member's load | OTP `pool:get_node/0`, Akka's smallest mailbox |
+//! | [`Policy::PowerOfTwo`] | O(1): reads two loads | Mitzenmacher, *The Power of Two Choices in Randomized Load Balancing* (2001) |
+//!
+//! Members that are disabled, dead, or at or above `max_load` are passed over by all three.
+
+mod least_loaded;
+mod p2c;
+mod round_robin;
+
+pub(crate) use least_loaded::least_loaded;
+pub(crate) use p2c::power_of_two;
+pub(crate) use round_robin::round_robin;
+
+use crate::{balancer::snapshot::Seen, PickError};
+
+/// The rule a [`Balancer`](crate::Balancer) picks by.
+///
+/// # Example
+///
+/// ```
+/// use croupier::{Balancer, Policy};
+///
+/// # #[derive(Clone)] struct W; impl croupier::Member for W { fn is_alive(&self) -> bool { true } }
+/// let b = Balancer::builder()
+///     .policy(Policy::PowerOfTwo)
+///     .seed(7)
+///     .source(vec![W, W, W])
+///     .build()?;
+/// assert_eq!(b.policy(), Policy::PowerOfTwo);
+/// # Ok::<(), croupier::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Policy {
+    /// Each live member in turn, in the source's order. With `n` live members and no changes,
+    /// `k·n` consecutive picks from one thread return every member exactly `k` times.
+    #[default]
+    RoundRobin,
+    /// A member with the smallest [`load`](crate::Member::load); ties go round robin so that
+    /// equal loads spread. Reads every member's load: for pools beyond a few hundred members
+    /// prefer [`Policy::PowerOfTwo`].
+    LeastLoaded,
+    /// Two distinct members sampled at random; the lighter one wins (ties: the first sample).
+    /// Constant cost whatever the size, and close to least loaded in quality.
+    PowerOfTwo,
+}
+
+/// What one pick noticed on the way, besides its answer.
+#[derive(Debug, Default)]
+pub(crate) struct Scan {
+    /// Members this pick was the first to find dead.
+    pub(crate) newly_dead: usize,
+}
+
+impl Scan {
+    /// Folds a look at a slot into the scan; true if the slot may be handed out.
+    #[inline]
+    pub(crate) fn usable(&mut self, seen: Seen) -> bool {
+        match seen {
+            Seen::Usable => true,
+            Seen::Skipped => false,
+            Seen::NewlyDead => {
+                self.newly_dead += 1;
+                false
+            }
+        }
+    }
+}
+
+/// The error for a pick that found nothing to hand out.
+#[inline]
+pub(crate) fn nothing(any_live: bool) -> PickError {
+    if any_live {
+        PickError::Overloaded
+    } else {
+        PickError::NoMembers
+    }
+}

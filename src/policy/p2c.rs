@@ -1,0 +1,64 @@
+//! Power of two choices (Mitzenmacher 2001): sample two distinct members, keep the lighter.
+//!
+//! The randomness is a SplitMix64 hash of the balancer's seed and the pick's cursor value, so it
+//! needs no thread-local or shared RNG state, and a seeded balancer picked from one thread
+//! makes the same choices every run.
+
+use super::{least_loaded::least_loaded_from, Scan};
+use crate::{balancer::snapshot::Snapshot, Member, PickError};
+
+/// Samples two distinct slots; returns the lighter usable one under `max_load`. When neither
+/// sample can be handed out (dead, disabled or over the limit) it falls back to a least-loaded
+/// scan from the first sample, which finds any usable member or says why there is none.
+#[inline]
+pub(crate) fn power_of_two<M: Member>(
+    snap: &Snapshot<M>,
+    cursor: usize,
+    seed: u64,
+    max_load: usize,
+    scan: &mut Scan,
+) -> Result<usize, PickError> {
+    let n = snap.len();
+    let r = splitmix64(seed.wrapping_add((cursor as u64).wrapping_mul(GOLDEN_GAMMA)));
+    let a = (r % n as u64) as usize;
+    if n == 1 {
+        return least_loaded_from(snap, a, max_load, scan);
+    }
+    // A second, distinct slot: an offset in 1..n from the first.
+    let b = (a + 1 + ((r >> 32) % (n as u64 - 1)) as usize) % n;
+    match (
+        candidate(snap, a, max_load, scan),
+        candidate(snap, b, max_load, scan),
+    ) {
+        (Some(la), Some(lb)) => Ok(if lb < la { b } else { a }),
+        (Some(_), None) => Ok(a),
+        (None, Some(_)) => Ok(b),
+        (None, None) => least_loaded_from(snap, a, max_load, scan),
+    }
+}
+
+/// The load of slot `i` if it may be handed out.
+#[inline]
+fn candidate<M: Member>(
+    snap: &Snapshot<M>,
+    i: usize,
+    max_load: usize,
+    scan: &mut Scan,
+) -> Option<usize> {
+    if !scan.usable(snap.look(i)) {
+        return None;
+    }
+    let load = snap.slots[i].member.load();
+    (load < max_load).then_some(load)
+}
+
+const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// SplitMix64's output function (Steele, Lea, Flood 2014).
+#[inline]
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(GOLDEN_GAMMA);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
