@@ -14,6 +14,14 @@ pub enum ConfigError {
     ZeroMaxLoad,
     /// The balancer has nowhere to take its members from.
     MissingSource,
+    /// A supervisor or pool needs at least one worker.
+    ZeroSize,
+    /// `Mailbox::Bounded(0)` could never queue a message.
+    ZeroMailbox,
+    /// The restart intensity's window must be positive.
+    ZeroIntensityWindow,
+    /// Workers are tokio tasks: `start()` must be called inside a tokio runtime.
+    NoRuntime,
 }
 
 impl fmt::Display for ConfigError {
@@ -28,6 +36,18 @@ impl fmt::Display for ConfigError {
             ),
             Self::MissingSource => {
                 f.write_str("no source of members: call .source(..) before .build()")
+            }
+            Self::ZeroSize => {
+                f.write_str("size(0): a pool or supervisor needs at least one worker")
+            }
+            Self::ZeroMailbox => {
+                f.write_str("Mailbox::Bounded(0) could never queue a message; use 1 or more")
+            }
+            Self::ZeroIntensityWindow => {
+                f.write_str("the restart intensity window must be longer than zero")
+            }
+            Self::NoRuntime => {
+                f.write_str("start() was called outside a tokio runtime; workers are tokio tasks")
             }
         }
     }

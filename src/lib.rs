@@ -70,10 +70,16 @@ mod balancer;
 pub mod error;
 mod member;
 pub mod policy;
+mod pool;
+mod supervisor;
+mod worker;
 
 pub use crate::{
     balancer::{Balancer, BalancerBuilder, Picked, Stats},
     error::{ConfigError, PickError},
     member::{Member, Source},
     policy::Policy,
+    pool::{Pool, PoolBuilder, PoolStats},
+    supervisor::{Backoff, Restart, Supervisor, SupervisorBuilder, SupervisorStats, WorkerStats},
+    worker::{CallError, Mailbox, SendError, Worker, WorkerId, WorkerRef},
 };

@@ -96,13 +96,8 @@ impl<M: Member> BalancerBuilder<M> {
     /// - [`ConfigError::ZeroMaxLoad`] for `max_load(0)`.
     /// - [`ConfigError::MissingSource`] when no source was given.
     pub fn build(self) -> Result<Balancer<M>, ConfigError> {
+        self.check()?;
         let ratio = self.min_alive_ratio;
-        if !(ratio > 0.0 && ratio <= 1.0) {
-            return Err(ConfigError::InvalidRatio(ratio));
-        }
-        if self.max_load == Some(0) {
-            return Err(ConfigError::ZeroMaxLoad);
-        }
         let source = self.source.ok_or(ConfigError::MissingSource)?;
         let config = Config {
             policy: self.policy,
@@ -111,6 +106,20 @@ impl<M: Member> BalancerBuilder<M> {
             seed: self.seed.unwrap_or_else(random_seed),
         };
         Ok(Balancer::from_parts(config, source))
+    }
+}
+
+impl<M> BalancerBuilder<M> {
+    /// Checks every setting but the source.
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
+        let ratio = self.min_alive_ratio;
+        if !(ratio > 0.0 && ratio <= 1.0) {
+            return Err(ConfigError::InvalidRatio(ratio));
+        }
+        if self.max_load == Some(0) {
+            return Err(ConfigError::ZeroMaxLoad);
+        }
+        Ok(())
     }
 }
 

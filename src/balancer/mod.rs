@@ -192,7 +192,7 @@ impl<M: Member> Balancer<M> {
     /// ```
     /// use croupier::{Balancer, Member, PickError};
     ///
-    /// #[derive(Clone)]
+    /// #[derive(Clone, Debug)]
     /// struct Busy(usize);
     /// impl Member for Busy {
     ///     fn is_alive(&self) -> bool { true }
@@ -496,6 +496,26 @@ impl<M: Member> Balancer<M> {
     #[must_use]
     pub fn policy(&self) -> Policy {
         self.shared.config.policy
+    }
+}
+
+/// A balancer that does not keep its members alive: what a supervisor holds to tell it of
+/// restarts without a reference cycle.
+pub(crate) struct WeakBalancer<M>(std::sync::Weak<Shared<M>>);
+
+impl<M> WeakBalancer<M> {
+    pub(crate) fn upgrade(&self) -> Option<Balancer<M>> {
+        self.0.upgrade().map(|shared| Balancer { shared })
+    }
+
+    pub(crate) fn is_alive(&self) -> bool {
+        self.0.strong_count() > 0
+    }
+}
+
+impl<M> Balancer<M> {
+    pub(crate) fn downgrade(&self) -> WeakBalancer<M> {
+        WeakBalancer(Arc::downgrade(&self.shared))
     }
 }
 

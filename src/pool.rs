@@ -1,0 +1,308 @@
+//! [`Pool`]: a supervisor and a balancer in one value, the everyday entry point.
+
+use std::fmt;
+
+use crate::{
+    supervisor::SupervisorBuilder,
+    worker::{PendingReply, TryCall},
+    Backoff, Balancer, CallError, ConfigError, Mailbox, PickError, Picked, Policy, Restart,
+    SendError, Stats, Supervisor, SupervisorStats, Worker, WorkerId, WorkerRef,
+};
+
+/// A pool of supervised workers dealt out by a lock-free balancer.
+///
+/// [`call`](Pool::call) and [`send`](Pool::send) pick a worker by the pool's [`Policy`] and
+/// hand it the message; if the worker turns out to have died in between, they pick again (a
+/// bounded number of times), so a crash costs the caller nothing but the message that was
+/// in progress. The balancer learns of every restart at once.
+///
+/// Dropping the last clone of a pool without [`shutdown`](Pool::shutdown) stops its workers.
+///
+/// # Example
+///
+/// ```
+/// use croupier::{Policy, Pool, Worker};
+///
+/// struct Square;
+/// impl Worker for Square {
+///     type Msg = u64;
+///     type Reply = u64;
+///     async fn handle(&mut self, n: u64) -> u64 {
+///         n * n
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let pool = Pool::builder(|_id| Square)
+///     .size(4)
+///     .policy(Policy::LeastLoaded)
+///     .start()?;
+/// assert_eq!(pool.call(7).await?, 49);
+/// pool.send(3)?; // fire and forget
+/// pool.shutdown().await; // the queued 3 is handled before this returns
+/// # Ok(()) }
+/// ```
+pub struct Pool<W: Worker> {
+    supervisor: Supervisor<W>,
+    balancer: Balancer<WorkerRef<W>>,
+}
+
+/// A pool's balancer and supervisor statistics together, from [`Pool::stats`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// The balancer's counters.
+    pub balancer: Stats,
+    /// The supervisor's counters and every worker's load.
+    pub supervisor: SupervisorStats,
+}
+
+impl<W: Worker> Pool<W> {
+    /// Starts configuring a pool whose workers `factory` makes. See [`PoolBuilder`].
+    pub fn builder<F>(factory: F) -> PoolBuilder<W>
+    where
+        F: Fn(WorkerId) -> W + Send + Sync + 'static,
+    {
+        PoolBuilder {
+            supervisor: Supervisor::builder(factory),
+            balancer: Balancer::builder(),
+        }
+    }
+
+    /// Picks a worker and calls it, picking again if the one picked has just died.
+    ///
+    /// # Errors
+    ///
+    /// - [`CallError::WorkerDied`]: the worker panicked while handling this message.
+    /// - [`CallError::Shutdown`]: the pool has shut down or its supervisor gave up.
+    /// - [`CallError::NoMembers`], [`CallError::Overloaded`]: the balancer refused (see
+    ///   [`PickError`]).
+    /// - [`CallError::Dead`]: every worker picked died before taking the message, more times
+    ///   in a row than the pool has workers (a crash storm).
+    ///
+    /// All but `WorkerDied` hand the message back.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`WorkerRef::call`]: once queued, the message is handled even if the future is
+    /// dropped.
+    pub async fn call(&self, mut msg: W::Msg) -> Result<W::Reply, CallError<W::Msg>> {
+        for _ in 0..self.attempts() {
+            if self.supervisor.is_stopped() {
+                return Err(CallError::Shutdown(msg));
+            }
+            // The pick guard must not live across an await: settle what to wait for first.
+            let waiting = match self.balancer.pick() {
+                Err(e) => return Err(CallError::from_pick(e, msg)),
+                Ok(worker) => match worker.try_call(msg) {
+                    Ok(pending) => Waiting::Reply(pending),
+                    Err(TryCall::Full(m)) => Waiting::Room(worker.cloned(), m),
+                    Err(TryCall::Refused(e)) => Waiting::Refused(e),
+                },
+            };
+            let result = match waiting {
+                Waiting::Reply(pending) => pending.wait().await,
+                Waiting::Room(worker, m) => worker.call(m).await,
+                Waiting::Refused(e) => Err(e),
+            };
+            match result {
+                Err(CallError::Dead(m)) => msg = m,
+                other => return other,
+            }
+        }
+        Err(CallError::Dead(msg))
+    }
+
+    /// Picks a worker and queues `msg` for it without waiting, picking again if the one
+    /// picked has just died.
+    ///
+    /// # Errors
+    ///
+    /// Hands the message back: [`SendError::Full`] (the picked worker's bounded mailbox is
+    /// full), [`SendError::Shutdown`], [`SendError::NoMembers`], [`SendError::Overloaded`], or
+    /// [`SendError::Dead`] after too many dead picks in a row.
+    pub fn send(&self, mut msg: W::Msg) -> Result<(), SendError<W::Msg>> {
+        for _ in 0..self.attempts() {
+            if self.supervisor.is_stopped() {
+                return Err(SendError::Shutdown(msg));
+            }
+            let worker = match self.balancer.pick() {
+                Ok(worker) => worker,
+                Err(e) => return Err(SendError::from_pick(e, msg)),
+            };
+            match worker.send(msg) {
+                Err(SendError::Dead(m)) => msg = m,
+                other => return other,
+            }
+        }
+        Err(SendError::Dead(msg))
+    }
+
+    /// Picks a worker without sending it anything. See [`Balancer::pick`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Balancer::pick`].
+    pub fn pick(&self) -> Result<Picked<'_, WorkerRef<W>>, PickError> {
+        self.balancer.pick()
+    }
+
+    /// The pool's balancer.
+    #[must_use]
+    pub fn balancer(&self) -> &Balancer<WorkerRef<W>> {
+        &self.balancer
+    }
+
+    /// The pool's supervisor.
+    #[must_use]
+    pub fn supervisor(&self) -> &Supervisor<W> {
+        &self.supervisor
+    }
+
+    /// Balancer and supervisor statistics.
+    pub fn stats(&self) -> PoolStats {
+        PoolStats {
+            balancer: self.balancer.stats(),
+            supervisor: self.supervisor.stats(),
+        }
+    }
+
+    /// Stops dealing at once, lets every worker finish its queued messages, and waits for
+    /// every task to end. Later calls get `Shutdown`.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Supervisor::shutdown`]: dropping the future does not undo the shutdown.
+    pub async fn shutdown(&self) {
+        self.supervisor.shutdown().await;
+    }
+
+    /// How many picks a call makes before it gives up on dead workers.
+    fn attempts(&self) -> usize {
+        self.supervisor.size() + 2
+    }
+}
+
+/// What a call waits for once its pick guard is gone.
+enum Waiting<W: Worker> {
+    Reply(PendingReply<W>),
+    Room(WorkerRef<W>, W::Msg),
+    Refused(CallError<W::Msg>),
+}
+
+impl<W: Worker> Clone for Pool<W> {
+    fn clone(&self) -> Self {
+        Self {
+            supervisor: self.supervisor.clone(),
+            balancer: self.balancer.clone(),
+        }
+    }
+}
+
+impl<W: Worker> fmt::Debug for Pool<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("supervisor", &self.supervisor)
+            .field("balancer", &self.balancer)
+            .finish()
+    }
+}
+
+/// Configures a [`Pool`]: the settings of its [`SupervisorBuilder`] and [`BalancerBuilder`]
+/// (crate::BalancerBuilder) in one place. Made by [`Pool::builder`].
+///
+/// Defaults: 1 worker, [`Policy::RoundRobin`], [`Restart::Permanent`], at most 10 restarts a
+/// second, an unbounded mailbox.
+#[must_use = "a builder does nothing until .start()"]
+pub struct PoolBuilder<W: Worker> {
+    supervisor: SupervisorBuilder<W>,
+    balancer: crate::BalancerBuilder<WorkerRef<W>>,
+}
+
+impl<W: Worker> PoolBuilder<W> {
+    /// How many workers to run. Must be positive.
+    pub fn size(mut self, n: usize) -> Self {
+        self.supervisor = self.supervisor.size(n);
+        self
+    }
+
+    /// The rule to pick workers by.
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.balancer = self.balancer.policy(policy);
+        self
+    }
+
+    /// See [`BalancerBuilder::min_alive_ratio`](crate::BalancerBuilder::min_alive_ratio).
+    /// A pool also refreshes at every restart, so this matters only for deaths that are not
+    /// followed by one.
+    pub fn min_alive_ratio(mut self, ratio: f64) -> Self {
+        self.balancer = self.balancer.min_alive_ratio(ratio);
+        self
+    }
+
+    /// Pass over workers with `n` or more messages queued or in progress; refuse with
+    /// `Overloaded` when all have. See
+    /// [`BalancerBuilder::max_load`](crate::BalancerBuilder::max_load).
+    pub fn max_load(mut self, n: usize) -> Self {
+        self.balancer = self.balancer.max_load(n);
+        self
+    }
+
+    /// Seeds [`Policy::PowerOfTwo`].
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.balancer = self.balancer.seed(seed);
+        self
+    }
+
+    /// See [`SupervisorBuilder::restart`].
+    pub fn restart(mut self, restart: Restart) -> Self {
+        self.supervisor = self.supervisor.restart(restart);
+        self
+    }
+
+    /// See [`SupervisorBuilder::intensity`].
+    pub fn intensity(mut self, max_restarts: u32, window: std::time::Duration) -> Self {
+        self.supervisor = self.supervisor.intensity(max_restarts, window);
+        self
+    }
+
+    /// See [`SupervisorBuilder::backoff`].
+    pub fn backoff(mut self, backoff: impl Into<Backoff>) -> Self {
+        self.supervisor = self.supervisor.backoff(backoff);
+        self
+    }
+
+    /// See [`SupervisorBuilder::mailbox`].
+    pub fn mailbox(mut self, mailbox: Mailbox) -> Self {
+        self.supervisor = self.supervisor.mailbox(mailbox);
+        self
+    }
+
+    /// Checks every setting, then starts the workers and the balancer over them.
+    ///
+    /// # Errors
+    ///
+    /// Any [`ConfigError`] of the supervisor's or the balancer's settings; nothing is started
+    /// then.
+    pub fn start(self) -> Result<Pool<W>, ConfigError> {
+        self.supervisor.check()?;
+        // Check the balancer's settings before any task starts.
+        self.balancer.check()?;
+        let supervisor = self.supervisor.start()?;
+        let balancer = self.balancer.source(supervisor.children_source()).build()?;
+        supervisor.attach(&balancer);
+        Ok(Pool {
+            supervisor,
+            balancer,
+        })
+    }
+}
+
+impl<W: Worker> fmt::Debug for PoolBuilder<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolBuilder")
+            .field("supervisor", &self.supervisor)
+            .field("balancer", &self.balancer)
+            .finish()
+    }
+}

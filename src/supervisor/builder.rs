@@ -1,0 +1,242 @@
+//! Configuration of a [`Supervisor`], checked at `start()`.
+
+use std::{
+    collections::VecDeque,
+    fmt,
+    sync::{
+        atomic::{AtomicBool, AtomicU64},
+        Arc,
+    },
+    time::Duration,
+};
+
+use parking_lot::Mutex;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use super::{runner, Core, Inner, Supervisor};
+use crate::{
+    worker::{mailbox, Slot},
+    ConfigError, Mailbox, Worker, WorkerId,
+};
+
+/// When a supervisor restarts a worker whose incarnation ended (OTP's restart types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Restart {
+    /// Always: after a panic and after it [finished](Worker::is_finished).
+    #[default]
+    Permanent,
+    /// Only after a panic; a worker that finishes stays stopped.
+    Transient,
+    /// Never: the slot ends with its first incarnation.
+    Temporary,
+}
+
+impl Restart {
+    /// Whether an incarnation that ended this way is replaced.
+    pub(crate) fn restarts(self, panicked: bool) -> bool {
+        match self {
+            Self::Permanent => true,
+            Self::Transient => panicked,
+            Self::Temporary => false,
+        }
+    }
+}
+
+/// How long a slot waits before starting a new incarnation. Messages sent meanwhile queue in
+/// its mailbox.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use croupier::Backoff;
+///
+/// let b = Backoff::exponential(Duration::from_millis(10), Duration::from_secs(1));
+/// assert_eq!(b.delay(0), Duration::from_millis(10));
+/// assert_eq!(b.delay(3), Duration::from_millis(80));
+/// assert_eq!(b.delay(30), Duration::from_secs(1));
+/// assert_eq!(Backoff::from(Duration::from_millis(5)).delay(9), Duration::from_millis(5));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    /// Restart at once (the default).
+    #[must_use]
+    pub const fn none() -> Self {
+        Self {
+            initial: Duration::ZERO,
+            max: Duration::ZERO,
+        }
+    }
+
+    /// The same delay before every restart.
+    #[must_use]
+    pub const fn fixed(delay: Duration) -> Self {
+        Self {
+            initial: delay,
+            max: delay,
+        }
+    }
+
+    /// `initial`, doubled for each crash in a row of the same slot, at most `max`. A slot's
+    /// count starts again once an incarnation has handled a message.
+    #[must_use]
+    pub const fn exponential(initial: Duration, max: Duration) -> Self {
+        Self { initial, max }
+    }
+
+    /// The delay before a restart that follows `crashes_in_a_row` earlier ones.
+    #[must_use]
+    pub fn delay(&self, crashes_in_a_row: u32) -> Duration {
+        let factor = 1_u32.checked_shl(crashes_in_a_row).unwrap_or(u32::MAX);
+        self.initial.saturating_mul(factor).min(self.max)
+    }
+}
+
+impl From<Duration> for Backoff {
+    fn from(delay: Duration) -> Self {
+        Self::fixed(delay)
+    }
+}
+
+/// Configures a [`Supervisor`]; made by [`Supervisor::builder`].
+///
+/// Defaults: 1 worker, [`Restart::Permanent`], at most 10 restarts a second, no backoff, an
+/// unbounded mailbox.
+#[must_use = "a builder does nothing until .start()"]
+pub struct SupervisorBuilder<W: Worker> {
+    factory: Box<dyn Fn(WorkerId) -> W + Send + Sync>,
+    pub(crate) size: usize,
+    restart: Restart,
+    intensity: u32,
+    window: Duration,
+    backoff: Backoff,
+    mailbox: Mailbox,
+}
+
+impl<W: Worker> SupervisorBuilder<W> {
+    pub(super) fn new(factory: Box<dyn Fn(WorkerId) -> W + Send + Sync>) -> Self {
+        Self {
+            factory,
+            size: 1,
+            restart: Restart::default(),
+            intensity: 10,
+            window: Duration::from_secs(1),
+            backoff: Backoff::none(),
+            mailbox: Mailbox::default(),
+        }
+    }
+
+    /// How many workers (slots) to run. Must be positive.
+    pub fn size(mut self, n: usize) -> Self {
+        self.size = n;
+        self
+    }
+
+    /// When to restart a worker whose incarnation ended.
+    pub fn restart(mut self, restart: Restart) -> Self {
+        self.restart = restart;
+        self
+    }
+
+    /// Give up once there are more than `max_restarts` restarts, across all slots, within
+    /// `window` (OTP's intensity and period). `max_restarts` may be 0: give up on the first
+    /// crash. The window must be positive.
+    pub fn intensity(mut self, max_restarts: u32, window: Duration) -> Self {
+        self.intensity = max_restarts;
+        self.window = window;
+        self
+    }
+
+    /// The delay before each restart: a [`Duration`] for a fixed one, or a [`Backoff`].
+    pub fn backoff(mut self, backoff: impl Into<Backoff>) -> Self {
+        self.backoff = backoff.into();
+        self
+    }
+
+    /// Each worker's mailbox: unbounded, or bounded (then `send` answers `Full`).
+    pub fn mailbox(mut self, mailbox: Mailbox) -> Self {
+        self.mailbox = mailbox;
+        self
+    }
+
+    /// Checks the settings without starting anything.
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
+        if self.size == 0 {
+            return Err(ConfigError::ZeroSize);
+        }
+        if self.window.is_zero() {
+            return Err(ConfigError::ZeroIntensityWindow);
+        }
+        if self.mailbox == Mailbox::Bounded(0) {
+            return Err(ConfigError::ZeroMailbox);
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(ConfigError::NoRuntime);
+        }
+        Ok(())
+    }
+
+    /// Checks the settings and starts every worker, each in its own task on the current tokio
+    /// runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::ZeroSize`], [`ConfigError::ZeroIntensityWindow`],
+    /// [`ConfigError::ZeroMailbox`], or [`ConfigError::NoRuntime`] when called outside a tokio
+    /// runtime.
+    pub fn start(self) -> Result<Supervisor<W>, ConfigError> {
+        self.check()?;
+        let mut outboxes = Vec::with_capacity(self.size);
+        let slots = (0..self.size)
+            .map(|index| {
+                let (inbox, outbox) = mailbox(self.mailbox);
+                outboxes.push(outbox);
+                Arc::new(Slot::new(index, inbox))
+            })
+            .collect();
+        let core = Arc::new(Core {
+            slots,
+            factory: self.factory,
+            restart: self.restart,
+            intensity: self.intensity,
+            window: self.window,
+            backoff: self.backoff,
+            drain: CancellationToken::new(),
+            stop: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            recent_restarts: Mutex::new(VecDeque::new()),
+            watchers: Mutex::new(Vec::new()),
+            restarts: AtomicU64::new(0),
+            deaths: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            gave_up: AtomicBool::new(false),
+        });
+        for (slot, outbox) in core.slots.iter().zip(outboxes) {
+            let task = runner::run_slot(Arc::clone(&core), Arc::clone(slot), outbox);
+            core.tracker.spawn(task);
+        }
+        Ok(Supervisor {
+            inner: Arc::new(Inner { core }),
+        })
+    }
+}
+
+impl<W: Worker> fmt::Debug for SupervisorBuilder<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SupervisorBuilder")
+            .field("size", &self.size)
+            .field("restart", &self.restart)
+            .field("intensity", &self.intensity)
+            .field("window", &self.window)
+            .field("backoff", &self.backoff)
+            .field("mailbox", &self.mailbox)
+            .finish_non_exhaustive()
+    }
+}

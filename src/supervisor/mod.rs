@@ -1,0 +1,339 @@
+//! Supervisors: start workers, restart the ones that crash, and give up when they crash too
+//! often (OTP's restart intensity).
+
+mod builder;
+mod runner;
+
+use std::{
+    collections::VecDeque,
+    fmt,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+        Arc,
+    },
+    time::Duration,
+};
+
+use parking_lot::Mutex;
+use tokio::time::Instant;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+pub use self::builder::{Backoff, Restart, SupervisorBuilder};
+use crate::{
+    balancer::WeakBalancer,
+    worker::{Slot, ENDED, SHUT},
+    Balancer, Member, Source, Worker, WorkerId, WorkerRef,
+};
+
+/// Runs a fixed number of [`Worker`]s, each in its own tokio task, and restarts those that
+/// crash.
+///
+/// Each worker lives in a *slot*. When it panics (or finishes, if
+/// [`Restart::Permanent`]) the slot starts a new incarnation from the factory: the old
+/// [`WorkerRef`] turns dead at once, the messages still queued for it go, in order, to the
+/// successor, and the caller of the message being handled gets
+/// [`CallError::WorkerDied`](crate::CallError::WorkerDied). More restarts than the
+/// [intensity](SupervisorBuilder::intensity) allows within its window and the supervisor gives
+/// up: every worker stops and every queued message comes back to its caller as
+/// [`Shutdown`](crate::CallError::Shutdown).
+///
+/// A `Supervisor` is a [`Source`] of its current children, so a [`Balancer`] can deal them;
+/// [`attach`](Supervisor::attach) the balancer too and it learns of every restart at once.
+/// [`Pool`](crate::Pool) does both.
+///
+/// Dropping the last handle without [`shutdown`](Supervisor::shutdown) stops the tasks: each
+/// ends after the message it is handling, and queued messages come back as `Shutdown`.
+///
+/// # Example
+///
+/// ```
+/// use croupier::{Restart, Supervisor, Worker};
+///
+/// struct Adder(u64);
+/// impl Worker for Adder {
+///     type Msg = u64;
+///     type Reply = u64;
+///     async fn handle(&mut self, n: u64) -> u64 {
+///         self.0 += n;
+///         self.0
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let sup = Supervisor::builder(|_id| Adder(0))
+///     .size(2)
+///     .restart(Restart::Permanent)
+///     .start()?;
+/// let workers = sup.children();
+/// assert_eq!(workers.len(), 2);
+/// assert_eq!(workers[0].call(5).await?, 5);
+/// assert_eq!(workers[0].call(5).await?, 10);
+/// sup.shutdown().await;
+/// # Ok(()) }
+/// ```
+pub struct Supervisor<W: Worker> {
+    inner: Arc<Inner<W>>,
+}
+
+/// Owns the tasks: dropped with the last `Supervisor`, it stops them.
+struct Inner<W: Worker> {
+    core: Arc<Core<W>>,
+}
+
+impl<W: Worker> Drop for Inner<W> {
+    fn drop(&mut self) {
+        self.core.tracker.close();
+        self.core.stop.cancel();
+    }
+}
+
+/// What the slot tasks share. Tasks hold this, never `Inner`, so that dropping the last
+/// `Supervisor` is seen.
+pub(crate) struct Core<W: Worker> {
+    slots: Box<[Arc<Slot<W>>]>,
+    factory: Box<dyn Fn(WorkerId) -> W + Send + Sync>,
+    restart: Restart,
+    intensity: u32,
+    window: Duration,
+    backoff: Backoff,
+    /// Graceful shutdown: stop taking messages, finish the queued ones.
+    drain: CancellationToken,
+    /// Hard stop (give-up or drop): finish the message in hand at most, return the rest.
+    stop: CancellationToken,
+    tracker: TaskTracker,
+    /// When recent restarts happened, for the intensity check. Slow path only.
+    recent_restarts: Mutex<VecDeque<Instant>>,
+    /// Balancers to tell of restarts and deaths. Slow path only.
+    watchers: Mutex<Vec<WeakBalancer<WorkerRef<W>>>>,
+    restarts: AtomicU64,
+    deaths: AtomicU64,
+    dropped: AtomicU64,
+    gave_up: AtomicBool,
+}
+
+/// A point-in-time view of a supervisor, from [`Supervisor::stats`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SupervisorStats {
+    /// Incarnations started to replace one that ended.
+    pub restarts: u64,
+    /// Incarnations that panicked or finished (shutdown not counted).
+    pub deaths: u64,
+    /// Messages sent with `send` (no caller waiting) that were still queued when their slot
+    /// ended or the supervisor gave up, and so were never handled. Also reported by a
+    /// `tracing` warning.
+    pub dropped: u64,
+    /// Whether the supervisor gave up after too many restarts.
+    pub gave_up: bool,
+    /// Every slot's current incarnation, liveness and load.
+    pub workers: Vec<WorkerStats>,
+}
+
+/// One slot's state in [`SupervisorStats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkerStats {
+    /// The slot's current (or last) incarnation.
+    pub id: WorkerId,
+    /// Whether that incarnation is serving.
+    pub alive: bool,
+    /// Messages queued plus the one in progress.
+    pub load: usize,
+}
+
+impl<W: Worker> Supervisor<W> {
+    /// Starts configuring a supervisor whose workers `factory` makes; it is called with the id
+    /// of each incarnation it makes. See [`SupervisorBuilder`].
+    pub fn builder<F>(factory: F) -> SupervisorBuilder<W>
+    where
+        F: Fn(WorkerId) -> W + Send + Sync + 'static,
+    {
+        SupervisorBuilder::new(Box::new(factory))
+    }
+
+    /// The current incarnation of every slot still serving, in slot order.
+    ///
+    /// Empty once the supervisor has shut down or given up.
+    pub fn children(&self) -> Vec<WorkerRef<W>> {
+        self.inner.core.children()
+    }
+
+    /// Tells `balancer` of every restart (it refreshes) and every worker that ends for good
+    /// (it learns of the death at once), as an Erlang monitor would, instead of waiting for
+    /// a pick to find out. Holds the balancer weakly: attaching keeps nothing alive.
+    pub fn attach(&self, balancer: &Balancer<WorkerRef<W>>) {
+        self.inner.core.watchers.lock().push(balancer.downgrade());
+    }
+
+    /// Stops gracefully: refuses new messages at once, lets every worker finish the messages
+    /// already queued, runs their [`stopping`](Worker::stopping) hooks, and waits for every
+    /// task to end. Later sends and calls get `Shutdown`. Calling it again, or from several
+    /// tasks, waits for the same end.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future does not undo the shutdown: the workers go on finishing their
+    /// queues in the background.
+    pub async fn shutdown(&self) {
+        let core = &self.inner.core;
+        core.begin_shutdown();
+        core.tracker.wait().await;
+    }
+
+    /// Whether the supervisor has shut down, begun to, or given up.
+    #[must_use]
+    pub fn is_stopped(&self) -> bool {
+        self.inner.core.is_stopped()
+    }
+
+    /// Counters and the state of every slot.
+    pub fn stats(&self) -> SupervisorStats {
+        let core = &self.inner.core;
+        SupervisorStats {
+            restarts: core.restarts.load(Relaxed),
+            deaths: core.deaths.load(Relaxed),
+            dropped: core.dropped.load(Relaxed),
+            gave_up: core.gave_up.load(Relaxed),
+            workers: core
+                .slots
+                .iter()
+                .map(|slot| {
+                    let current = slot.current.load(Relaxed);
+                    WorkerStats {
+                        id: WorkerId::new(slot.index, current.min(ENDED - 1)),
+                        alive: current < ENDED,
+                        load: slot.load.load(Relaxed),
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// How many slots the supervisor runs.
+    #[must_use]
+    pub fn size(&self) -> usize {
+        self.inner.core.slots.len()
+    }
+
+    /// A source of the current children that does not keep the workers running: used by
+    /// [`Pool`](crate::Pool) so that dropping the pool stops them.
+    pub(crate) fn children_source(&self) -> ChildrenSource<W> {
+        ChildrenSource(Arc::clone(&self.inner.core))
+    }
+}
+
+impl<W: Worker> Core<W> {
+    fn children(&self) -> Vec<WorkerRef<W>> {
+        self.slots
+            .iter()
+            .filter_map(|slot| {
+                let current = slot.current.load(Relaxed);
+                (current < ENDED).then(|| WorkerRef::new(Arc::clone(slot), current))
+            })
+            .collect()
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.drain.is_cancelled() || self.stop.is_cancelled()
+    }
+
+    /// Refuses new messages everywhere and lets the slots drain.
+    fn begin_shutdown(&self) {
+        for slot in self.slots.iter() {
+            slot.current.store(SHUT, Relaxed);
+        }
+        self.tracker.close();
+        self.drain.cancel();
+        self.refresh_watchers();
+    }
+
+    /// Records a restart; false when it is one more than the intensity allows in the window.
+    fn allow_restart(&self) -> bool {
+        let now = Instant::now();
+        let mut recent = self.recent_restarts.lock();
+        while recent
+            .front()
+            .is_some_and(|&t| now.duration_since(t) >= self.window)
+        {
+            recent.pop_front();
+        }
+        recent.push_back(now);
+        recent.len() <= self.intensity as usize
+    }
+
+    /// Too many restarts: stop everything. Queued messages come back as `Shutdown`.
+    fn give_up(&self, last: WorkerId) {
+        if self.gave_up.swap(true, Relaxed) {
+            return;
+        }
+        tracing::error!(
+            worker = %last,
+            intensity = self.intensity,
+            window = ?self.window,
+            "croupier supervisor gave up: too many restarts; stopping every worker"
+        );
+        for slot in self.slots.iter() {
+            slot.current.store(SHUT, Relaxed);
+        }
+        self.tracker.close();
+        self.stop.cancel();
+        self.refresh_watchers();
+    }
+
+    /// Balancers attached to this supervisor, still alive.
+    fn watchers(&self) -> Vec<Balancer<WorkerRef<W>>> {
+        let mut watchers = self.watchers.lock();
+        watchers.retain(|w| w.is_alive());
+        watchers.iter().filter_map(WeakBalancer::upgrade).collect()
+    }
+
+    fn refresh_watchers(&self) {
+        for b in self.watchers() {
+            b.refresh();
+        }
+    }
+
+    fn notify_dead(&self, old: &WorkerRef<W>) {
+        for b in self.watchers() {
+            b.notify_dead(old);
+        }
+    }
+}
+
+/// The children of a supervisor's core, as a [`Source`] that does not own the tasks.
+pub(crate) struct ChildrenSource<W: Worker>(Arc<Core<W>>);
+
+impl<W: Worker> Source<WorkerRef<W>> for ChildrenSource<W> {
+    fn members(&self) -> Vec<WorkerRef<W>> {
+        self.0.children()
+    }
+}
+
+impl<W: Worker> Source<WorkerRef<W>> for Supervisor<W> {
+    fn members(&self) -> Vec<WorkerRef<W>> {
+        self.children()
+    }
+}
+
+impl<W: Worker> Clone for Supervisor<W> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<W: Worker> fmt::Debug for Supervisor<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let core = &self.inner.core;
+        f.debug_struct("Supervisor")
+            .field("size", &core.slots.len())
+            .field("restart", &core.restart)
+            .field(
+                "alive",
+                &core.children().iter().filter(|w| w.is_alive()).count(),
+            )
+            .field("stopped", &core.is_stopped())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,127 @@
+//! A worker's mailbox: the queue in front of its slot, kept across restarts.
+
+use tokio::sync::{mpsc, oneshot};
+
+/// How many messages a worker's mailbox holds.
+///
+/// # Example
+///
+/// ```
+/// use croupier::Mailbox;
+///
+/// assert_eq!(Mailbox::default(), Mailbox::Unbounded);
+/// let bounded = Mailbox::Bounded(64); // send() answers Full once 64 messages wait
+/// # let _ = bounded;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Mailbox {
+    /// No limit: `send` always queues while the worker is alive.
+    #[default]
+    Unbounded,
+    /// At most this many queued messages: [`send`](crate::WorkerRef::send) answers
+    /// [`Full`](crate::SendError::Full) beyond it, and [`call`](crate::WorkerRef::call) waits
+    /// for room. Must be positive.
+    Bounded(usize),
+}
+
+/// What a sender puts in a mailbox.
+pub(crate) struct Envelope<W: crate::Worker> {
+    pub(crate) msg: W::Msg,
+    /// Where the reply goes; `None` for `send`. Dropped unanswered if the worker panics while
+    /// handling the message, which its caller reads as `WorkerDied`.
+    pub(crate) reply: Option<oneshot::Sender<Outcome<W>>>,
+}
+
+/// Why a queued message came back unhandled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Returned {
+    /// Its worker stopped and was not restarted.
+    Dead,
+    /// Its supervisor shut down or gave up.
+    Shutdown,
+}
+
+/// What a caller of `call` gets through its reply channel.
+pub(crate) enum Outcome<W: crate::Worker> {
+    Reply(W::Reply),
+    Returned(W::Msg, Returned),
+}
+
+/// The sending half of a mailbox.
+pub(crate) enum Inbox<W: crate::Worker> {
+    Unbounded(mpsc::UnboundedSender<Envelope<W>>),
+    Bounded(mpsc::Sender<Envelope<W>>),
+}
+
+/// Why a message could not be queued; holds the message.
+pub(crate) enum Refused<T> {
+    Full(T),
+    Closed(T),
+}
+
+/// The receiving half of a mailbox, owned by the slot's task across incarnations.
+pub(crate) enum Outbox<W: crate::Worker> {
+    Unbounded(mpsc::UnboundedReceiver<Envelope<W>>),
+    Bounded(mpsc::Receiver<Envelope<W>>),
+}
+
+/// Makes a mailbox of the given kind. `Bounded(0)` is refused by the builders before this.
+pub(crate) fn mailbox<W: crate::Worker>(kind: Mailbox) -> (Inbox<W>, Outbox<W>) {
+    match kind {
+        Mailbox::Unbounded => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            (Inbox::Unbounded(tx), Outbox::Unbounded(rx))
+        }
+        Mailbox::Bounded(n) => {
+            let (tx, rx) = mpsc::channel(n.max(1));
+            (Inbox::Bounded(tx), Outbox::Bounded(rx))
+        }
+    }
+}
+
+impl<W: crate::Worker> Inbox<W> {
+    /// Queues at once, or says why not.
+    pub(crate) fn try_send(&self, env: Envelope<W>) -> Result<(), Refused<Envelope<W>>> {
+        match self {
+            Self::Unbounded(tx) => tx.send(env).map_err(|e| Refused::Closed(e.0)),
+            Self::Bounded(tx) => tx.try_send(env).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(env) => Refused::Full(env),
+                mpsc::error::TrySendError::Closed(env) => Refused::Closed(env),
+            }),
+        }
+    }
+
+    /// Queues, waiting for room in a bounded mailbox; hands the envelope back if it closed.
+    pub(crate) async fn send(&self, env: Envelope<W>) -> Result<(), Envelope<W>> {
+        match self {
+            Self::Unbounded(tx) => tx.send(env).map_err(|e| e.0),
+            Self::Bounded(tx) => tx.send(env).await.map_err(|e| e.0),
+        }
+    }
+}
+
+impl<W: crate::Worker> Outbox<W> {
+    pub(crate) async fn recv(&mut self) -> Option<Envelope<W>> {
+        match self {
+            Self::Unbounded(rx) => rx.recv().await,
+            Self::Bounded(rx) => rx.recv().await,
+        }
+    }
+
+    /// Takes a queued envelope without waiting.
+    pub(crate) fn try_recv(&mut self) -> Option<Envelope<W>> {
+        match self {
+            Self::Unbounded(rx) => rx.try_recv().ok(),
+            Self::Bounded(rx) => rx.try_recv().ok(),
+        }
+    }
+
+    /// Refuses new messages; those already queued can still be received.
+    pub(crate) fn close(&mut self) {
+        match self {
+            Self::Unbounded(rx) => rx.close(),
+            Self::Bounded(rx) => rx.close(),
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! Workers: tokio tasks with a mailbox, handed out through [`WorkerRef`]s.
+
+mod error;
+mod mailbox;
+mod worker_ref;
+
+use std::{fmt, future::Future};
+
+pub(crate) use self::mailbox::{mailbox, Envelope, Inbox, Outbox, Outcome, Refused, Returned};
+pub(crate) use self::worker_ref::{PendingReply, Slot, TryCall, ENDED, SHUT};
+pub use self::{
+    error::{CallError, SendError},
+    mailbox::Mailbox,
+    worker_ref::WorkerRef,
+};
+
+/// A unit of work that lives in its own tokio task and handles one message at a time.
+///
+/// A [`Supervisor`](crate::Supervisor) makes workers with a factory, runs each in a task that
+/// owns its mailbox, and restarts it if it panics. Messages are sent through a
+/// [`WorkerRef`].
+///
+/// # Example
+///
+/// ```
+/// use croupier::Worker;
+///
+/// struct Doubler;
+///
+/// impl Worker for Doubler {
+///     type Msg = u64;
+///     type Reply = u64;
+///
+///     async fn handle(&mut self, n: u64) -> u64 {
+///         n * 2
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let pool = croupier::Pool::builder(|_| Doubler).size(2).start()?;
+/// assert_eq!(pool.call(21).await?, 42);
+/// # Ok(()) }
+/// ```
+pub trait Worker: Send + 'static {
+    /// What the worker is sent.
+    type Msg: Send + 'static;
+    /// What the worker answers to a [`call`](WorkerRef::call).
+    type Reply: Send + 'static;
+
+    /// Handles one message. A panic here ends this incarnation: the caller of this message
+    /// gets [`CallError::WorkerDied`], and the messages queued behind it go to the successor.
+    fn handle(&mut self, msg: Self::Msg) -> impl Future<Output = Self::Reply> + Send;
+
+    /// Runs once when the incarnation starts, before its first message.
+    fn started(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// Runs once when the incarnation stops without panicking: at shutdown, or when it has
+    /// [finished](Worker::is_finished).
+    fn stopping(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// Asked after every message: `true` ends the incarnation normally. A
+    /// [`Restart::Permanent`](crate::Restart::Permanent) worker is then restarted, a
+    /// transient or temporary one is not. `false` by default.
+    fn is_finished(&self) -> bool {
+        false
+    }
+}
+
+/// Which worker a handle points at: its slot in the supervisor and its incarnation there.
+///
+/// A restart keeps the slot and counts the incarnation up, so a handle to a crashed worker
+/// never reaches its successor by mistake. Displays as `slot.incarnation`, like `3.1`.
+///
+/// # Example
+///
+/// ```
+/// use croupier::WorkerId;
+///
+/// let id = WorkerId::new(3, 1);
+/// assert_eq!(id.to_string(), "3.1");
+/// assert_eq!((id.slot(), id.incarnation()), (3, 1));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkerId {
+    slot: usize,
+    incarnation: u64,
+}
+
+impl WorkerId {
+    /// The id of incarnation `incarnation` in slot `slot`.
+    #[must_use]
+    pub const fn new(slot: usize, incarnation: u64) -> Self {
+        Self { slot, incarnation }
+    }
+
+    /// The worker's slot: its position in the supervisor, kept across restarts.
+    #[must_use]
+    pub const fn slot(&self) -> usize {
+        self.slot
+    }
+
+    /// How many times the slot's worker has been restarted before this one (0 for the first).
+    #[must_use]
+    pub const fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+}
+
+impl fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.slot, self.incarnation)
+    }
+}

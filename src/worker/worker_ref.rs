@@ -1,0 +1,294 @@
+//! [`WorkerRef`]: the handle a balancer deals out, and the slot it points into.
+
+use std::{
+    fmt,
+    hash::{Hash, Hasher},
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
+        Arc,
+    },
+};
+
+use crossbeam_utils::CachePadded;
+use tokio::sync::oneshot;
+
+use super::{CallError, Envelope, Inbox, Outcome, Refused, Returned, SendError, Worker, WorkerId};
+use crate::Member;
+
+/// `Slot::current` once the supervisor has shut down or given up.
+pub(crate) const SHUT: u64 = u64::MAX;
+/// `Slot::current` once the slot's worker stopped and was not restarted.
+pub(crate) const ENDED: u64 = u64::MAX - 1;
+
+/// One place in a supervisor: its mailbox and load outlive the incarnations that serve it, so
+/// that messages queued for a worker that crashed go, in order, to its successor.
+pub(crate) struct Slot<W: Worker> {
+    pub(crate) index: usize,
+    pub(crate) inbox: Inbox<W>,
+    /// Messages queued plus the one in progress: what `WorkerRef::load` reads in one load.
+    pub(crate) load: CachePadded<AtomicUsize>,
+    /// The incarnation serving the slot now, or `SHUT` / `ENDED`. Relaxed throughout: it is a
+    /// liveness flag that orders no other memory; messages travel through the channel, which
+    /// synchronises on its own.
+    pub(crate) current: AtomicU64,
+}
+
+impl<W: Worker> Slot<W> {
+    pub(crate) fn new(index: usize, inbox: Inbox<W>) -> Self {
+        Self {
+            index,
+            inbox,
+            load: CachePadded::new(AtomicUsize::new(0)),
+            current: AtomicU64::new(0),
+        }
+    }
+}
+
+/// A handle to one incarnation of a supervised [`Worker`]: send it messages, call it, and hand
+/// it out through a [`Balancer`](crate::Balancer) (it is a [`Member`]).
+///
+/// [`is_alive`](Member::is_alive) turns false the moment the incarnation dies: a restarted
+/// worker gets a new `WorkerRef` with a new [`WorkerId`], so a stale handle never reaches the
+/// successor by mistake, and a message sent through it comes back in the error.
+/// [`load`](Member::load) is the slot's run-queue length, one atomic load.
+///
+/// Two `WorkerRef`s are equal when they point at the same incarnation.
+///
+/// # Example
+///
+/// ```
+/// use croupier::{Member, Supervisor, Worker};
+///
+/// struct Echo;
+/// impl Worker for Echo {
+///     type Msg = String;
+///     type Reply = String;
+///     async fn handle(&mut self, s: String) -> String { s }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let sup = Supervisor::builder(|_| Echo).size(1).start()?;
+/// let worker = sup.children().remove(0);
+/// assert_eq!(worker.id().to_string(), "0.0");
+/// assert!(worker.is_alive());
+/// assert_eq!(worker.call("hi".to_string()).await?, "hi");
+/// sup.shutdown().await;
+/// assert!(!worker.is_alive());
+/// # Ok(()) }
+/// ```
+pub struct WorkerRef<W: Worker> {
+    slot: Arc<Slot<W>>,
+    incarnation: u64,
+}
+
+impl<W: Worker> WorkerRef<W> {
+    pub(crate) fn new(slot: Arc<Slot<W>>, incarnation: u64) -> Self {
+        Self { slot, incarnation }
+    }
+
+    /// Which worker this is: slot and incarnation.
+    #[must_use]
+    pub fn id(&self) -> WorkerId {
+        WorkerId::new(self.slot.index, self.incarnation)
+    }
+
+    /// Queues `msg` without waiting for it to be handled (fire and forget).
+    ///
+    /// # Errors
+    ///
+    /// Hands the message back: [`SendError::Dead`] if this incarnation has died (pick again),
+    /// [`SendError::Full`] if its bounded mailbox is full, [`SendError::Shutdown`] once the
+    /// supervisor has stopped.
+    pub fn send(&self, msg: W::Msg) -> Result<(), SendError<W::Msg>> {
+        if let Some(why) = self.refusal() {
+            return Err(match why {
+                Returned::Dead => SendError::Dead(msg),
+                Returned::Shutdown => SendError::Shutdown(msg),
+            });
+        }
+        let queued = Queued::new(&self.slot);
+        match self.slot.inbox.try_send(Envelope { msg, reply: None }) {
+            Ok(()) => {
+                queued.commit();
+                Ok(())
+            }
+            Err(Refused::Full(env)) => Err(SendError::Full(env.msg)),
+            Err(Refused::Closed(env)) => Err(match self.closed_reason() {
+                Returned::Dead => SendError::Dead(env.msg),
+                Returned::Shutdown => SendError::Shutdown(env.msg),
+            }),
+        }
+    }
+
+    /// Sends `msg` and waits for the reply. In a bounded mailbox, waits for room first.
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::WorkerDied`] if the worker panicked while handling this message; otherwise
+    /// the message comes back unhandled: [`CallError::Dead`] (pick again) or
+    /// [`CallError::Shutdown`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before the message is queued leaves nothing behind. Dropping it
+    /// after does not withdraw the message: the worker still handles it, and the reply is
+    /// discarded.
+    pub async fn call(&self, msg: W::Msg) -> Result<W::Reply, CallError<W::Msg>> {
+        match self.try_call(msg) {
+            Ok(pending) => pending.wait().await,
+            Err(TryCall::Full(msg)) => self.call_when_room(msg).await,
+            Err(TryCall::Refused(e)) => Err(e),
+        }
+    }
+
+    /// Queues a call without waiting for room; the reply is awaited separately, so that the
+    /// caller need not hold the handle (or a [`Picked`](crate::Picked)) while it waits.
+    pub(crate) fn try_call(&self, msg: W::Msg) -> Result<PendingReply<W>, TryCall<W::Msg>> {
+        if let Some(why) = self.refusal() {
+            return Err(TryCall::Refused(call_error(msg, why)));
+        }
+        let (tx, rx) = oneshot::channel();
+        let queued = Queued::new(&self.slot);
+        let env = Envelope {
+            msg,
+            reply: Some(tx),
+        };
+        match self.slot.inbox.try_send(env) {
+            Ok(()) => {
+                queued.commit();
+                Ok(PendingReply(rx))
+            }
+            Err(Refused::Full(env)) => Err(TryCall::Full(env.msg)),
+            Err(Refused::Closed(env)) => {
+                Err(TryCall::Refused(call_error(env.msg, self.closed_reason())))
+            }
+        }
+    }
+
+    /// The slow path of `call` for a full bounded mailbox: wait for room, then for the reply.
+    async fn call_when_room(&self, msg: W::Msg) -> Result<W::Reply, CallError<W::Msg>> {
+        let (tx, rx) = oneshot::channel();
+        let queued = Queued::new(&self.slot);
+        let env = Envelope {
+            msg,
+            reply: Some(tx),
+        };
+        if let Err(env) = self.slot.inbox.send(env).await {
+            return Err(call_error(env.msg, self.closed_reason()));
+        }
+        queued.commit();
+        PendingReply(rx).wait().await
+    }
+
+    /// Why a message to this incarnation would be refused, if it would.
+    fn refusal(&self) -> Option<Returned> {
+        match self.slot.current.load(Relaxed) {
+            c if c == self.incarnation => None,
+            SHUT => Some(Returned::Shutdown),
+            _ => Some(Returned::Dead),
+        }
+    }
+
+    /// Why the mailbox is closed: it closes only at shutdown or when the slot ends.
+    fn closed_reason(&self) -> Returned {
+        self.refusal().unwrap_or(Returned::Shutdown)
+    }
+}
+
+/// Why `try_call` did not queue a message.
+pub(crate) enum TryCall<M> {
+    /// The bounded mailbox is full: waiting for room may succeed.
+    Full(M),
+    /// Refused for good, message inside.
+    Refused(CallError<M>),
+}
+
+/// A queued call's reply, still to come.
+pub(crate) struct PendingReply<W: Worker>(oneshot::Receiver<Outcome<W>>);
+
+impl<W: Worker> PendingReply<W> {
+    /// Waits for the reply. A reply channel dropped unanswered means the worker died while
+    /// handling the message.
+    pub(crate) async fn wait(self) -> Result<W::Reply, CallError<W::Msg>> {
+        match self.0.await {
+            Ok(Outcome::Reply(reply)) => Ok(reply),
+            Ok(Outcome::Returned(msg, why)) => Err(call_error(msg, why)),
+            Err(_) => Err(CallError::WorkerDied),
+        }
+    }
+}
+
+fn call_error<M>(msg: M, why: Returned) -> CallError<M> {
+    match why {
+        Returned::Dead => CallError::Dead(msg),
+        Returned::Shutdown => CallError::Shutdown(msg),
+    }
+}
+
+/// Counts a message into the slot's load; uncounts it on drop unless committed, so a refused
+/// or cancelled send leaves the load as it was.
+struct Queued<'a>(&'a AtomicUsize);
+
+impl<'a> Queued<'a> {
+    fn new<W: Worker>(slot: &'a Slot<W>) -> Self {
+        slot.load.fetch_add(1, Relaxed);
+        Self(&slot.load)
+    }
+
+    /// The message is in the mailbox: the worker uncounts it once handled or returned.
+    fn commit(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+impl<W: Worker> Member for WorkerRef<W> {
+    #[inline]
+    fn is_alive(&self) -> bool {
+        self.slot.current.load(Relaxed) == self.incarnation
+    }
+
+    #[inline]
+    fn load(&self) -> usize {
+        self.slot.load.load(Relaxed)
+    }
+}
+
+impl<W: Worker> Clone for WorkerRef<W> {
+    fn clone(&self) -> Self {
+        Self {
+            slot: Arc::clone(&self.slot),
+            incarnation: self.incarnation,
+        }
+    }
+}
+
+impl<W: Worker> PartialEq for WorkerRef<W> {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.slot, &other.slot) && self.incarnation == other.incarnation
+    }
+}
+
+impl<W: Worker> Eq for WorkerRef<W> {}
+
+impl<W: Worker> Hash for WorkerRef<W> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.slot).hash(state);
+        self.incarnation.hash(state);
+    }
+}
+
+impl<W: Worker> fmt::Debug for WorkerRef<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerRef")
+            .field("id", &format_args!("{}", self.id()))
+            .field("alive", &self.is_alive())
+            .field("load", &self.load())
+            .finish()
+    }
+}
