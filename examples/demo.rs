@@ -1,93 +1,166 @@
-//! Deals picks from a `Balancer` over simple members under each policy, kills some members on
-//! the way, and prints what each policy did: picks per second, how evenly it dealt, refreshes.
+//! A pool of 8 supervised workers with uneven job costs, called a few hundred thousand times
+//! under each policy while some workers are killed on the way; prints calls/s, latency,
+//! restarts, refreshes and calls lost (always 0: a crash costs a caller nothing).
 
 use std::{
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicU64, Ordering::Relaxed},
         Arc,
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
-use croupier::{Balancer, Member, Policy};
+use croupier::{Policy, Pool, Worker, WorkerId};
 
-/// A member with a liveness flag and a load that the demo sets by hand.
-#[derive(Clone, Debug)]
-struct Seat {
-    id: usize,
-    up: Arc<AtomicBool>,
-    load: Arc<AtomicUsize>,
+/// What the demo sends: a job of some cost, or an order to crash.
+enum Job {
+    Work { cost: Duration },
+    Crash,
 }
 
-impl Member for Seat {
-    fn is_alive(&self) -> bool {
-        self.up.load(Ordering::Relaxed)
-    }
-    fn load(&self) -> usize {
-        self.load.load(Ordering::Relaxed)
+/// Spins for each job's cost, as a CPU-bound handler would; panics on `Crash`.
+struct Spinner;
+
+impl Worker for Spinner {
+    type Msg = Job;
+    type Reply = ();
+
+    async fn handle(&mut self, job: Job) {
+        match job {
+            Job::Work { cost } => {
+                let end = Instant::now() + cost;
+                while Instant::now() < end {
+                    std::hint::spin_loop();
+                }
+                // Let other workers in between jobs, as a real handler awaiting I/O would.
+                tokio::task::yield_now().await;
+            }
+            Job::Crash => panic!("killed by the demo"),
+        }
     }
 }
 
-fn seats(n: usize) -> Vec<Seat> {
-    (0..n)
-        .map(|id| Seat {
-            id,
-            up: Arc::new(AtomicBool::new(true)),
-            load: Arc::new(AtomicUsize::new(id % 4)),
+const WORKERS: usize = 8;
+const CALLS: u64 = 320_000;
+const CLIENTS: u64 = 32;
+const KILLS: u64 = 4;
+
+/// 95 % short jobs, 5 % twenty times longer, spread by a hash of the call's number.
+fn cost(n: u64) -> Duration {
+    let h = n.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+    if h % 100 < 5 {
+        Duration::from_micros(20)
+    } else {
+        Duration::from_micros(1)
+    }
+}
+
+struct Row {
+    policy: Policy,
+    calls_per_s: f64,
+    p50: Duration,
+    p99: Duration,
+    restarts: u64,
+    refreshes: u64,
+    failed: u64,
+    lost: u64,
+}
+
+async fn run(policy: Policy) -> Result<Row, Box<dyn std::error::Error>> {
+    let pool = Pool::builder(|_: WorkerId| Spinner)
+        .size(WORKERS)
+        .policy(policy)
+        .seed(7)
+        .intensity(100, Duration::from_secs(1))
+        .start()?;
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+
+    // The killer: crash one worker each time another fifth of the calls is done.
+    let killer = {
+        let pool = pool.clone();
+        let done = Arc::clone(&done);
+        tokio::spawn(async move {
+            for k in 1..=KILLS {
+                while done.load(Relaxed) < k * CALLS / (KILLS + 1) {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                let victim = &pool.supervisor().children()[(k as usize * 3) % WORKERS];
+                let _ = victim.send(Job::Crash);
+            }
         })
-        .collect()
+    };
+
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let pool = pool.clone();
+            let done = Arc::clone(&done);
+            let failed = Arc::clone(&failed);
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity((CALLS / CLIENTS) as usize);
+                for i in 0..CALLS / CLIENTS {
+                    let n = c * (CALLS / CLIENTS) + i;
+                    let t = Instant::now();
+                    match pool.call(Job::Work { cost: cost(n) }).await {
+                        Ok(()) => latencies.push(t.elapsed()),
+                        Err(_) => {
+                            failed.fetch_add(1, Relaxed);
+                        }
+                    }
+                    done.fetch_add(1, Relaxed);
+                }
+                latencies
+            })
+        })
+        .collect();
+
+    let mut latencies = Vec::with_capacity(CALLS as usize);
+    for client in clients {
+        latencies.extend(client.await?);
+    }
+    let elapsed = start.elapsed();
+    killer.await?;
+    latencies.sort_unstable();
+    let stats = pool.stats();
+    pool.shutdown().await;
+    let answered = latencies.len() as u64 + failed.load(Relaxed);
+    Ok(Row {
+        policy,
+        calls_per_s: CALLS as f64 / elapsed.as_secs_f64(),
+        p50: latencies[latencies.len() / 2],
+        p99: latencies[latencies.len() * 99 / 100],
+        restarts: stats.supervisor.restarts,
+        refreshes: stats.balancer.refreshes,
+        failed: failed.load(Relaxed),
+        lost: CALLS - answered,
+    })
 }
 
-const PICKS: usize = 2_000_000;
-const SIZE: usize = 8;
-
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The killed workers' panics are expected; keep their messages off the table.
+    std::panic::set_hook(Box::new(|_| {}));
     println!(
-        "{:<12} {:>14} {:>10} {:>10} {:>10}  dealt per member",
-        "policy", "picks/s", "ns/pick", "dead", "refreshes"
+        "{WORKERS} workers, {CALLS} calls from {CLIENTS} tasks, jobs 95 % 1 µs / 5 % 20 µs, \
+         {KILLS} workers killed per run\n"
+    );
+    println!(
+        "{:<12} {:>10} {:>10} {:>10} {:>9} {:>10} {:>7} {:>6}",
+        "policy", "calls/s", "p50", "p99", "restarts", "refreshes", "failed", "lost"
     );
     for policy in [Policy::RoundRobin, Policy::LeastLoaded, Policy::PowerOfTwo] {
-        // The source hands out a fresh set of 8 whenever it is asked, as a supervisor would
-        // after restarting its children.
-        let generation = Arc::new(std::sync::Mutex::new(seats(SIZE)));
-        let source = {
-            let generation = Arc::clone(&generation);
-            move || {
-                let mut current = generation.lock().unwrap();
-                if current.iter().any(|s| !s.is_alive()) {
-                    *current = seats(SIZE);
-                }
-                current.clone()
-            }
-        };
-        let balancer = Balancer::builder()
-            .policy(policy)
-            .seed(1)
-            .source(source)
-            .build()?;
-
-        let mut dealt = [0_usize; SIZE];
-        let start = Instant::now();
-        for i in 0..PICKS {
-            // Kill one member every 250k picks: the third death crosses the 0.8 ratio.
-            if i % 250_000 == 0 && i > 0 {
-                let members = balancer.members();
-                if let Some(victim) = members.iter().find(|s| s.is_alive()) {
-                    victim.up.store(false, Ordering::Relaxed);
-                }
-            }
-            dealt[balancer.pick()?.id] += 1;
-        }
-        let elapsed = start.elapsed();
-        let stats = balancer.stats();
+        let r = run(policy).await?;
         println!(
-            "{:<12} {:>14.0} {:>10.1} {:>10} {:>10}  {:?}",
-            format!("{policy:?}"),
-            PICKS as f64 / elapsed.as_secs_f64(),
-            elapsed.as_nanos() as f64 / PICKS as f64,
-            stats.skipped_dead,
-            stats.refreshes,
-            dealt
+            "{:<12} {:>10.0} {:>10.1?} {:>10.1?} {:>9} {:>10} {:>7} {:>6}",
+            format!("{:?}", r.policy),
+            r.calls_per_s,
+            r.p50,
+            r.p99,
+            r.restarts,
+            r.refreshes,
+            r.failed,
+            r.lost
         );
     }
     Ok(())
