@@ -72,10 +72,11 @@ mod member;
 pub mod policy;
 mod pool;
 mod supervisor;
+mod sync;
 mod worker;
 
 pub use crate::{
-    balancer::{Balancer, BalancerBuilder, Picked, Stats},
+    balancer::{Balancer, BalancerBuilder, DrainError, EachFn, Picked, Stats, Wait},
     error::{ConfigError, PickError},
     member::{Member, Source},
     policy::Policy,

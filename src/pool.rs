@@ -1,12 +1,12 @@
 //! [`Pool`]: a supervisor and a balancer in one value, the everyday entry point.
 
-use std::fmt;
+use std::{fmt, future::Future};
 
 use crate::{
     supervisor::SupervisorBuilder,
     worker::{PendingReply, TryCall},
-    Backoff, Balancer, CallError, ConfigError, Mailbox, PickError, Picked, Policy, Restart,
-    SendError, Stats, Supervisor, SupervisorStats, Worker, WorkerId, WorkerRef,
+    Backoff, Balancer, CallError, ConfigError, DrainError, Mailbox, PickError, Picked, Policy,
+    Restart, SendError, Stats, Supervisor, SupervisorStats, Wait, Worker, WorkerId, WorkerRef,
 };
 
 /// A pool of supervised workers dealt out by a lock-free balancer.
@@ -157,6 +157,55 @@ impl<W: Worker> Pool<W> {
     #[must_use]
     pub fn supervisor(&self) -> &Supervisor<W> {
         &self.supervisor
+    }
+
+    /// Stops dealing, waits, runs `maintenance`, and resumes: [`Balancer::apply_within`] on
+    /// the pool's balancer. Meanwhile [`call`](Pool::call) and [`send`](Pool::send) answer
+    /// `Draining` with the message inside.
+    ///
+    /// # Errors
+    ///
+    /// As [`Balancer::apply_within`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Balancer::apply_within`]: dropping the future resumes dealing.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use croupier::{Pool, Wait, Worker};
+    ///
+    /// struct Echo;
+    /// impl Worker for Echo {
+    ///     type Msg = u32;
+    ///     type Reply = u32;
+    ///     async fn handle(&mut self, n: u32) -> u32 { n }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = Pool::builder(|_| Echo).size(2).start()?;
+    /// pool.send(1)?;
+    /// // Wait until both workers are idle, then "rotate the logs".
+    /// let rotated = pool
+    ///     .apply_within(Wait::idle(Duration::from_secs(1)), || async { "rotated" })
+    ///     .await?;
+    /// assert_eq!(rotated, "rotated");
+    /// assert_eq!(pool.call(2).await?, 2);
+    /// # Ok(()) }
+    /// ```
+    pub async fn apply_within<T, F, Fut>(
+        &self,
+        wait: Wait<WorkerRef<W>>,
+        maintenance: F,
+    ) -> Result<T, DrainError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        self.balancer.apply_within(wait, maintenance).await
     }
 
     /// Balancer and supervisor statistics.

@@ -1,13 +1,15 @@
 //! The lock-free [`Balancer`].
 
 mod builder;
+mod drain;
 mod picked;
 pub(crate) mod snapshot;
+pub(crate) mod state;
 
 use std::{
     fmt,
     sync::{
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicU64, Ordering},
         Arc,
     },
 };
@@ -16,8 +18,15 @@ use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 
-use self::snapshot::Snapshot;
-pub use self::{builder::BalancerBuilder, picked::Picked};
+pub use self::{
+    builder::BalancerBuilder,
+    drain::{DrainError, EachFn, Wait},
+    picked::Picked,
+};
+use self::{
+    snapshot::Snapshot,
+    state::{Cursor, SingleFlight},
+};
 use crate::{
     policy::{self, Scan},
     Member, PickError, Policy, Source,
@@ -80,17 +89,18 @@ impl<M> Clone for Balancer<M> {
 
 /// What every clone of a balancer shares.
 struct Shared<M> {
-    /// The only value every pick writes; on a cache line of its own so that writing it does not
-    /// evict the snapshot pointer that every pick reads.
-    cursor: CachePadded<AtomicUsize>,
+    /// The only value every pick writes (its lowest bit is the drain flag); on a cache line of
+    /// its own so that writing it does not evict the snapshot pointer that every pick reads.
+    cursor: CachePadded<Cursor>,
     snapshot: ArcSwap<Snapshot<M>>,
     config: Config,
     source: Box<dyn Source<M>>,
     /// Serialises refreshes and disable/enable. Held on slow paths only.
     writer: Mutex<Writer<M>>,
-    /// Single flight for ratio-triggered refreshes: set by the one picker that runs it.
-    refreshing: AtomicBool,
+    /// Single flight for ratio-triggered refreshes.
+    refreshing: SingleFlight,
     counters: CachePadded<Counters>,
+    drain: drain::DrainState,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -129,8 +139,8 @@ impl<M> Writer<M> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Picks made over a non-empty snapshot since the balancer was built, refused ones included
-    /// (read from the cursor, which every such pick advances once).
+    /// Picks made since the balancer was built, refused ones included (read from the cursor,
+    /// which every pick advances once).
     pub picks: u64,
     /// Members found dead by picks, each counted once.
     pub skipped_dead: u64,
@@ -160,7 +170,7 @@ impl<M: Member> Balancer<M> {
         let first = Snapshot::new(source.members(), 0, |_| false);
         Self {
             shared: Arc::new(Shared {
-                cursor: CachePadded::new(AtomicUsize::new(0)),
+                cursor: CachePadded::new(Cursor::new()),
                 snapshot: ArcSwap::from_pointee(first),
                 config,
                 source,
@@ -168,8 +178,9 @@ impl<M: Member> Balancer<M> {
                     disabled: Vec::new(),
                     eq: None,
                 }),
-                refreshing: AtomicBool::new(false),
+                refreshing: SingleFlight::new(),
                 counters: CachePadded::new(Counters::default()),
+                drain: drain::DrainState::default(),
             }),
         }
     }
@@ -186,6 +197,7 @@ impl<M: Member> Balancer<M> {
     /// - [`PickError::NoMembers`] when no member is alive and enabled.
     /// - [`PickError::Overloaded`] when every live member's load is at or above
     ///   [`max_load`](BalancerBuilder::max_load).
+    /// - [`PickError::Draining`] while [`apply_within`](Balancer::apply_within) runs.
     ///
     /// # Example
     ///
@@ -216,11 +228,13 @@ impl<M: Member> Balancer<M> {
     #[inline]
     fn pick_once(&self, may_retry: bool) -> Result<Picked<'_, M>, PickError> {
         let shared = &*self.shared;
+        let Some(cursor) = shared.cursor.next() else {
+            return Err(PickError::Draining);
+        };
         let snap = shared.snapshot.load();
         if snap.len() == 0 {
             return Err(PickError::NoMembers);
         }
-        let cursor = shared.cursor.fetch_add(1, Ordering::Relaxed);
         let Config {
             policy,
             max_load,
@@ -283,18 +297,14 @@ impl<M: Member> Balancer<M> {
     /// Returns whether this call refreshed.
     fn refresh_if_current(&self, seen: u64) -> bool {
         let shared = &*self.shared;
-        // Acquire pairs with the Release in `Flight::drop`: a picker that wins the flag sees the
-        // snapshot its predecessor stored (the ArcSwap orders that too; this keeps it explicit).
-        if shared.refreshing.swap(true, Ordering::Acquire) {
-            return false;
-        }
-        let _flight = Flight(&shared.refreshing);
-        let mut writer = shared.writer.lock();
-        if shared.snapshot.load().generation != seen {
-            return false;
-        }
-        self.reload(&mut writer);
-        true
+        shared.refreshing.refresh(
+            seen,
+            || shared.writer.lock(),
+            |_| shared.snapshot.load().generation,
+            |writer| {
+                self.reload(writer);
+            },
+        )
     }
 
     /// Reloads the members from the source now, whatever the ratio, and returns how many of
@@ -480,7 +490,7 @@ impl<M: Member> Balancer<M> {
         let snap = shared.snapshot.load();
         let c = &shared.counters;
         Stats {
-            picks: shared.cursor.load(Ordering::Relaxed) as u64,
+            picks: shared.cursor.turns() as u64,
             skipped_dead: c.skipped_dead.load(Ordering::Relaxed),
             overloaded: c.overloaded.load(Ordering::Relaxed),
             refreshes: c.refreshes.load(Ordering::Relaxed),
@@ -528,15 +538,5 @@ impl<M> fmt::Debug for Balancer<M> {
             .field("members", &snap.len())
             .field("generation", &snap.generation)
             .finish_non_exhaustive()
-    }
-}
-
-/// Clears the single-flight flag however the refresh ends, a panicking source included.
-struct Flight<'a>(&'a AtomicBool);
-
-impl Drop for Flight<'_> {
-    fn drop(&mut self) {
-        // Release pairs with the Acquire swap in `refresh_if_current`.
-        self.0.store(false, Ordering::Release);
     }
 }

@@ -21,6 +21,9 @@ pub enum SendError<M> {
     Overloaded(M),
     /// (Pools) no live worker to send to.
     NoMembers(M),
+    /// (Pools) the pool is draining for maintenance
+    /// ([`apply_within`](crate::Pool::apply_within)); retry once it resumes.
+    Draining(M),
 }
 
 /// Why [`call`](crate::WorkerRef::call) got no reply.
@@ -41,6 +44,9 @@ pub enum CallError<M> {
     Overloaded(M),
     /// (Pools) no live worker to call.
     NoMembers(M),
+    /// (Pools) the pool is draining for maintenance
+    /// ([`apply_within`](crate::Pool::apply_within)); retry once it resumes.
+    Draining(M),
 }
 
 impl<M> SendError<M> {
@@ -51,7 +57,8 @@ impl<M> SendError<M> {
             | Self::Full(m)
             | Self::Shutdown(m)
             | Self::Overloaded(m)
-            | Self::NoMembers(m) => m,
+            | Self::NoMembers(m)
+            | Self::Draining(m) => m,
         }
     }
 
@@ -59,7 +66,8 @@ impl<M> SendError<M> {
     pub(crate) fn from_pick(e: PickError, msg: M) -> Self {
         match e {
             PickError::Overloaded => Self::Overloaded(msg),
-            PickError::NoMembers | PickError::Draining => Self::NoMembers(msg),
+            PickError::NoMembers => Self::NoMembers(msg),
+            PickError::Draining => Self::Draining(msg),
         }
     }
 
@@ -70,6 +78,7 @@ impl<M> SendError<M> {
             Self::Shutdown(_) => "Shutdown",
             Self::Overloaded(_) => "Overloaded",
             Self::NoMembers(_) => "NoMembers",
+            Self::Draining(_) => "Draining",
         }
     }
 }
@@ -78,7 +87,11 @@ impl<M> CallError<M> {
     /// The message that was not handled, unless the worker died while handling it.
     pub fn into_inner(self) -> Option<M> {
         match self {
-            Self::Dead(m) | Self::Shutdown(m) | Self::Overloaded(m) | Self::NoMembers(m) => Some(m),
+            Self::Dead(m)
+            | Self::Shutdown(m)
+            | Self::Overloaded(m)
+            | Self::NoMembers(m)
+            | Self::Draining(m) => Some(m),
             Self::WorkerDied => None,
         }
     }
@@ -87,7 +100,8 @@ impl<M> CallError<M> {
     pub(crate) fn from_pick(e: PickError, msg: M) -> Self {
         match e {
             PickError::Overloaded => Self::Overloaded(msg),
-            PickError::NoMembers | PickError::Draining => Self::NoMembers(msg),
+            PickError::NoMembers => Self::NoMembers(msg),
+            PickError::Draining => Self::Draining(msg),
         }
     }
 
@@ -98,6 +112,7 @@ impl<M> CallError<M> {
             Self::Shutdown(_) => "Shutdown",
             Self::Overloaded(_) => "Overloaded",
             Self::NoMembers(_) => "NoMembers",
+            Self::Draining(_) => "Draining",
         }
     }
 }
@@ -125,6 +140,7 @@ impl<M> fmt::Display for SendError<M> {
             Self::Shutdown(_) => "the supervisor has shut down; the message was not queued",
             Self::Overloaded(_) => "every live worker is at or above max_load",
             Self::NoMembers(_) => "no live worker to send to",
+            Self::Draining(_) => "the pool is draining for maintenance; retry once it resumes",
         })
     }
 }
@@ -137,6 +153,7 @@ impl<M> fmt::Display for CallError<M> {
             Self::Shutdown(_) => "the supervisor has shut down; the message was not handled",
             Self::Overloaded(_) => "every live worker is at or above max_load",
             Self::NoMembers(_) => "no live worker to call",
+            Self::Draining(_) => "the pool is draining for maintenance; retry once it resumes",
         })
     }
 }
