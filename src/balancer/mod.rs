@@ -228,7 +228,7 @@ impl<M: Member> Balancer<M> {
     #[inline]
     fn pick_once(&self, may_retry: bool) -> Result<Picked<'_, M>, PickError> {
         let shared = &*self.shared;
-        let Some(cursor) = shared.cursor.next() else {
+        let Ok(cursor) = shared.cursor.next() else {
             return Err(PickError::Draining);
         };
         let snap = shared.snapshot.load();

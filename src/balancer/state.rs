@@ -33,21 +33,28 @@ impl Cursor {
         Self(AtomicUsize::new(0))
     }
 
-    /// Takes a turn: `Some(turn)`, or `None` if a drain is in progress.
+    /// Takes a turn: `Ok(turn)`, or `Err(turn)` if a drain is in progress. `turn` counts the
+    /// turns taken before this one.
     #[inline]
-    pub(crate) fn next(&self) -> Option<usize> {
+    pub(crate) fn next(&self) -> Result<usize, usize> {
         let c = self.0.fetch_add(STEP, Relaxed);
-        (c & DRAINING == 0).then_some(c >> 1)
+        if c & DRAINING == 0 {
+            Ok(c >> 1)
+        } else {
+            Err(c >> 1)
+        }
     }
 
-    /// Raises the drain flag; false if it was already up.
-    pub(crate) fn start_drain(&self) -> bool {
-        self.0.fetch_or(DRAINING, Relaxed) & DRAINING == 0
+    /// Raises the drain flag. Returns the turns taken before it: every turn from there on is
+    /// refused until [`end_drain`](Cursor::end_drain).
+    pub(crate) fn start_drain(&self) -> usize {
+        self.0.fetch_or(DRAINING, Relaxed) >> 1
     }
 
-    /// Lowers the drain flag.
-    pub(crate) fn end_drain(&self) {
-        self.0.fetch_and(!DRAINING, Relaxed);
+    /// Lowers the drain flag. Returns the turns taken before it: every turn from there on is
+    /// granted again.
+    pub(crate) fn end_drain(&self) -> usize {
+        self.0.fetch_and(!DRAINING, Relaxed) >> 1
     }
 
     pub(crate) fn is_draining(&self) -> bool {
