@@ -20,7 +20,7 @@ use state::{Cursor, SingleFlight};
 mod models {
     use loom::{
         sync::{
-            atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst},
+            atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst},
             Arc, Mutex,
         },
         thread,
@@ -62,29 +62,37 @@ mod models {
         });
     }
 
-    /// The writer lock and the generation of the stored snapshot, as the balancer has them.
+    /// The writer lock and the stored snapshot's state, as the balancer has them: its
+    /// generation, and whether it is below the ratio (deaths counted, not yet refreshed).
     struct Balancer {
         flight: SingleFlight,
         writer: Mutex<()>,
         generation: AtomicU64,
+        below_ratio: AtomicBool,
         refreshes: AtomicUsize,
     }
 
     impl Balancer {
-        fn refresh_by_ratio(&self, seen: u64) -> bool {
+        fn refresh_by_ratio(&self) -> bool {
             self.flight.refresh(
-                seen,
                 || self.writer.lock().unwrap(),
-                |_| self.generation.load(SeqCst),
+                |_| self.below_ratio.load(SeqCst),
                 |_| self.reload(),
             )
         }
 
-        /// The body of `reload`, run with the writer lock held.
+        /// The body of `reload`, run with the writer lock held: a fresh snapshot is healthy.
         fn reload(&self) {
             self.refreshes.fetch_add(1, SeqCst);
+            self.below_ratio.store(false, SeqCst);
             let g = self.generation.load(SeqCst);
             self.generation.store(g + 1, SeqCst);
+        }
+
+        /// A picker counting deaths in the stored snapshot, then asking for a refresh.
+        fn deaths_cross_the_ratio(&self) -> bool {
+            self.below_ratio.store(true, SeqCst);
+            self.refresh_by_ratio()
         }
     }
 
@@ -93,33 +101,61 @@ mod models {
             flight: SingleFlight::new(),
             writer: Mutex::new(()),
             generation: AtomicU64::new(0),
+            below_ratio: AtomicBool::new(false),
             refreshes: AtomicUsize::new(0),
         })
     }
 
-    /// Two pickers cross the ratio on generation 0 at once: exactly one refresh runs.
+    /// Two pickers cross the ratio on the same snapshot at once: exactly one refresh runs.
     #[test]
     fn two_pickers_crossing_the_ratio_refresh_once() {
         loom::model(|| {
             let b = balancer();
+            b.below_ratio.store(true, SeqCst);
             let other = {
                 let b = Arc::clone(&b);
-                thread::spawn(move || b.refresh_by_ratio(0))
+                thread::spawn(move || b.refresh_by_ratio())
             };
-            let mine = b.refresh_by_ratio(0);
+            let mine = b.refresh_by_ratio();
             let theirs = other.join().unwrap();
             assert!(mine ^ theirs, "exactly one of the two refreshes");
             assert_eq!(b.refreshes.load(SeqCst), 1);
-            assert_eq!(b.generation.load(SeqCst), 1);
+            assert!(!b.below_ratio.load(SeqCst));
+        });
+    }
+
+    /// A picker still busy refreshing generation 0 while another finds generation 1 below
+    /// the ratio: the second trigger is not lost, whatever the interleaving.
+    #[test]
+    fn a_trigger_during_a_flight_is_not_lost() {
+        loom::model(|| {
+            let b = balancer();
+            b.below_ratio.store(true, SeqCst);
+            let first = {
+                let b = Arc::clone(&b);
+                thread::spawn(move || b.refresh_by_ratio())
+            };
+            // Deaths in generation 1, once it exists.
+            while b.generation.load(SeqCst) == 0 {
+                thread::yield_now();
+            }
+            b.deaths_cross_the_ratio();
+            first.join().unwrap();
+            assert!(
+                !b.below_ratio.load(SeqCst),
+                "a crossing was left unrefreshed"
+            );
+            assert_eq!(b.refreshes.load(SeqCst), 2);
         });
     }
 
     /// A manual refresh (writer lock, no flight) racing a ratio-triggered one: the ratio
-    /// refresh runs only if it got the lock before the manual one replaced generation 0.
+    /// refresh runs only if it got the lock before the manual one made the snapshot healthy.
     #[test]
     fn manual_refresh_does_not_double_a_ratio_refresh() {
         loom::model(|| {
             let b = balancer();
+            b.below_ratio.store(true, SeqCst);
             let manual = {
                 let b = Arc::clone(&b);
                 thread::spawn(move || {
@@ -127,11 +163,11 @@ mod models {
                     b.reload();
                 })
             };
-            let by_ratio = b.refresh_by_ratio(0);
+            let by_ratio = b.refresh_by_ratio();
             manual.join().unwrap();
             let expected = if by_ratio { 2 } else { 1 };
             assert_eq!(b.refreshes.load(SeqCst), expected);
-            assert_eq!(b.generation.load(SeqCst), expected as u64);
+            assert!(!b.below_ratio.load(SeqCst));
         });
     }
 }

@@ -116,6 +116,8 @@ struct Config {
 #[derive(Debug, Default)]
 struct Counters {
     skipped_dead: AtomicU64,
+    /// Turns round-robin picks passed over on the cursor beyond their own.
+    extra_turns: AtomicU64,
     overloaded: AtomicU64,
     refreshes: AtomicU64,
 }
@@ -139,8 +141,8 @@ impl<M> Writer<M> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Picks made since the balancer was built, refused ones included (read from the cursor,
-    /// which every pick advances once).
+    /// Picks made since the balancer was built, refused ones included (the cursor's turns,
+    /// less those round-robin picks passed over).
     pub picks: u64,
     /// Members found dead by picks, each counted once.
     pub skipped_dead: u64,
@@ -220,17 +222,17 @@ impl<M: Member> Balancer<M> {
     /// ```
     #[inline]
     pub fn pick(&self) -> Result<Picked<'_, M>, PickError> {
-        self.pick_once(true)
-    }
-
-    /// One pick; `may_retry` allows one more on a refreshed snapshot when this one found
-    /// nothing but the dead.
-    #[inline]
-    fn pick_once(&self, may_retry: bool) -> Result<Picked<'_, M>, PickError> {
-        let shared = &*self.shared;
-        let Ok(cursor) = shared.cursor.next() else {
+        let Ok(turn) = self.shared.cursor.next() else {
             return Err(PickError::Draining);
         };
+        self.pick_at(turn, true)
+    }
+
+    /// A pick that has its turn; `may_retry` allows one more look, with the same turn, at a
+    /// snapshot that replaced this one while the pick found nothing but the dead.
+    #[inline]
+    fn pick_at(&self, turn: usize, may_retry: bool) -> Result<Picked<'_, M>, PickError> {
+        let shared = &*self.shared;
         let snap = shared.snapshot.load();
         if snap.len() == 0 {
             return Err(PickError::NoMembers);
@@ -243,12 +245,14 @@ impl<M: Member> Balancer<M> {
         } = shared.config;
         let mut scan = Scan::default();
         let chosen = match policy {
-            Policy::RoundRobin => policy::round_robin(&snap, cursor, max_load, &mut scan),
-            Policy::LeastLoaded => policy::least_loaded(&snap, cursor, max_load, &mut scan),
-            Policy::PowerOfTwo => policy::power_of_two(&snap, cursor, seed, max_load, &mut scan),
+            Policy::RoundRobin => {
+                policy::round_robin(&snap, turn, &shared.cursor, max_load, &mut scan)
+            }
+            Policy::LeastLoaded => policy::least_loaded(&snap, turn, max_load, &mut scan),
+            Policy::PowerOfTwo => policy::power_of_two(&snap, turn, seed, max_load, &mut scan),
         };
-        if scan.newly_dead > 0 {
-            return self.after_deaths(snap, chosen, scan.newly_dead, may_retry);
+        if scan.newly_dead > 0 || scan.extra_turns > 0 {
+            return self.after_skips(snap, chosen, &scan, turn, may_retry);
         }
         match chosen {
             Ok(index) => Ok(Picked::new(snap, index)),
@@ -256,28 +260,37 @@ impl<M: Member> Balancer<M> {
         }
     }
 
-    /// The slow path of a pick that found members dead: count them, refresh if the ratio is
-    /// crossed, and if the pick found nothing, try once more on the refreshed snapshot.
+    /// The slow path of a pick that passed members over: count them, refresh if newly found
+    /// deaths crossed the ratio, and if the pick found nothing while a newer snapshot was
+    /// stored, look once more there.
     #[cold]
-    fn after_deaths(
+    fn after_skips(
         &self,
         snap: arc_swap::Guard<Arc<Snapshot<M>>>,
         chosen: Result<usize, PickError>,
-        newly_dead: usize,
+        scan: &Scan,
+        turn: usize,
         may_retry: bool,
     ) -> Result<Picked<'_, M>, PickError> {
-        let shared = &*self.shared;
-        shared
-            .counters
-            .skipped_dead
-            .fetch_add(newly_dead as u64, Ordering::Relaxed);
-        let refreshed = snap.below_ratio(shared.config.min_alive_ratio)
-            && self.refresh_if_current(snap.generation);
+        let c = &self.shared.counters;
+        if scan.extra_turns > 0 {
+            c.extra_turns
+                .fetch_add(scan.extra_turns as u64, Ordering::Relaxed);
+        }
+        if scan.newly_dead > 0 {
+            c.skipped_dead
+                .fetch_add(scan.newly_dead as u64, Ordering::Relaxed);
+            if snap.below_ratio(self.shared.config.min_alive_ratio) {
+                self.refresh_by_ratio();
+            }
+        }
         match chosen {
             Ok(index) => Ok(Picked::new(snap, index)),
-            Err(PickError::NoMembers) if refreshed && may_retry => {
+            Err(PickError::NoMembers)
+                if may_retry && self.shared.snapshot.load().generation != snap.generation =>
+            {
                 drop(snap);
-                self.pick_once(false)
+                self.pick_at(turn, false)
             }
             Err(e) => Err(self.refused(e)),
         }
@@ -293,14 +306,15 @@ impl<M: Member> Balancer<M> {
         e
     }
 
-    /// Refreshes unless another refresh is running or has already replaced generation `seen`.
-    /// Returns whether this call refreshed.
-    fn refresh_if_current(&self, seen: u64) -> bool {
+    /// Refreshes if the stored snapshot is below the ratio, unless a refresh is already in
+    /// flight (which then looks again on this call's behalf). Returns whether this call
+    /// refreshed.
+    fn refresh_by_ratio(&self) -> bool {
         let shared = &*self.shared;
+        let ratio = shared.config.min_alive_ratio;
         shared.refreshing.refresh(
-            seen,
             || shared.writer.lock(),
-            |_| shared.snapshot.load().generation,
+            |_| shared.snapshot.load().below_ratio(ratio),
             |writer| {
                 self.reload(writer);
             },
@@ -407,7 +421,7 @@ impl<M: Member> Balancer<M> {
             .skipped_dead
             .fetch_add(1, Ordering::Relaxed);
         if snap.below_ratio(self.shared.config.min_alive_ratio) {
-            self.refresh_if_current(snap.generation);
+            self.refresh_by_ratio();
         }
         true
     }
@@ -490,7 +504,8 @@ impl<M: Member> Balancer<M> {
         let snap = shared.snapshot.load();
         let c = &shared.counters;
         Stats {
-            picks: shared.cursor.turns() as u64,
+            picks: (shared.cursor.turns() as u64)
+                .wrapping_sub(c.extra_turns.load(Ordering::Relaxed)),
             skipped_dead: c.skipped_dead.load(Ordering::Relaxed),
             overloaded: c.overloaded.load(Ordering::Relaxed),
             refreshes: c.refreshes.load(Ordering::Relaxed),

@@ -5,8 +5,8 @@
 //! very file against loom's atomics and check every interleaving.
 
 use crate::sync::atomic::{
-    AtomicBool, AtomicUsize,
-    Ordering::{Acquire, Relaxed, Release},
+    AtomicUsize,
+    Ordering::{AcqRel, Acquire, Relaxed, Release},
 };
 
 /// The cursor every pick advances, with the drain flag in its lowest bit.
@@ -45,6 +45,14 @@ impl Cursor {
         }
     }
 
+    /// Passes over `turns` turns at once: a round-robin pick that had to look past dead or
+    /// disabled members moves the cursor past them too, so the next pick does not land on
+    /// the one it just handed out.
+    #[inline]
+    pub(crate) fn skip(&self, turns: usize) {
+        self.0.fetch_add(turns.wrapping_mul(STEP), Relaxed);
+    }
+
     /// Raises the drain flag. Returns the turns taken before it: every turn from there on is
     /// refused until [`end_drain`](Cursor::end_drain).
     pub(crate) fn start_drain(&self) -> usize {
@@ -69,50 +77,69 @@ impl Cursor {
 
 /// At most one ratio-triggered refresh at a time; pickers that find one running go on
 /// without it and never wait.
+///
+/// A picker that finds a refresh in flight leaves a request behind instead (the counter goes
+/// up); the refresher, before it lands, looks again for every request that came in meanwhile.
+/// So a trigger is never lost: not even one that comes from a newer snapshot while the
+/// refresher is still busy with an older one.
 #[derive(Debug)]
-pub(crate) struct SingleFlight(AtomicBool);
+pub(crate) struct SingleFlight(AtomicUsize);
 
 impl SingleFlight {
     pub(crate) fn new() -> Self {
-        Self(AtomicBool::new(false))
+        Self(AtomicUsize::new(0))
     }
 
-    /// Runs a refresh of generation `seen` unless one is in flight or generation `seen` has
-    /// already been replaced; returns whether this call refreshed.
+    /// Asks for a refresh; returns whether this call ran one.
     ///
-    /// `lock` takes the writer lock (which manual refreshes and disable/enable also take),
-    /// `generation` reads the stored snapshot's generation, and `reload` replaces it while the
-    /// lock is held. A picker that lost the race to an earlier refresh of the same generation
-    /// finds the generation moved on and does nothing: each generation is refreshed at most
-    /// once by the ratio.
+    /// If no refresh is in flight, this call becomes the refresher: it takes the writer lock
+    /// (`lock`, which manual refreshes and disable/enable also take), and reloads (`reload`)
+    /// if `needed` still says so with the lock held: the snapshot stored now is below the ratio.
+    /// It repeats that for requests made while it worked, then lands. Otherwise it leaves its
+    /// request to the refresher in flight and returns at once.
     pub(crate) fn refresh<L>(
         &self,
-        seen: u64,
-        lock: impl FnOnce() -> L,
-        generation: impl FnOnce(&L) -> u64,
-        reload: impl FnOnce(&mut L),
+        mut lock: impl FnMut() -> L,
+        mut needed: impl FnMut(&L) -> bool,
+        mut reload: impl FnMut(&mut L),
     ) -> bool {
-        // Acquire pairs with the Release in `Landing::drop`: a winner sees what the previous
-        // flight did before it landed.
-        if self.0.swap(true, Acquire) {
+        // AcqRel: Release hands what this picker saw (the deaths it counted) to the refresher
+        // that reads this request; Acquire, for the winner, sees the previous flight's work.
+        let mut requests = self.0.fetch_add(1, AcqRel) + 1;
+        if requests > 1 {
             return false;
         }
-        let _landing = Landing(&self.0);
-        let mut guard = lock();
-        if generation(&guard) != seen {
-            return false;
+        let crash = Crash(&self.0);
+        let mut refreshed = false;
+        loop {
+            let mut guard = lock();
+            if needed(&guard) {
+                reload(&mut guard);
+                refreshed = true;
+            }
+            drop(guard);
+            // Land only if no request came in meanwhile; otherwise look again for them.
+            // AcqRel: Acquire pairs with the requests' Release; Release hands this flight's
+            // work to the next winner.
+            match self.0.compare_exchange(requests, 0, AcqRel, Acquire) {
+                Ok(_) => {
+                    std::mem::forget(crash);
+                    return refreshed;
+                }
+                Err(now) => requests = now,
+            }
         }
-        reload(&mut guard);
-        true
     }
 }
 
-/// Clears the single-flight flag however the refresh ends, a panicking source included.
-struct Landing<'a>(&'a AtomicBool);
+/// Lands the flight if the refresh panics (a panicking source), so that later triggers are
+/// not refused forever. The requests pending then are dropped with the panic: the next death
+/// below the ratio asks again.
+struct Crash<'a>(&'a AtomicUsize);
 
-impl Drop for Landing<'_> {
+impl Drop for Crash<'_> {
     fn drop(&mut self) {
-        // Release pairs with the Acquire swap in `SingleFlight::refresh`.
-        self.0.store(false, Release);
+        // Release: as a landing, hands this flight's end to the next winner's Acquire.
+        self.0.store(0, Release);
     }
 }

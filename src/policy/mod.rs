@@ -41,7 +41,9 @@ use crate::{balancer::snapshot::Seen, PickError};
 #[non_exhaustive]
 pub enum Policy {
     /// Each live member in turn, in the source's order. With `n` live members and no changes,
-    /// `k·n` consecutive picks from one thread return every member exactly `k` times.
+    /// `k·n` consecutive picks from one thread return every member exactly `k` times, whether
+    /// or not dead or disabled members sit between them. Under concurrent pickers the turns
+    /// are shared out between threads and the rotation stays even.
     #[default]
     RoundRobin,
     /// A member with the smallest [`load`](crate::Member::load); ties go round robin so that
@@ -58,6 +60,8 @@ pub enum Policy {
 pub(crate) struct Scan {
     /// Members this pick was the first to find dead.
     pub(crate) newly_dead: usize,
+    /// Turns a round-robin pick passed over on the cursor, beyond its own.
+    pub(crate) extra_turns: usize,
 }
 
 impl Scan {

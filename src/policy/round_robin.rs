@@ -1,21 +1,28 @@
 //! Round robin: each live member in turn (ballermann's `pid/1`).
 
 use super::{nothing, Scan};
-use crate::{balancer::snapshot::Snapshot, Member, PickError};
+use crate::{
+    balancer::{snapshot::Snapshot, state::Cursor},
+    Member, PickError,
+};
 
-/// Scans from `cursor % n` for the first usable member under `max_load`.
+/// Scans from slot `turn % n` for the first usable member under `max_load`.
 ///
 /// With every member alive and under the limit this looks at exactly one slot, so consecutive
-/// cursor values give consecutive members: exact round robin in source order.
+/// turns give consecutive members: exact round robin in source order. A pick that has to look
+/// past `k` members (dead, disabled or over the limit) moves the cursor on by `k` as well, so
+/// that the next turn starts after the member it handed out, and the live members keep exact
+/// turns from one thread whatever sits between them.
 #[inline]
 pub(crate) fn round_robin<M: Member>(
     snap: &Snapshot<M>,
-    cursor: usize,
+    turn: usize,
+    cursor: &Cursor,
     max_load: usize,
     scan: &mut Scan,
 ) -> Result<usize, PickError> {
     let n = snap.len();
-    let first = cursor % n;
+    let first = turn % n;
     let mut any_live = false;
     for k in 0..n {
         let i = wrap(first + k, n);
@@ -25,6 +32,10 @@ pub(crate) fn round_robin<M: Member>(
         if max_load != usize::MAX && snap.slots[i].member.load() >= max_load {
             any_live = true;
             continue;
+        }
+        if k > 0 {
+            cursor.skip(k);
+            scan.extra_turns += k;
         }
         return Ok(i);
     }

@@ -1,0 +1,128 @@
+//! Shared fixtures for the integration tests: a member whose liveness and load the test sets by
+//! hand, and a source whose set of members can be swapped and whose calls are counted.
+//!
+//! Each test binary compiles this module on its own and uses only part of it.
+#![allow(dead_code)]
+
+use std::sync::{
+    atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst},
+    Arc, Mutex,
+};
+
+use croupier::{Member, Source};
+
+/// A member with an id, a shared alive flag and a shared load.
+///
+/// Clones share the flag and the load, so a test can keep one clone and kill, revive or load
+/// the copy the balancer holds. Equality is by id only.
+#[derive(Clone, Debug)]
+pub struct TestMember {
+    pub id: u32,
+    alive: Arc<AtomicBool>,
+    load: Arc<AtomicUsize>,
+}
+
+impl TestMember {
+    /// A live member with load 0.
+    pub fn new(id: u32) -> Self {
+        Self {
+            id,
+            alive: Arc::new(AtomicBool::new(true)),
+            load: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    pub fn kill(&self) {
+        self.alive.store(false, SeqCst);
+    }
+
+    pub fn revive(&self) {
+        self.alive.store(true, SeqCst);
+    }
+
+    pub fn set_load(&self, load: usize) {
+        self.load.store(load, SeqCst);
+    }
+}
+
+impl PartialEq for TestMember {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for TestMember {}
+
+impl Member for TestMember {
+    fn is_alive(&self) -> bool {
+        self.alive.load(SeqCst)
+    }
+
+    fn load(&self) -> usize {
+        self.load.load(SeqCst)
+    }
+}
+
+/// `n` live members with ids `0..n`.
+pub fn make(n: usize) -> Vec<TestMember> {
+    make_from(0, n)
+}
+
+/// `n` live members with ids `first..first + n`.
+pub fn make_from(first: u32, n: usize) -> Vec<TestMember> {
+    let n = u32::try_from(n).expect("test sizes fit in u32");
+    (first..first + n).map(TestMember::new).collect()
+}
+
+/// Live members with ids `0..loads.len()` and the given loads.
+pub fn with_loads(loads: &[usize]) -> Vec<TestMember> {
+    let members = make(loads.len());
+    for (m, &load) in members.iter().zip(loads) {
+        m.set_load(load);
+    }
+    members
+}
+
+/// The ids of `members`, in order.
+pub fn ids(members: &[TestMember]) -> Vec<u32> {
+    members.iter().map(|m| m.id).collect()
+}
+
+/// A source backed by a shared `Mutex<Vec<_>>` whose contents a test replaces at will, counting
+/// how often the balancer asks it. Clones share the set and the count.
+#[derive(Clone, Debug, Default)]
+pub struct SharedSource {
+    members: Arc<Mutex<Vec<TestMember>>>,
+    calls: Arc<AtomicUsize>,
+}
+
+impl SharedSource {
+    pub fn new(members: Vec<TestMember>) -> Self {
+        Self {
+            members: Arc::new(Mutex::new(members)),
+            calls: Arc::default(),
+        }
+    }
+
+    /// Replaces the set the next refresh will load.
+    pub fn set(&self, members: Vec<TestMember>) {
+        *self.members.lock().unwrap() = members;
+    }
+
+    /// The set the next refresh will load.
+    pub fn get(&self) -> Vec<TestMember> {
+        self.members.lock().unwrap().clone()
+    }
+
+    /// How many times the balancer has asked for members (`build` included).
+    pub fn calls(&self) -> usize {
+        self.calls.load(SeqCst)
+    }
+}
+
+impl Source<TestMember> for SharedSource {
+    fn members(&self) -> Vec<TestMember> {
+        self.calls.fetch_add(1, SeqCst);
+        self.get()
+    }
+}
