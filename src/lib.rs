@@ -71,6 +71,8 @@ pub mod error;
 mod member;
 pub mod policy;
 mod pool;
+#[cfg(feature = "remote")]
+pub mod remote;
 mod supervisor;
 mod sync;
 mod worker;

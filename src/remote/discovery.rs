@@ -1,0 +1,255 @@
+//! How a master finds worker nodes: a static list, a hosts file, or mDNS on the local network.
+
+use std::{
+    net::{SocketAddr, ToSocketAddrs},
+    path::{Path, PathBuf},
+};
+
+use tokio::sync::mpsc;
+
+use super::HostsError;
+
+/// A worker node appearing or disappearing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DiscoveryEvent {
+    /// A node to connect to, with the tags the source knows it by.
+    Added {
+        /// Where it listens.
+        addr: SocketAddr,
+        /// Tags from the source (a hosts file's, say); the node's own come with its hello.
+        tags: Vec<String>,
+    },
+    /// A node that went away: disconnect and stop retrying it.
+    Removed {
+        /// Where it listened.
+        addr: SocketAddr,
+    },
+}
+
+/// A source of node added/removed events for a master
+/// ([`NodeBuilder::discovery`](super::NodeBuilder::discovery)).
+pub trait Discovery: Send + 'static {
+    /// Starts discovering; events arrive on the returned channel until it closes.
+    ///
+    /// # Errors
+    ///
+    /// A message saying why discovery could not start.
+    fn start(self: Box<Self>) -> Result<mpsc::UnboundedReceiver<DiscoveryEvent>, String>;
+}
+
+/// A fixed list of addresses.
+///
+/// # Example
+///
+/// ```
+/// use croupier::remote::StaticList;
+///
+/// let list = StaticList::new(["127.0.0.1:7001".parse().unwrap()]);
+/// # let _ = list;
+/// ```
+#[derive(Debug, Clone)]
+pub struct StaticList(Vec<SocketAddr>);
+
+impl StaticList {
+    /// The nodes at these addresses.
+    pub fn new(addrs: impl IntoIterator<Item = SocketAddr>) -> Self {
+        Self(addrs.into_iter().collect())
+    }
+}
+
+impl Discovery for StaticList {
+    fn start(self: Box<Self>) -> Result<mpsc::UnboundedReceiver<DiscoveryEvent>, String> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        for addr in self.0 {
+            let _ = tx.send(DiscoveryEvent::Added {
+                addr,
+                tags: Vec::new(),
+            });
+        }
+        Ok(rx)
+    }
+}
+
+/// Nodes listed in a file, one `host:port [tag,tag]` a line, like Erlang's `.hosts.erlang`.
+/// Blank lines and lines starting with `#` are skipped.
+///
+/// # Example
+///
+/// ```
+/// use croupier::remote::HostsFile;
+///
+/// let hosts = HostsFile::parse("hosts.txt", "# workers\n127.0.0.1:7001 gpu,big\n127.0.0.1:7002\n")?;
+/// assert_eq!(hosts.entries().len(), 2);
+/// assert_eq!(hosts.entries()[0].1, ["gpu", "big"]);
+///
+/// let bad = HostsFile::parse("hosts.txt", "127.0.0.1:7001\nnot-an-address\n").unwrap_err();
+/// assert!(bad.to_string().starts_with("hosts.txt:2:"));
+/// # Ok::<(), croupier::remote::HostsError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct HostsFile {
+    entries: Vec<(SocketAddr, Vec<String>)>,
+}
+
+impl HostsFile {
+    /// Reads and parses the file.
+    ///
+    /// # Errors
+    ///
+    /// [`HostsError::Read`] if the file cannot be read, [`HostsError::Malformed`] naming the
+    /// first bad line.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, HostsError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| HostsError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses `text` as the contents of the file at `path` (named in errors).
+    ///
+    /// # Errors
+    ///
+    /// [`HostsError::Malformed`] naming the first bad line.
+    pub fn parse(path: impl AsRef<Path>, text: &str) -> Result<Self, HostsError> {
+        let path: PathBuf = path.as_ref().to_owned();
+        let mut entries = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let malformed = |reason: String| HostsError::Malformed {
+                path: path.clone(),
+                line: i + 1,
+                reason,
+            };
+            let mut words = line.split_whitespace();
+            let host = words.next().unwrap_or_default();
+            let addr = host
+                .to_socket_addrs()
+                .map_err(|e| malformed(format!("{host:?} is not host:port ({e})")))?
+                .next()
+                .ok_or_else(|| malformed(format!("{host:?} resolves to no address")))?;
+            let tags = match words.next() {
+                None => Vec::new(),
+                Some(list) => list
+                    .split(',')
+                    .map(|t| {
+                        if t.is_empty() {
+                            Err(malformed("an empty tag".into()))
+                        } else {
+                            Ok(t.to_owned())
+                        }
+                    })
+                    .collect::<Result<_, _>>()?,
+            };
+            if let Some(extra) = words.next() {
+                return Err(malformed(format!(
+                    "unexpected {extra:?}: tags are one comma-separated word"
+                )));
+            }
+            entries.push((addr, tags));
+        }
+        Ok(Self { entries })
+    }
+
+    /// The nodes listed, with their tags, in file order.
+    #[must_use]
+    pub fn entries(&self) -> &[(SocketAddr, Vec<String>)] {
+        &self.entries
+    }
+}
+
+impl Discovery for HostsFile {
+    fn start(self: Box<Self>) -> Result<mpsc::UnboundedReceiver<DiscoveryEvent>, String> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        for (addr, tags) in self.entries {
+            let _ = tx.send(DiscoveryEvent::Added { addr, tags });
+        }
+        Ok(rx)
+    }
+}
+
+/// The mDNS service type croupier worker nodes advertise.
+pub const MDNS_SERVICE: &str = "_croupier._tcp.local.";
+
+/// Zero-configuration discovery on the local network (SimpleLocalnet's multicast), through
+/// the `mdns-sd` crate: finds worker nodes started with
+/// [`NodeBuilder::advertise`](super::NodeBuilder::advertise).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Mdns;
+
+impl Discovery for Mdns {
+    fn start(self: Box<Self>) -> Result<mpsc::UnboundedReceiver<DiscoveryEvent>, String> {
+        let daemon = mdns_sd::ServiceDaemon::new().map_err(|e| e.to_string())?;
+        let events = daemon.browse(MDNS_SERVICE).map_err(|e| e.to_string())?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            // The daemon runs while this task holds it.
+            let _daemon = daemon;
+            let mut known: std::collections::HashMap<String, Vec<SocketAddr>> = Default::default();
+            while let Ok(event) = events.recv_async().await {
+                match event {
+                    mdns_sd::ServiceEvent::ServiceResolved(info) => {
+                        let port = info.get_port();
+                        let addrs: Vec<SocketAddr> = info
+                            .get_addresses()
+                            .iter()
+                            .map(|ip| SocketAddr::new(ip.to_ip_addr(), port))
+                            .collect();
+                        let tags = info
+                            .get_property_val_str("tags")
+                            .map(|t| {
+                                t.split(',')
+                                    .filter(|t| !t.is_empty())
+                                    .map(str::to_owned)
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        if let Some(&addr) = addrs.first() {
+                            if tx.send(DiscoveryEvent::Added { addr, tags }).is_err() {
+                                return;
+                            }
+                        }
+                        known.insert(info.get_fullname().to_owned(), addrs);
+                    }
+                    mdns_sd::ServiceEvent::ServiceRemoved(_, fullname) => {
+                        for addr in known.remove(&fullname).unwrap_or_default() {
+                            if tx.send(DiscoveryEvent::Removed { addr }).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        });
+        Ok(rx)
+    }
+}
+
+/// Advertises a worker node over mDNS; keeps the registration while alive.
+pub(crate) fn advertise(
+    name: &str,
+    addr: SocketAddr,
+    tags: &[String],
+) -> Result<mdns_sd::ServiceDaemon, String> {
+    let daemon = mdns_sd::ServiceDaemon::new().map_err(|e| e.to_string())?;
+    let host = format!("{name}.local.");
+    let joined = tags.join(",");
+    let props = [("tags", joined.as_str())];
+    let info = mdns_sd::ServiceInfo::new(
+        MDNS_SERVICE,
+        name,
+        &host,
+        addr.ip(),
+        addr.port(),
+        &props[..],
+    )
+    .map_err(|e| e.to_string())?;
+    daemon.register(info).map_err(|e| e.to_string())?;
+    Ok(daemon)
+}

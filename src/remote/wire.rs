@@ -1,0 +1,160 @@
+//! The wire protocol: a fixed preamble, then length-delimited postcard frames.
+//!
+//! ```text
+//! connector                         listener
+//!   preamble "CROUPIER" + version ─►
+//!                                 ◄─ preamble
+//!   Hello { name, mode, tags, nonce_c } ─►
+//!                                 ◄─ HelloAck { name, mode, tags, pool size, nonce_s, proof_s }
+//!   Proof { proof_c } ─►
+//!                                 ◄─ Load (the first report: the connection is up)
+//!   Call / Cancel / Ping / Goodbye ─►
+//!                                 ◄─ Reply / Load / Goodbye
+//! ```
+//!
+//! The preamble is raw bytes so that a peer of another protocol version is told apart from one
+//! that is not croupier at all, whatever later versions do to the frames.
+
+use bytes::{Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpStream;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+use super::Mode;
+
+/// The protocol version this build speaks.
+pub(crate) const VERSION: u32 = 1;
+
+/// The first eight bytes of every croupier connection, each way.
+pub(crate) const MAGIC: &[u8; 8] = b"CROUPIER";
+
+/// The preamble: magic then the version, big-endian.
+pub(crate) fn preamble() -> Bytes {
+    let mut b = BytesMut::with_capacity(12);
+    b.extend_from_slice(MAGIC);
+    b.extend_from_slice(&VERSION.to_be_bytes());
+    b.freeze()
+}
+
+/// What a received preamble says.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Preamble {
+    Ok,
+    NotCroupier,
+    Incompatible(u32),
+}
+
+pub(crate) fn check_preamble(frame: &[u8]) -> Preamble {
+    match frame {
+        [magic @ .., a, b, c, d] if magic == MAGIC => {
+            let theirs = u32::from_be_bytes([*a, *b, *c, *d]);
+            if theirs == VERSION {
+                Preamble::Ok
+            } else {
+                Preamble::Incompatible(theirs)
+            }
+        }
+        _ => Preamble::NotCroupier,
+    }
+}
+
+/// Why the handshake refused a connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Refusal {
+    Unauthenticated,
+    Rejected(String),
+}
+
+/// Why a call failed on the serving side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum WireError {
+    UnknownHandler(String),
+    Decode(String),
+    Failed(String),
+}
+
+/// Every frame after the preamble.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Frame {
+    Hello {
+        name: String,
+        mode: Mode,
+        tags: Vec<String>,
+        nonce: [u8; 32],
+        has_cookie: bool,
+    },
+    HelloAck {
+        name: String,
+        mode: Mode,
+        tags: Vec<String>,
+        pool_size: u32,
+        nonce: [u8; 32],
+        proof: Option<[u8; 32]>,
+        refusal: Option<Refusal>,
+    },
+    Proof {
+        proof: Option<[u8; 32]>,
+    },
+    Call {
+        id: u64,
+        handler: String,
+        args: Vec<u8>,
+    },
+    Reply {
+        id: u64,
+        result: Result<Vec<u8>, WireError>,
+    },
+    Cancel {
+        id: u64,
+    },
+    /// The serving node's load: the sum of its pool's run-queue lengths per worker, in
+    /// thousandths.
+    Load {
+        milli: u64,
+    },
+    Ping,
+    Goodbye {
+        terminate: bool,
+    },
+}
+
+/// Why a frame could not be read: not a frame of this protocol (garbage, truncated, or an
+/// unknown kind).
+#[derive(Debug)]
+pub(crate) struct FrameError(postcard::Error);
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "malformed frame: {}", self.0)
+    }
+}
+
+impl Frame {
+    pub(crate) fn encode(&self) -> Bytes {
+        postcard::to_stdvec(self)
+            .expect("frames hold only strings, bytes and numbers, which always encode")
+            .into()
+    }
+
+    /// Decodes one frame; never panics, whatever the bytes.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, FrameError> {
+        postcard::from_bytes(bytes).map_err(FrameError)
+    }
+}
+
+/// A TCP stream cut into length-delimited frames of at most `max_frame` bytes.
+pub(crate) type Transport = Framed<TcpStream, LengthDelimitedCodec>;
+
+pub(crate) fn transport(stream: TcpStream, max_frame: usize) -> Transport {
+    let codec = LengthDelimitedCodec::builder()
+        .max_frame_length(max_frame)
+        .new_codec();
+    Framed::new(stream, codec)
+}
+
+/// Fuzz entry point for the decoder: exposed (hidden) so that property tests outside the
+/// crate can throw arbitrary bytes at it.
+#[doc(hidden)]
+pub fn decode_any(bytes: &[u8]) -> bool {
+    Frame::decode(bytes).is_ok()
+}
