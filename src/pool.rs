@@ -257,8 +257,8 @@ impl<W: Worker> fmt::Debug for Pool<W> {
     }
 }
 
-/// Configures a [`Pool`]: the settings of its [`SupervisorBuilder`] and [`BalancerBuilder`]
-/// (crate::BalancerBuilder) in one place. Made by [`Pool::builder`].
+/// Configures a [`Pool`]: the settings of its [`SupervisorBuilder`] and
+/// [`BalancerBuilder`](crate::BalancerBuilder) in one place. Made by [`Pool::builder`].
 ///
 /// Defaults: 1 worker, [`Policy::RoundRobin`], [`Restart::Permanent`], at most 10 restarts a
 /// second, an unbounded mailbox.

@@ -256,7 +256,7 @@ impl<M: Member> Balancer<M> {
         }
         match chosen {
             Ok(index) => Ok(Picked::new(snap, index)),
-            Err(e) => Err(self.refused(e)),
+            Err(e) => self.found_nothing(snap, e, turn, may_retry),
         }
     }
 
@@ -286,14 +286,29 @@ impl<M: Member> Balancer<M> {
         }
         match chosen {
             Ok(index) => Ok(Picked::new(snap, index)),
-            Err(PickError::NoMembers)
-                if may_retry && self.shared.snapshot.load().generation != snap.generation =>
-            {
-                drop(snap);
-                self.pick_at(turn, false)
-            }
-            Err(e) => Err(self.refused(e)),
+            Err(e) => self.found_nothing(snap, e, turn, may_retry),
         }
+    }
+
+    /// A pick that found no member in `snap`: if a newer snapshot has been stored meanwhile
+    /// (this pick's refresh, or anyone's), look once more there, with the same turn; a pick
+    /// that lagged behind a refresh must not answer `NoMembers` while live members exist.
+    #[cold]
+    fn found_nothing(
+        &self,
+        snap: arc_swap::Guard<Arc<Snapshot<M>>>,
+        e: PickError,
+        turn: usize,
+        may_retry: bool,
+    ) -> Result<Picked<'_, M>, PickError> {
+        if e == PickError::NoMembers
+            && may_retry
+            && self.shared.snapshot.load().generation != snap.generation
+        {
+            drop(snap);
+            return self.pick_at(turn, false);
+        }
+        Err(self.refused(e))
     }
 
     fn refused(&self, e: PickError) -> PickError {

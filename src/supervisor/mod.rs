@@ -41,8 +41,10 @@ use crate::{
 /// [`attach`](Supervisor::attach) the balancer too and it learns of every restart at once.
 /// [`Pool`](crate::Pool) does both.
 ///
-/// Dropping the last handle without [`shutdown`](Supervisor::shutdown) stops the tasks: each
-/// ends after the message it is handling, and queued messages come back as `Shutdown`.
+/// Dropping the last handle without [`shutdown`](Supervisor::shutdown) stops the tasks at
+/// once, as giving up does: every handle reads dead, the message each worker is handling is
+/// abandoned (its caller gets [`CallError::WorkerDied`](crate::CallError::WorkerDied)), the
+/// queued ones come back as `Shutdown`, and `stopping` hooks do not run.
 ///
 /// # Example
 ///
@@ -82,8 +84,7 @@ struct Inner<W: Worker> {
 
 impl<W: Worker> Drop for Inner<W> {
     fn drop(&mut self) {
-        self.core.tracker.close();
-        self.core.stop.cancel();
+        self.core.stop_now();
     }
 }
 
@@ -200,7 +201,7 @@ impl<W: Worker> Supervisor<W> {
                 .map(|slot| {
                     let current = slot.current.load(Relaxed);
                     WorkerStats {
-                        id: WorkerId::new(slot.index, current.min(ENDED - 1)),
+                        id: WorkerId::new(slot.index, slot.last.load(Relaxed)),
                         alive: current < ENDED,
                         load: slot.load.load(Relaxed),
                     }
@@ -272,12 +273,18 @@ impl<W: Worker> Core<W> {
             window = ?self.window,
             "croupier supervisor gave up: too many restarts; stopping every worker"
         );
+        self.stop_now();
+        self.refresh_watchers();
+    }
+
+    /// Hard stop: every handle reads dead at once; each slot abandons the message in hand
+    /// and hands queued ones back as `Shutdown`.
+    fn stop_now(&self) {
         for slot in self.slots.iter() {
             slot.current.store(SHUT, Relaxed);
         }
         self.tracker.close();
         self.stop.cancel();
-        self.refresh_watchers();
     }
 
     /// Balancers attached to this supervisor, still alive.

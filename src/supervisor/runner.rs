@@ -43,12 +43,9 @@ pub(super) async fn run_slot<W: Worker>(core: Arc<Core<W>>, slot: Arc<Slot<W>>, 
         }
         core.deaths.fetch_add(1, Relaxed);
         let old = WorkerRef::new(Arc::clone(&slot), incarnation);
+        // `run_incarnation` has already retired the incarnation (see `retire`).
         if !core.restart.restarts(exit == Exit::Panicked) {
             tracing::debug!(worker = %id, ?exit, "croupier worker ended; not restarted");
-            // Unless a shutdown already marked the slot `SHUT`.
-            let _ = slot
-                .current
-                .compare_exchange(incarnation, ENDED, Relaxed, Relaxed);
             core.notify_dead(&old);
             return return_queued(&core, &slot, &mut rx, Returned::Dead);
         }
@@ -56,12 +53,8 @@ pub(super) async fn run_slot<W: Worker>(core: Arc<Core<W>>, slot: Arc<Slot<W>>, 
             core.give_up(id);
             return return_queued(&core, &slot, &mut rx, Returned::Shutdown);
         }
-        // The successor's handle is live at once; messages sent to it queue meanwhile. If a
-        // shutdown already marked the slot `SHUT`, it stays so: the successor only drains.
-        let _ = slot
-            .current
-            .compare_exchange(incarnation, incarnation + 1, Relaxed, Relaxed);
         incarnation += 1;
+        slot.last.store(incarnation, Relaxed);
         core.restarts.fetch_add(1, Relaxed);
         tracing::warn!(worker = %id, ?exit, successor = %WorkerId::new(slot.index, incarnation),
             "croupier worker ended; restarting");
@@ -88,6 +81,7 @@ async fn run_incarnation<W: Worker>(
     id: WorkerId,
 ) -> (Exit, bool) {
     let Ok(mut worker) = std::panic::catch_unwind(AssertUnwindSafe(|| (core.factory)(id))) else {
+        retire(core, slot, id, Exit::Panicked);
         return (Exit::Panicked, false);
     };
     if AssertUnwindSafe(worker.started())
@@ -95,6 +89,7 @@ async fn run_incarnation<W: Worker>(
         .await
         .is_err()
     {
+        retire(core, slot, id, Exit::Panicked);
         return (Exit::Panicked, false);
     }
     let mut handled_any = false;
@@ -118,7 +113,13 @@ async fn run_incarnation<W: Worker>(
         match handled {
             // Hard stop mid-message: the reply channel drops, the caller reads WorkerDied.
             None => return (Exit::Stopped, handled_any),
-            Some(Err(_panic)) => return (Exit::Panicked, handled_any),
+            Some(Err(_panic)) => {
+                // Retire before the reply channel drops: once the caller hears WorkerDied,
+                // the old handle must already read dead.
+                retire(core, slot, id, Exit::Panicked);
+                drop(reply);
+                return (Exit::Panicked, handled_any);
+            }
             Some(Ok(answer)) => {
                 handled_any = true;
                 if let Some(reply) = reply {
@@ -126,11 +127,28 @@ async fn run_incarnation<W: Worker>(
                     let _ = reply.send(Outcome::Reply(answer));
                 }
                 if worker.is_finished() {
-                    return (finish(&mut worker, Exit::Finished).await, handled_any);
+                    let exit = finish(&mut worker, Exit::Finished).await;
+                    retire(core, slot, id, exit);
+                    return (exit, handled_any);
                 }
             }
         }
     }
+}
+
+/// Turns the handles of incarnation `id` dead at once: the slot moves on to the successor
+/// when the restart rule will start one, or ends. A shutdown or give-up that already marked the
+/// slot `SHUT` wins; so does a give-up that comes after (it overwrites with `SHUT`).
+fn retire<W: Worker>(core: &Core<W>, slot: &Slot<W>, id: WorkerId, exit: Exit) {
+    let incarnation = id.incarnation();
+    let next = if core.restart.restarts(exit == Exit::Panicked) {
+        incarnation + 1
+    } else {
+        ENDED
+    };
+    let _ = slot
+        .current
+        .compare_exchange(incarnation, next, Relaxed, Relaxed);
 }
 
 /// The next message, or `None` once a hard stop came or a shutdown emptied the mailbox.

@@ -35,8 +35,9 @@ pub enum SendError<M> {
 pub enum CallError<M> {
     /// The worker was dead before it took the message; pick again.
     Dead(M),
-    /// The worker panicked while handling this message: it was taken, and may have been
-    /// partly handled, so it is not handed back.
+    /// The worker panicked while handling this message, or was stopped in the middle of it
+    /// (its supervisor gave up or was dropped): it was taken, and may have been partly
+    /// handled, so it is not handed back.
     WorkerDied,
     /// The supervisor shut down or gave up before the message was handled.
     Shutdown(M),

@@ -31,6 +31,8 @@ pub(crate) struct Slot<W: Worker> {
     /// liveness flag that orders no other memory; messages travel through the channel, which
     /// synchronises on its own.
     pub(crate) current: AtomicU64,
+    /// The last incarnation started, kept once the slot has stopped (for stats).
+    pub(crate) last: AtomicU64,
 }
 
 impl<W: Worker> Slot<W> {
@@ -40,6 +42,7 @@ impl<W: Worker> Slot<W> {
             inbox,
             load: CachePadded::new(AtomicUsize::new(0)),
             current: AtomicU64::new(0),
+            last: AtomicU64::new(0),
         }
     }
 }
