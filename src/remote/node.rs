@@ -12,7 +12,10 @@ use std::{
 use futures_util::future::join_all;
 use parking_lot::Mutex;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::{
+    net::{TcpListener, ToSocketAddrs},
+    sync::watch,
+};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
@@ -112,6 +115,8 @@ pub(crate) struct NodeConfig {
     pub(crate) report_min: Duration,
     /// ...and at least this often (the heartbeat; masters ping as often).
     pub(crate) report_max: Duration,
+    /// How long `shutdown` lets the pool finish its queued work.
+    pub(crate) shutdown_grace: Duration,
 }
 
 impl NodeConfig {
@@ -146,6 +151,8 @@ pub(crate) struct NodeShared {
     pub(crate) tracker: TaskTracker,
     local_addr: Option<SocketAddr>,
     advertiser: Mutex<Option<mdns_sd::ServiceDaemon>>,
+    /// Bumped on every change of the worker nodes' set, liveness or load.
+    changes: Arc<watch::Sender<u64>>,
 }
 
 /// One process's place in a croupier cluster: a master, a worker, or both.
@@ -207,6 +214,7 @@ impl Node {
                 call_timeout: Duration::from_secs(30),
                 report_min: Duration::from_millis(100),
                 report_max: Duration::from_secs(1),
+                shutdown_grace: Duration::from_secs(5),
             },
         }
     }
@@ -463,14 +471,26 @@ impl Node {
             .count()
     }
 
+    /// Waits until something changes among this master's worker nodes: one is added,
+    /// removed, goes up or down, or reports its load.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn changed(&self) {
+        let mut rx = self.shared().changes.subscribe();
+        let _ = rx.changed().await;
+    }
+
     /// Resolves once the node has stopped: by [`shutdown`](Node::shutdown), or terminated
     /// by a master.
     pub async fn terminated(&self) {
         self.shared().stop.cancelled().await;
     }
 
-    /// Stops the node: closes its connections, stops its pool (finishing queued work), and
-    /// waits for its tasks.
+    /// Stops the node: closes its connections, stops its pool (letting queued work finish
+    /// for up to the [grace period](NodeBuilder::shutdown_grace); what is left then is
+    /// abandoned), and waits for its tasks.
     pub async fn shutdown(&self) {
         let shared = self.shared();
         shared.stop.cancel();
@@ -480,7 +500,12 @@ impl Node {
         shared.tracker.close();
         shared.tracker.wait().await;
         if let Some(pool) = &shared.pool {
-            pool.shutdown().await;
+            if tokio::time::timeout(shared.cfg.shutdown_grace, pool.shutdown())
+                .await
+                .is_err()
+            {
+                tracing::warn!(node = %shared.local.name, "croupier node's pool did not finish within the grace period");
+            }
         }
     }
 }
@@ -492,12 +517,13 @@ impl NodeShared {
         if let Some(p) = peers.iter().find(|p| p.id().as_str() == w.name) {
             return Arc::clone(&p.link);
         }
-        let link = Link::new(addr, w);
+        let link = Link::new(addr, w, Arc::clone(&self.changes));
         peers.push(RemoteNode {
             link: Arc::clone(&link),
         });
         drop(peers);
         self.balancer.refresh();
+        self.changes.send_modify(|v| *v = v.wrapping_add(1));
         link
     }
 
@@ -522,6 +548,7 @@ impl NodeShared {
             k.cancel();
         }
         self.balancer.refresh();
+        self.changes.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     /// Keeps a connection to `addr`: runs `first` if given, then reconnects with jittered
@@ -549,10 +576,7 @@ impl NodeShared {
                 match attempt {
                     Ok((transport, link, outbox)) => {
                         failures = 0;
-                        tokio::select! {
-                            () = token.cancelled() => {}
-                            () = link.run(transport, outbox, &shared.cfg, &shared.stop) => {}
-                        }
+                        link.run(transport, outbox, &shared.cfg, &token).await;
                         if link.gone.is_cancelled() {
                             return;
                         }
@@ -636,8 +660,10 @@ impl NodeBuilder {
         self
     }
 
-    /// Where a worker listens, as `host:port` (port 0 picks a free one). Listening anywhere
-    /// but loopback needs a [`cookie`](NodeBuilder::cookie).
+    /// Where the node listens, as `host:port` (port 0 picks a free one): required for a
+    /// worker. A master that listens answers handshakes with its mode, which connectors
+    /// refuse ([`ConnectError::ModeMismatch`]). Listening anywhere but loopback needs a
+    /// [`cookie`](NodeBuilder::cookie).
     pub fn listen(mut self, addr: impl Into<String>) -> Self {
         self.listen = Some(addr.into());
         self
@@ -699,6 +725,12 @@ impl NodeBuilder {
         self
     }
 
+    /// How long [`Node::shutdown`] lets the pool finish queued work; 5 s by default.
+    pub fn shutdown_grace(mut self, d: Duration) -> Self {
+        self.cfg.shutdown_grace = d;
+        self
+    }
+
     /// How long a handshake may take; 5 s by default.
     pub fn handshake_timeout(mut self, d: Duration) -> Self {
         self.cfg.handshake_timeout = d;
@@ -730,9 +762,9 @@ impl NodeBuilder {
     /// discovery that cannot start.
     pub async fn start(self) -> Result<Node, StartError> {
         let listener = match (self.mode.serves(), &self.listen) {
-            (false, _) => None,
+            (false, None) => None,
             (true, None) => return Err(StartError::NoListenAddress),
-            (true, Some(addr)) => {
+            (_, Some(addr)) => {
                 let parsed = tokio::net::lookup_host(addr.as_str())
                     .await
                     .map_err(|_| StartError::BadAddress(addr.clone()))?
@@ -786,6 +818,7 @@ impl NodeBuilder {
             tracker: TaskTracker::new(),
             local_addr,
             advertiser: Mutex::new(None),
+            changes: Arc::new(watch::channel(0).0),
         });
         if let Some(listener) = listener {
             shared

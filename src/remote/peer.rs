@@ -17,7 +17,7 @@ use futures_util::{SinkExt, StreamExt};
 use parking_lot::Mutex;
 use tokio::{
     net::TcpStream,
-    sync::{mpsc, oneshot},
+    sync::{mpsc, oneshot, watch},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -59,6 +59,9 @@ pub(crate) struct Link {
     next_id: AtomicU64,
     /// Cancelled when the node is removed or terminated: stop reconnecting.
     pub(crate) gone: CancellationToken,
+    /// Bumped when this node goes up or down or reports its load: what `Node::changed`
+    /// waits on.
+    changes: Arc<watch::Sender<u64>>,
 }
 
 impl Member for RemoteNode {
@@ -141,12 +144,13 @@ impl RemoteNode {
     /// Asks the node to stop serving and end (SimpleLocalnet's `terminateSlave`).
     pub(crate) fn terminate(&self) -> Result<(), RemoteError> {
         let link = &self.link;
-        link.gone.cancel();
+        // Queue the goodbye before ending the connection: the writer flushes it first.
         let sent = link
             .outbox
             .load()
             .as_ref()
             .is_some_and(|out| out.send(Frame::Goodbye { terminate: true }).is_ok());
+        link.gone.cancel();
         if sent {
             Ok(())
         } else {
@@ -322,7 +326,11 @@ async fn recv(t: &mut Transport) -> Result<bytes::BytesMut, ConnectError> {
 }
 
 impl Link {
-    pub(crate) fn new(addr: SocketAddr, w: &Welcome) -> Arc<Self> {
+    pub(crate) fn new(
+        addr: SocketAddr,
+        w: &Welcome,
+        changes: Arc<watch::Sender<u64>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             id: NodeId::from(w.name.as_str()),
             addr,
@@ -336,7 +344,12 @@ impl Link {
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
             gone: CancellationToken::new(),
+            changes,
         })
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     /// Marks the node up on a new connection: calls can be sent at once. Returns where
@@ -345,17 +358,19 @@ impl Link {
         let (tx, rx) = mpsc::unbounded_channel::<Frame>();
         self.outbox.store(Some(Arc::new(tx)));
         self.up.store(true, Relaxed);
+        self.changed();
         rx
     }
 
     /// Serves one connection, [attached](Link::attach) before, until it closes, goes silent,
-    /// or the node is removed.
+    /// the node is removed, or `cancel` fires (this node stops, or discovery drops the
+    /// address).
     pub(crate) async fn run(
         self: &Arc<Self>,
         transport: Transport,
         mut rx: mpsc::UnboundedReceiver<Frame>,
         cfg: &NodeConfig,
-        stop: &CancellationToken,
+        cancel: &CancellationToken,
     ) {
         let (mut sink, mut stream) = transport.split();
         let conn = CancellationToken::new();
@@ -380,7 +395,7 @@ impl Link {
         };
         loop {
             let next = tokio::select! {
-                () = stop.cancelled() => break,
+                () = cancel.cancelled() => break,
                 () = self.gone.cancelled() => break,
                 next = tokio::time::timeout(cfg.stale_after(), stream.next()) => next,
             };
@@ -409,6 +424,7 @@ impl Link {
                 Ok(Frame::Load { milli }) => {
                     self.reported.store(milli, Relaxed);
                     self.sent_since.store(0, Relaxed);
+                    self.changed();
                 }
                 Ok(Frame::Goodbye { .. }) => break,
                 Ok(other) => {
@@ -422,6 +438,7 @@ impl Link {
             }
         }
         self.up.store(false, Relaxed);
+        self.changed();
         if self.gone.is_cancelled() {
             // Let a goodbye already queued go out before closing.
             self.outbox.store(None);

@@ -58,7 +58,11 @@ async fn serve(node: Arc<NodeShared>, stream: TcpStream, peer: SocketAddr) {
         }
     };
     tracing::debug!(%peer, %master, "croupier master connected");
-    run(&node, t, &master).await;
+    if node.local.mode.serves() {
+        run(&node, t, &master).await;
+    }
+    // A node that does not serve answered the hello with its mode, which the connector
+    // refuses; nothing more to do.
 }
 
 /// The listening side of the handshake; returns the connector's name, or why it was refused.
@@ -90,7 +94,15 @@ async fn handshake(node: &NodeShared, t: &mut Transport) -> Result<String, &'sta
         connector_name: &name,
         listener_name: &local.name,
     };
-    let refusal = (has_cookie != local.cookie.is_some()).then_some(Refusal::Unauthenticated);
+    let refusal = if has_cookie != local.cookie.is_some() {
+        Some(Refusal::Unauthenticated)
+    } else if name == local.name {
+        Some(Refusal::Rejected(format!(
+            "a node named {name:?} cannot connect to itself"
+        )))
+    } else {
+        None
+    };
     let ack = Frame::HelloAck {
         name: local.name.clone(),
         mode: local.mode,
@@ -105,7 +117,7 @@ async fn handshake(node: &NodeShared, t: &mut Transport) -> Result<String, &'sta
     };
     t.send(ack.encode()).await.map_err(|_| "connection lost")?;
     if refusal.is_some() {
-        return Err("cookie on one side only");
+        return Err("refused in the hello");
     }
     let Ok(Frame::Proof { proof }) = Frame::decode(&recv(t).await?) else {
         return Err("malformed proof");

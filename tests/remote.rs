@@ -1,0 +1,507 @@
+//! The remote layer on 127.0.0.1: several nodes in one test process.
+#![cfg(feature = "remote")]
+
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
+
+use croupier::remote::{
+    ConnectError, Cookie, Handler, HostsFile, Mode, Node, NodeId, RemoteError, StartError,
+    StaticList,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::Semaphore,
+};
+
+const ECHO: Handler<u64, u64> = Handler::new("test.echo");
+const WHO: Handler<(), String> = Handler::new("test.who");
+const WAIT: Handler<(), ()> = Handler::new("test.wait");
+const PANIC: Handler<(), ()> = Handler::new("test.panic");
+
+/// Everything a test waits for comes within this; a hang fails the test instead.
+const GUARD: Duration = Duration::from_secs(10);
+
+async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(GUARD, f).await.expect("hung")
+}
+
+fn worker(name: &str) -> croupier::remote::NodeBuilder {
+    let me = name.to_owned();
+    Node::builder(name)
+        .mode(Mode::Worker)
+        .shutdown_grace(Duration::from_millis(200))
+        .listen("127.0.0.1:0")
+        .pool_size(2)
+        .report_interval(Duration::from_millis(10), Duration::from_millis(100))
+        .handle(ECHO, |n| async move { n })
+        .handle(WHO, move |()| {
+            let me = me.clone();
+            async move { me }
+        })
+        .handle(PANIC, |()| async {
+            panic!("handler failed (expected by the test)")
+        })
+}
+
+fn master() -> croupier::remote::NodeBuilder {
+    Node::builder("master")
+        .mode(Mode::Master)
+        .report_interval(Duration::from_millis(10), Duration::from_millis(100))
+        .call_timeout(Duration::from_secs(5))
+        .handshake_timeout(Duration::from_secs(2))
+}
+
+async fn start(b: croupier::remote::NodeBuilder) -> Node {
+    b.start().await.expect("node starts")
+}
+
+/// Waits, by the master's change notifications, until `cond` holds.
+async fn until(master: &Node, mut cond: impl FnMut(&Node) -> bool) {
+    within(async {
+        loop {
+            let changed = master.changed();
+            if cond(master) {
+                return;
+            }
+            changed.await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_call_and_least_loaded() {
+    let w1 = start(worker("w1").tags(["gpu"])).await;
+    let w2 = start(worker("w2")).await;
+    let m = start(master()).await;
+
+    let info = within(m.connect(w1.local_addr().unwrap())).await.unwrap();
+    assert_eq!(info.id, NodeId::from("w1"));
+    assert_eq!(info.tags, ["gpu"]);
+    assert_eq!(info.pool_size, 2);
+    within(m.connect(w2.local_addr().unwrap())).await.unwrap();
+
+    assert_eq!(m.workers().len(), 2);
+    assert_eq!(within(m.call(&NodeId::from("w2"), ECHO, 7)).await, Ok(7));
+    assert_eq!(
+        within(m.call(&NodeId::from("w1"), WHO, ())).await.unwrap(),
+        "w1"
+    );
+    assert_eq!(within(m.call_least_loaded(ECHO, 9)).await, Ok(9));
+    assert!(m.get_node().is_some());
+    assert_eq!(
+        within(m.call(&NodeId::from("nobody"), ECHO, 1)).await,
+        Err(RemoteError::UnknownNode(NodeId::from("nobody")))
+    );
+    m.shutdown().await;
+    w1.shutdown().await;
+    w2.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_handler_and_remote_panic_are_typed_errors() {
+    let w = start(worker("w")).await;
+    let m = start(master()).await;
+    within(m.connect(w.local_addr().unwrap())).await.unwrap();
+    let nope: Handler<u64, u64> = Handler::new("not.registered");
+    assert_eq!(
+        within(m.call_least_loaded(nope, 1)).await,
+        Err(RemoteError::UnknownHandler("not.registered".into()))
+    );
+    assert!(matches!(
+        within(m.call_least_loaded(PANIC, ())).await,
+        Err(RemoteError::Remote(_))
+    ));
+    // The node keeps serving after both.
+    assert_eq!(within(m.call_least_loaded(ECHO, 3)).await, Ok(3));
+}
+
+#[tokio::test]
+async fn wrong_cookie_is_refused_both_ways() {
+    let w = start(worker("w").cookie("right")).await;
+    let addr = w.local_addr().unwrap();
+
+    let wrong = start(master().cookie("wrong")).await;
+    assert!(matches!(
+        within(wrong.connect(addr)).await,
+        Err(ConnectError::Unauthenticated)
+    ));
+    let none = start(master()).await;
+    assert!(matches!(
+        within(none.connect(addr)).await,
+        Err(ConnectError::Unauthenticated)
+    ));
+    let right = start(master().cookie(Cookie::new("right"))).await;
+    assert!(within(right.connect(addr)).await.is_ok());
+    assert_eq!(within(right.call_least_loaded(ECHO, 5)).await, Ok(5));
+
+    // A worker without a cookie refuses a master that has one.
+    let open = start(worker("open")).await;
+    assert!(matches!(
+        within(right.connect(open.local_addr().unwrap())).await,
+        Err(ConnectError::Unauthenticated)
+    ));
+}
+
+#[tokio::test]
+async fn connect_errors_are_precise() {
+    let m = start(master()).await;
+
+    // Nobody listening.
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap()
+    };
+    assert!(matches!(
+        within(m.connect(closed)).await,
+        Err(ConnectError::NotConnected(_))
+    ));
+
+    // Something that is not croupier: answers with an HTTP error.
+    let http = fake(|mut s| async move {
+        let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+    })
+    .await;
+    assert!(matches!(
+        within(m.connect(http)).await,
+        Err(ConnectError::NotCroupier)
+    ));
+
+    // A croupier of another protocol version.
+    let future = fake(|mut s| async move {
+        let mut preamble = b"CROUPIER".to_vec();
+        preamble.extend_from_slice(&99_u32.to_be_bytes());
+        let _ = s.write_all(&(preamble.len() as u32).to_be_bytes()).await;
+        let _ = s.write_all(&preamble).await;
+        let mut sink = [0; 64];
+        let _ = s.read(&mut sink).await;
+    })
+    .await;
+    match within(m.connect(future)).await {
+        Err(ConnectError::Incompatible { ours, theirs }) => {
+            assert_eq!(theirs, 99);
+            assert_ne!(ours, 99);
+        }
+        other => panic!("expected Incompatible, got {other:?}"),
+    }
+
+    // A peer that accepts and then says nothing.
+    let silent = fake(|s| async move {
+        let _hold = s;
+        std::future::pending::<()>().await;
+    })
+    .await;
+    assert!(matches!(
+        within(m.connect(silent)).await,
+        Err(ConnectError::Timeout)
+    ));
+
+    // Another master listening: it does not serve calls.
+    let other_master = start(
+        Node::builder("other-master")
+            .mode(Mode::Master)
+            .listen("127.0.0.1:0"),
+    )
+    .await;
+    assert!(matches!(
+        within(m.connect(other_master.local_addr().unwrap())).await,
+        Err(ConnectError::ModeMismatch {
+            theirs: Mode::Master
+        })
+    ));
+
+    // A worker with the master's own name refuses it.
+    let twin = start(worker("master")).await;
+    assert!(matches!(
+        within(m.connect(twin.local_addr().unwrap())).await,
+        Err(ConnectError::Rejected(_))
+    ));
+
+    // Only masters connect.
+    let w = start(worker("w")).await;
+    assert!(matches!(
+        within(w.connect(twin.local_addr().unwrap())).await,
+        Err(ConnectError::Rejected(_))
+    ));
+    assert!(m.workers().is_empty());
+}
+
+/// A TCP server on 127.0.0.1 that runs `serve` on each connection.
+async fn fake<F, Fut>(serve: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(serve(s));
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn oversized_and_garbage_frames_close_only_their_connection() {
+    let w = start(worker("w").max_frame(1024)).await;
+    let addr = w.local_addr().unwrap();
+
+    // A frame announced far over the limit.
+    let mut big = TcpStream::connect(addr).await.unwrap();
+    big.write_all(&(1_u32 << 30).to_be_bytes()).await.unwrap();
+    let mut buf = [0; 16];
+    assert_eq!(within(big.read(&mut buf)).await.unwrap(), 0, "closed");
+
+    // Garbage inside a well-formed length prefix.
+    let mut junk = TcpStream::connect(addr).await.unwrap();
+    junk.write_all(&12_u32.to_be_bytes()).await.unwrap();
+    junk.write_all(b"\xff\xfe garbage!").await.unwrap();
+    let mut all = Vec::new();
+    let _ = within(junk.read_to_end(&mut all)).await;
+    assert!(all.len() < 64, "only a preamble at most came back");
+
+    // Truncated: a length, then half the bytes, then close.
+    let mut cut = TcpStream::connect(addr).await.unwrap();
+    cut.write_all(&100_u32.to_be_bytes()).await.unwrap();
+    cut.write_all(b"CROUP").await.unwrap();
+    drop(cut);
+
+    // The node still serves a proper master.
+    let m = start(master()).await;
+    within(m.connect(addr)).await.unwrap();
+    assert_eq!(within(m.call_least_loaded(ECHO, 11)).await, Ok(11));
+}
+
+#[tokio::test]
+async fn insecure_listen_is_refused() {
+    let err = Node::builder("w")
+        .mode(Mode::Worker)
+        .listen("0.0.0.0:0")
+        .start()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StartError::InsecureListen(_)), "{err}");
+    let err = Node::builder("w")
+        .mode(Mode::Worker)
+        .start()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StartError::NoListenAddress));
+    // With a cookie it may listen anywhere.
+    let ok = Node::builder("w")
+        .mode(Mode::Worker)
+        .listen("0.0.0.0:0")
+        .cookie("secret")
+        .start()
+        .await;
+    assert!(ok.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_select_workers() {
+    let gpu = start(worker("gpu-1").tags(["gpu", "big"])).await;
+    let cpu = start(worker("cpu-1").tags(["cpu"])).await;
+    let m = start(master()).await;
+    for w in [&gpu, &cpu] {
+        within(m.connect(w.local_addr().unwrap())).await.unwrap();
+    }
+    let tagged: Vec<_> = m
+        .workers_with_tag("gpu")
+        .into_iter()
+        .map(|w| w.id)
+        .collect();
+    assert_eq!(tagged, [NodeId::from("gpu-1")]);
+    assert_eq!(
+        m.tags().into_iter().collect::<Vec<_>>(),
+        ["big", "cpu", "gpu"]
+    );
+    let results = within(m.on_tagged_workers("gpu", WHO, ())).await;
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].1.as_deref(), Ok("gpu-1"));
+    let everyone = within(m.on_all_workers(WHO, ())).await;
+    assert_eq!(everyone.len(), 2);
+    assert!(everyone
+        .iter()
+        .all(|(id, r)| r.as_deref() == Ok(id.as_str())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_n_spreads_round_robin() {
+    let nodes = [
+        start(worker("a")).await,
+        start(worker("b")).await,
+        start(worker("c")).await,
+    ];
+    let m = start(master()).await;
+    for w in &nodes {
+        within(m.connect(w.local_addr().unwrap())).await.unwrap();
+    }
+    let results = within(m.on_n(7, WHO, ())).await;
+    assert_eq!(results.len(), 7);
+    let mut per_node = BTreeMap::new();
+    for (id, r) in &results {
+        assert_eq!(r.as_deref(), Ok(id.as_str()), "ran where it says");
+        *per_node.entry(id.to_string()).or_insert(0) += 1;
+    }
+    assert_eq!(
+        per_node,
+        BTreeMap::from([("a".into(), 3), ("b".into(), 2), ("c".into(), 2)])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_loaded_node_is_chosen() {
+    let gate = Arc::new(Semaphore::new(0));
+    let busy = {
+        let gate = Arc::clone(&gate);
+        start(worker("busy").handle(WAIT, move |()| {
+            let gate = Arc::clone(&gate);
+            async move {
+                gate.acquire().await.unwrap().forget();
+            }
+        }))
+        .await
+    };
+    let idle = start(worker("idle")).await;
+    let m = start(master().policy(croupier::Policy::LeastLoaded)).await;
+    within(m.connect(busy.local_addr().unwrap())).await.unwrap();
+    within(m.connect(idle.local_addr().unwrap())).await.unwrap();
+
+    // Load "busy" with calls that wait at its gate.
+    let waiting: Vec<_> = (0..4)
+        .map(|_| {
+            let m = m.clone();
+            tokio::spawn(async move { m.call(&NodeId::from("busy"), WAIT, ()).await })
+        })
+        .collect();
+    until(&m, |m| {
+        m.workers()
+            .iter()
+            .any(|w| w.id.as_str() == "busy" && w.load >= 1.0)
+    })
+    .await;
+    assert_eq!(m.get_node(), Some(NodeId::from("idle")));
+    for _ in 0..5 {
+        assert_eq!(within(m.call_least_loaded(WHO, ())).await.unwrap(), "idle");
+    }
+    gate.add_permits(4);
+    for w in waiting {
+        within(w).await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_down_fails_pending_calls_and_is_excluded() {
+    let stuck = start(worker("stuck").handle(WAIT, |()| std::future::pending::<()>())).await;
+    let other = start(worker("other")).await;
+    let m = start(master()).await;
+    within(m.connect(stuck.local_addr().unwrap()))
+        .await
+        .unwrap();
+    within(m.connect(other.local_addr().unwrap()))
+        .await
+        .unwrap();
+
+    let pending = {
+        let m = m.clone();
+        tokio::spawn(async move { m.call(&NodeId::from("stuck"), WAIT, ()).await })
+    };
+    until(&m, |m| {
+        m.workers()
+            .iter()
+            .any(|w| w.id.as_str() == "stuck" && w.load > 0.0)
+    })
+    .await;
+    stuck.shutdown().await;
+    drop(stuck);
+
+    assert_eq!(
+        within(pending).await.unwrap(),
+        Err(RemoteError::NodeDown(NodeId::from("stuck")))
+    );
+    until(&m, |m| m.workers().len() == 1).await;
+    for _ in 0..4 {
+        assert_eq!(within(m.call_least_loaded(WHO, ())).await.unwrap(), "other");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_node_goes_stale_and_comes_back() {
+    // The worker runs on a runtime of its own, which the test can freeze.
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let (freeze_tx, freeze_rx) = std::sync::mpsc::channel::<Duration>();
+    let worker_thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let w = start(worker("sleepy")).await;
+            addr_tx.send(w.local_addr().unwrap()).unwrap();
+            // Block this runtime's only thread: no load report, no answer.
+            let freeze = tokio::task::spawn_blocking(move || freeze_rx.recv().unwrap())
+                .await
+                .unwrap();
+            std::thread::sleep(freeze);
+            // Serve again for a while, then end.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        });
+    });
+    let addr = addr_rx.await.unwrap();
+    let m = start(master()).await;
+    within(m.connect(addr)).await.unwrap();
+    assert_eq!(m.workers().len(), 1);
+
+    // Frozen for 10 heartbeats: marked down (stale) and left out of selection.
+    freeze_tx.send(Duration::from_millis(1000)).unwrap();
+    until(&m, |m| m.workers().is_empty()).await;
+    assert_eq!(m.get_node(), None);
+    assert!(matches!(
+        within(m.call_least_loaded(ECHO, 1)).await,
+        Err(RemoteError::NoNodes)
+    ));
+    // Awake again: the master reconnects by itself.
+    until(&m, |m| m.workers().len() == 1).await;
+    assert_eq!(within(m.call_least_loaded(ECHO, 2)).await, Ok(2));
+    m.shutdown().await;
+    worker_thread.join().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminate_worker_ends_it() {
+    let w = start(worker("w")).await;
+    let m = start(master()).await;
+    within(m.connect(w.local_addr().unwrap())).await.unwrap();
+    m.terminate_worker(&NodeId::from("w")).unwrap();
+    within(w.terminated()).await;
+    assert!(m.workers().is_empty());
+    assert_eq!(
+        m.terminate_worker(&NodeId::from("w")),
+        Err(RemoteError::UnknownNode(NodeId::from("w")))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_from_static_list_and_hosts_file() {
+    let a = start(worker("a")).await;
+    let b = start(worker("b").tags(["x"])).await;
+    let m = start(master().discovery(StaticList::new([a.local_addr().unwrap()]))).await;
+    until(&m, |m| m.workers().len() == 1).await;
+
+    let hosts = format!(
+        "# test cluster\n{} x\n\n{}\n",
+        b.local_addr().unwrap(),
+        a.local_addr().unwrap()
+    );
+    let dir = std::env::temp_dir().join(format!("croupier-hosts-{}", std::process::id()));
+    std::fs::write(&dir, hosts).unwrap();
+    let file = HostsFile::open(&dir).unwrap();
+    std::fs::remove_file(&dir).unwrap();
+    assert_eq!(file.entries()[0].1, ["x"]);
+    let m2 = start(master().discovery(file)).await;
+    until(&m2, |m| m.workers().len() == 2).await;
+
+    let missing = HostsFile::open("/nonexistent/croupier/hosts").unwrap_err();
+    assert!(missing.to_string().contains("/nonexistent/croupier/hosts"));
+}
