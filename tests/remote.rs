@@ -490,7 +490,7 @@ async fn discovery_from_static_list_and_hosts_file() {
     until(&m, |m| m.workers().len() == 1).await;
 
     let hosts = format!(
-        "# test cluster\n{} x\n\n{}\n",
+        "# test cluster\n{} x\n\n{} from-file,second\n",
         b.local_addr().unwrap(),
         a.local_addr().unwrap()
     );
@@ -501,6 +501,13 @@ async fn discovery_from_static_list_and_hosts_file() {
     assert_eq!(file.entries()[0].1, ["x"]);
     let m2 = start(master().discovery(file)).await;
     until(&m2, |m| m.workers().len() == 2).await;
+    // The file's tags are added to the node's own.
+    let from_file: Vec<_> = m2
+        .workers_with_tag("from-file")
+        .into_iter()
+        .map(|w| w.id)
+        .collect();
+    assert_eq!(from_file, [NodeId::from("a")]);
 
     let missing = HostsFile::open("/nonexistent/croupier/hosts").unwrap_err();
     assert!(missing.to_string().contains("/nonexistent/croupier/hosts"));

@@ -260,13 +260,13 @@ impl Node {
             .next()
             .ok_or_else(|| ConnectError::NotConnected(std::io::ErrorKind::NotFound.into()))?;
         let (transport, welcome) = peer::connect(addr, &shared.local, &shared.cfg).await?;
-        let link = shared.adopt(addr, &welcome);
+        let link = shared.adopt(addr, &welcome, &[]);
         let outbox = link.attach();
         let info = RemoteNode {
             link: Arc::clone(&link),
         }
         .info();
-        shared.keep(addr, Some((transport, link, outbox)));
+        shared.keep(addr, Vec::new(), Some((transport, link, outbox)));
         Ok(info)
     }
 
@@ -512,12 +512,13 @@ impl Node {
 
 impl NodeShared {
     /// The link for the node that sent `w`, made if new (then the balancer refreshes).
-    fn adopt(&self, addr: SocketAddr, w: &Welcome) -> Arc<Link> {
+    /// Tags a discovery source gave (a hosts file's) are added to the node's own.
+    fn adopt(&self, addr: SocketAddr, w: &Welcome, extra_tags: &[String]) -> Arc<Link> {
         let mut peers = self.peers.lock();
         if let Some(p) = peers.iter().find(|p| p.id().as_str() == w.name) {
             return Arc::clone(&p.link);
         }
-        let link = Link::new(addr, w, Arc::clone(&self.changes));
+        let link = Link::new(addr, w, extra_tags, Arc::clone(&self.changes));
         peers.push(RemoteNode {
             link: Arc::clone(&link),
         });
@@ -553,7 +554,7 @@ impl NodeShared {
 
     /// Keeps a connection to `addr`: runs `first` if given, then reconnects with jittered
     /// backoff whenever it drops, until the node is forgotten or this node stops.
-    fn keep(self: &Arc<Self>, addr: SocketAddr, first: Option<Attached>) {
+    fn keep(self: &Arc<Self>, addr: SocketAddr, tags: Vec<String>, first: Option<Attached>) {
         let token = self.stop.child_token();
         if let Some(old) = self.keepers.lock().insert(addr, token.clone()) {
             old.cancel();
@@ -568,7 +569,7 @@ impl NodeShared {
                     None => peer::connect(addr, &shared.local, &shared.cfg)
                         .await
                         .map(|(transport, welcome)| {
-                            let link = shared.adopt(addr, &welcome);
+                            let link = shared.adopt(addr, &welcome, &tags);
                             let outbox = link.attach();
                             (transport, link, outbox)
                         }),
@@ -606,9 +607,9 @@ impl NodeShared {
                     e = events.recv() => match e { Some(e) => e, None => return },
                 };
                 match event {
-                    DiscoveryEvent::Added { addr, .. } => {
+                    DiscoveryEvent::Added { addr, tags } => {
                         if !shared.keepers.lock().contains_key(&addr) {
-                            shared.keep(addr, None);
+                            shared.keep(addr, tags, None);
                         }
                     }
                     DiscoveryEvent::Removed { addr } => {

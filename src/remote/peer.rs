@@ -55,7 +55,7 @@ pub(crate) struct Link {
     /// Where frames for the current connection go; empty while down.
     outbox: ArcSwapOption<mpsc::UnboundedSender<Frame>>,
     /// Calls awaiting a reply, by id. Slow path: one lock per call.
-    pending: Mutex<HashMap<u64, oneshot::Sender<Result<Vec<u8>, RemoteError>>>>,
+    pending: Mutex<HashMap<u64, ReplyTo>>,
     next_id: AtomicU64,
     /// Cancelled when the node is removed or terminated: stop reconnecting.
     pub(crate) gone: CancellationToken,
@@ -158,6 +158,9 @@ impl RemoteNode {
         }
     }
 }
+
+/// Where a call's reply goes.
+type ReplyTo = oneshot::Sender<Result<Vec<u8>, RemoteError>>;
 
 /// A call awaiting its reply: dropped early (timeout, or the caller's future dropped), it
 /// withdraws the call and, if it was sent, tells the node to cancel it.
@@ -329,13 +332,20 @@ impl Link {
     pub(crate) fn new(
         addr: SocketAddr,
         w: &Welcome,
+        extra_tags: &[String],
         changes: Arc<watch::Sender<u64>>,
     ) -> Arc<Self> {
+        let mut tags = w.tags.clone();
+        for t in extra_tags {
+            if !tags.contains(t) {
+                tags.push(t.clone());
+            }
+        }
         Arc::new(Self {
             id: NodeId::from(w.name.as_str()),
             addr,
             mode: w.mode,
-            tags: w.tags.clone(),
+            tags,
             pool_size: w.pool_size,
             up: AtomicBool::new(false),
             reported: AtomicU64::new(w.load),
