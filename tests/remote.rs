@@ -205,9 +205,7 @@ async fn connect_errors_are_precise() {
     .await;
     assert!(matches!(
         within(m.connect(other_master.local_addr().unwrap())).await,
-        Err(ConnectError::ModeMismatch {
-            theirs: Mode::Master
-        })
+        Err(ConnectError::ModeMismatch)
     ));
 
     // A worker with the master's own name refuses it.
@@ -511,4 +509,38 @@ async fn discovery_from_static_list_and_hosts_file() {
 
     let missing = HostsFile::open("/nonexistent/croupier/hosts").unwrap_err();
     assert!(missing.to_string().contains("/nonexistent/croupier/hosts"));
+}
+
+/// mDNS needs multicast on a network interface; CI sandboxes often have none, so this test
+/// runs only when asked: `cargo test --features remote -- --ignored mdns`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs multicast on the local network"]
+async fn mdns_discovery_finds_an_advertised_worker() {
+    let w = start(worker("mdns-worker").advertise(true).tags(["zeroconf"])).await;
+    let m = start(master().discovery(croupier::remote::Mdns)).await;
+    until(&m, |m| !m.workers().is_empty()).await;
+    assert_eq!(m.workers()[0].id, NodeId::from("mdns-worker"));
+    assert_eq!(within(m.call_least_loaded(ECHO, 4)).await, Ok(4));
+    w.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_master_does_not_kill_the_workers() {
+    let w = start(worker("w")).await;
+    let first = start(master()).await;
+    within(first.connect(w.local_addr().unwrap()))
+        .await
+        .unwrap();
+    first.shutdown().await;
+    drop(first);
+
+    let second = start(
+        Node::builder("second")
+            .report_interval(Duration::from_millis(10), Duration::from_millis(100)),
+    )
+    .await;
+    within(second.connect(w.local_addr().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(within(second.call_least_loaded(ECHO, 8)).await, Ok(8));
 }

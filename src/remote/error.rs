@@ -2,7 +2,7 @@
 
 use std::{fmt, io, net::SocketAddr, path::PathBuf};
 
-use super::{Mode, NodeId};
+use super::NodeId;
 use crate::ConfigError;
 
 /// Why [`Node::connect`](super::Node::connect) did not connect (Skitter.Remote's list, plus
@@ -23,12 +23,8 @@ pub enum ConnectError {
         /// Theirs.
         theirs: u32,
     },
-    /// The peer is not in a mode that serves calls (it is a master only), or this node is
-    /// not a master.
-    ModeMismatch {
-        /// The peer's mode.
-        theirs: Mode,
-    },
+    /// The peer is not in a mode that serves calls: it is a master only.
+    ModeMismatch,
     /// The peer refused the connection, for the reason given.
     Rejected(String),
     /// The handshake did not finish within the handshake timeout.
@@ -47,9 +43,8 @@ impl fmt::Display for ConnectError {
                 f,
                 "incompatible protocol: we speak version {ours}, the peer speaks {theirs}"
             ),
-            Self::ModeMismatch { theirs } => write!(
-                f,
-                "mode mismatch: the peer is {theirs:?}, and a master can only connect to workers"
+            Self::ModeMismatch => f.write_str(
+                "mode mismatch: the peer is a master only, and masters connect to workers",
             ),
             Self::Rejected(why) => write!(f, "the peer rejected the connection: {why}"),
             Self::Timeout => f.write_str("the handshake timed out"),

@@ -290,7 +290,7 @@ async fn handshake(t: &mut Transport, local: &Local) -> Result<Welcome, ConnectE
         return Err(ConnectError::Unauthenticated);
     }
     if !mode.serves() {
-        return Err(ConnectError::ModeMismatch { theirs: mode });
+        return Err(ConnectError::ModeMismatch);
     }
     let proof = local
         .cookie
