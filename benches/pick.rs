@@ -1,0 +1,86 @@
+//! `pick`: the cost of one pick on one thread, for each policy at 8, 64 and 1024 members, beside
+//! the floor, a mutex cursor, a ballermann-style actor and tower's p2c balancer.
+//!
+//! `cargo bench --bench pick` (about a minute and a half); add `-- --quick` for a faster look.
+
+mod baselines;
+
+use std::{
+    hint::black_box,
+    time::{Duration, Instant},
+};
+
+use baselines::{balancer, handles, Actor, Floor, MutexCursor, TowerP2c, SIZES};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use croupier::Policy;
+
+fn pick(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pick");
+    group
+        .throughput(Throughput::Elements(1))
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_millis(1200))
+        .sample_size(40);
+
+    let policies = [
+        ("croupier_rr", Policy::RoundRobin),
+        ("croupier_p2c", Policy::PowerOfTwo),
+        ("croupier_ll", Policy::LeastLoaded),
+    ];
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+
+    for n in SIZES {
+        for (name, policy) in policies {
+            let b = balancer(policy, n);
+            // The guard: what a caller that sends at once uses, no reference count written.
+            group.bench_function(BenchmarkId::new(name, n), |bench| {
+                bench.iter(|| {
+                    let picked = b.pick().expect("live members");
+                    black_box(&*picked);
+                })
+            });
+            // An owned handle: the comparison with the floor and the peers, which all clone.
+            group.bench_function(BenchmarkId::new(format!("{name}_cloned"), n), |bench| {
+                bench.iter(|| b.pick().expect("live members").cloned())
+            });
+        }
+
+        let floor = Floor::new(n);
+        group.bench_function(BenchmarkId::new("floor_cursor", n), |bench| {
+            bench.iter(|| floor.index())
+        });
+        group.bench_function(BenchmarkId::new("floor_cloned", n), |bench| {
+            bench.iter(|| floor.pick())
+        });
+
+        let mutex = MutexCursor::new(n);
+        group.bench_function(BenchmarkId::new("mutex_cloned", n), |bench| {
+            bench.iter(|| mutex.pick())
+        });
+
+        // The owning task and its caller share one thread: the actor's cheapest case.
+        let actor = rt.block_on(async { Actor::spawn(handles(n)) });
+        group.bench_function(BenchmarkId::new("actor_cloned", n), |bench| {
+            bench.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        black_box(actor.pick().await);
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+
+        let mut tower = TowerP2c::new(n);
+        group.bench_function(BenchmarkId::new("tower_p2c", n), |bench| {
+            bench.iter(|| tower.pick())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, pick);
+criterion_main!(benches);
