@@ -352,3 +352,46 @@ fn pick_does_not_answer_no_members_when_the_balancer_was_refreshed_meanwhile() {
         "pick answered {picked:?} with two live members in the current snapshot"
     );
 }
+
+/// Counts the messages it handles; never waits.
+struct Tally(Arc<std::sync::atomic::AtomicU64>);
+
+impl croupier::Worker for Tally {
+    type Msg = ();
+    type Reply = ();
+
+    async fn handle(&mut self, (): ()) {
+        self.0.fetch_add(1, Relaxed);
+    }
+}
+
+#[tokio::test]
+async fn a_worker_with_a_long_queue_lets_other_tasks_run() {
+    // Messages already queued are taken on a fast path that registers with no signal; the
+    // runtime's cooperative budget must still make the worker yield now and then.
+    const QUEUED: u64 = 10_000;
+    let handled = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let h = Arc::clone(&handled);
+    let pool = Pool::builder(move |_: WorkerId| Tally(Arc::clone(&h)))
+        .size(1)
+        .start()
+        .unwrap();
+    for _ in 0..QUEUED {
+        pool.send(()).unwrap();
+    }
+    // Spawned after the worker's task: on this current-thread runtime it runs once the
+    // worker yields, and reads how far the worker got by then.
+    let seen = tokio::spawn({
+        let handled = Arc::clone(&handled);
+        async move { handled.load(Relaxed) }
+    });
+    let seen_midway = within(seen).await.unwrap();
+    assert!(
+        seen_midway < QUEUED,
+        "the worker handled all {QUEUED} queued messages without yielding"
+    );
+    until("every queued message handled", || {
+        handled.load(Relaxed) == QUEUED
+    })
+    .await;
+}

@@ -64,9 +64,10 @@ impl Member for Handle {
     }
 }
 
-/// `n` live handles with loads that differ, so that least loaded has something to compare.
+/// `n` live handles with loads from 1 to 7: a busy pool, where least loaded finds no idle
+/// member to stop at and reads every load.
 pub fn handles(n: usize) -> Vec<Handle> {
-    (0..n).map(|i| Handle::new(i % 7)).collect()
+    (0..n).map(|i| Handle::new(1 + i % 7)).collect()
 }
 
 /// A croupier balancer over `n` handles.

@@ -11,9 +11,9 @@ use std::{
 };
 
 use parking_lot::Mutex;
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tokio_util::task::TaskTracker;
 
-use super::{runner, Core, Inner, Supervisor};
+use super::{runner, Core, Inner, Signal, Supervisor};
 use crate::{
     worker::{mailbox, Slot},
     ConfigError, Mailbox, Worker, WorkerId,
@@ -208,8 +208,8 @@ impl<W: Worker> SupervisorBuilder<W> {
             intensity: self.intensity,
             window: self.window,
             backoff: self.backoff,
-            drain: CancellationToken::new(),
-            stop: CancellationToken::new(),
+            drain: Signal::default(),
+            stop: Signal::default(),
             tracker: TaskTracker::new(),
             recent_restarts: Mutex::new(VecDeque::new()),
             watchers: Mutex::new(Vec::new()),

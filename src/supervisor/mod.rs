@@ -8,7 +8,10 @@ use std::{
     collections::VecDeque,
     fmt,
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+        atomic::{
+            AtomicBool, AtomicU64,
+            Ordering::{Acquire, Relaxed, Release},
+        },
         Arc,
     },
     time::Duration,
@@ -16,7 +19,10 @@ use std::{
 
 use parking_lot::Mutex;
 use tokio::time::Instant;
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tokio_util::{
+    sync::{CancellationToken, WaitForCancellationFuture},
+    task::TaskTracker,
+};
 
 pub use self::builder::{Backoff, Restart, SupervisorBuilder};
 use crate::{
@@ -88,6 +94,34 @@ impl<W: Worker> Drop for Inner<W> {
     }
 }
 
+/// A one-way signal: an atomic flag that every message and every send reads, and a token that
+/// wakes the tasks waiting for it. (A token alone answers `is_cancelled` under a mutex, which
+/// all the slots and senders would then share.)
+#[derive(Debug, Default)]
+pub(crate) struct Signal {
+    fired: AtomicBool,
+    token: CancellationToken,
+}
+
+impl Signal {
+    /// Raises the signal for good and wakes its waiters.
+    fn fire(&self) {
+        self.fired.store(true, Release);
+        self.token.cancel();
+    }
+
+    /// Whether the signal was raised: one atomic load.
+    #[inline]
+    pub(crate) fn is_fired(&self) -> bool {
+        self.fired.load(Acquire)
+    }
+
+    /// Completes once the signal is raised.
+    pub(crate) fn fired(&self) -> WaitForCancellationFuture<'_> {
+        self.token.cancelled()
+    }
+}
+
 /// What the slot tasks share. Tasks hold this, never `Inner`, so that dropping the last
 /// `Supervisor` is seen.
 pub(crate) struct Core<W: Worker> {
@@ -98,9 +132,9 @@ pub(crate) struct Core<W: Worker> {
     window: Duration,
     backoff: Backoff,
     /// Graceful shutdown: stop taking messages, finish the queued ones.
-    drain: CancellationToken,
+    drain: Signal,
     /// Hard stop (give-up or drop): finish the message in hand at most, return the rest.
-    stop: CancellationToken,
+    stop: Signal,
     tracker: TaskTracker,
     /// When recent restarts happened, for the intensity check. Slow path only.
     recent_restarts: Mutex<VecDeque<Instant>>,
@@ -235,7 +269,7 @@ impl<W: Worker> Core<W> {
     }
 
     fn is_stopped(&self) -> bool {
-        self.drain.is_cancelled() || self.stop.is_cancelled()
+        self.drain.is_fired() || self.stop.is_fired()
     }
 
     /// Refuses new messages everywhere and lets the slots drain.
@@ -244,7 +278,7 @@ impl<W: Worker> Core<W> {
             slot.current.store(SHUT, Relaxed);
         }
         self.tracker.close();
-        self.drain.cancel();
+        self.drain.fire();
         self.refresh_watchers();
     }
 
@@ -284,7 +318,7 @@ impl<W: Worker> Core<W> {
             slot.current.store(SHUT, Relaxed);
         }
         self.tracker.close();
-        self.stop.cancel();
+        self.stop.fire();
     }
 
     /// Balancers attached to this supervisor, still alive.

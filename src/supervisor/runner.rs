@@ -1,8 +1,11 @@
 //! The task behind each slot: runs incarnation after incarnation over one mailbox.
 
 use std::{
+    future::{poll_fn, Future},
     panic::AssertUnwindSafe,
+    pin::{pin, Pin},
     sync::{atomic::Ordering::Relaxed, Arc},
+    task::Poll,
 };
 
 use futures_util::FutureExt;
@@ -63,7 +66,7 @@ pub(super) async fn run_slot<W: Worker>(core: Arc<Core<W>>, slot: Arc<Slot<W>>, 
         crashes_in_a_row = crashes_in_a_row.saturating_add(1);
         if !delay.is_zero() {
             tokio::select! {
-                () = core.stop.cancelled() => {
+                () = core.stop.fired() => {
                     return return_queued(&core, &slot, &mut rx, Returned::Shutdown);
                 }
                 () = tokio::time::sleep(delay) => {}
@@ -96,7 +99,7 @@ async fn run_incarnation<W: Worker>(
     loop {
         let Some(next) = next_message(core, rx).await else {
             // Graceful shutdown reached the end of the queue (or a hard stop came first).
-            let exit = if core.stop.is_cancelled() {
+            let exit = if core.stop.is_fired() {
                 Exit::Stopped
             } else {
                 Exit::Drained
@@ -104,10 +107,20 @@ async fn run_incarnation<W: Worker>(
             return (finish(&mut worker, exit).await, handled_any);
         };
         let Envelope { msg, reply } = next;
-        let handled = tokio::select! {
-            biased;
-            () = core.stop.cancelled() => None,
-            r = AssertUnwindSafe(worker.handle(msg)).catch_unwind() => Some(r),
+        let handled = if core.stop.is_fired() {
+            None
+        } else {
+            // Most handlers finish on their first poll: only one that waits is raced against
+            // the stop signal, which saves registering with it for every message.
+            let mut handling = pin!(AssertUnwindSafe(worker.handle(msg)).catch_unwind());
+            match poll_once(handling.as_mut()).await {
+                Poll::Ready(r) => Some(r),
+                Poll::Pending => tokio::select! {
+                    biased;
+                    () = core.stop.fired() => None,
+                    r = handling => Some(r),
+                },
+            }
         };
         slot.load.fetch_sub(1, Relaxed);
         match handled {
@@ -153,24 +166,34 @@ fn retire<W: Worker>(core: &Core<W>, slot: &Slot<W>, id: WorkerId, exit: Exit) {
 
 /// The next message, or `None` once a hard stop came or a shutdown emptied the mailbox.
 async fn next_message<W: Worker>(core: &Core<W>, rx: &mut Outbox<W>) -> Option<Envelope<W>> {
-    if core.stop.is_cancelled() {
+    if core.stop.is_fired() {
         return None;
     }
-    if !core.drain.is_cancelled() {
+    if !core.drain.is_fired() {
+        let mut recv = pin!(rx.recv());
+        // A queued message is taken without registering with the signals.
+        if let Poll::Ready(env) = poll_once(recv.as_mut()).await {
+            return env;
+        }
         tokio::select! {
             biased;
-            () = core.stop.cancelled() => return None,
-            () = core.drain.cancelled() => {}
-            env = rx.recv() => return env,
+            () = core.stop.fired() => return None,
+            () = core.drain.fired() => {}
+            env = recv => return env,
         }
     }
     // Shutting down: take no more, hand out what is queued.
     rx.close();
     tokio::select! {
         biased;
-        () = core.stop.cancelled() => None,
+        () = core.stop.fired() => None,
         env = rx.recv() => env,
     }
+}
+
+/// Polls `fut` once, with this task's waker.
+async fn poll_once<F: Future>(mut fut: Pin<&mut F>) -> Poll<F::Output> {
+    poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await
 }
 
 /// Runs the `stopping` hook; a panic there turns the exit into a crash.
