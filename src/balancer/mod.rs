@@ -225,15 +225,37 @@ impl<M: Member> Balancer<M> {
         let Ok(turn) = self.shared.cursor.next() else {
             return Err(PickError::Draining);
         };
-        self.pick_at(turn, true)
-    }
-
-    /// A pick that has its turn; `may_retry` allows one more look, with the same turn, at a
-    /// snapshot that replaced this one while the pick found nothing but the dead.
-    #[inline]
-    fn pick_at(&self, turn: usize, may_retry: bool) -> Result<Picked<'_, M>, PickError> {
         let shared = &*self.shared;
         let snap = shared.snapshot.load();
+        // The fast path: the member a policy lands on first is usable, as it nearly always
+        // is. It only reads; anything else takes the full path with the same turn, which then
+        // looks at the same member first and decides as if there were no fast path.
+        let Config {
+            policy,
+            max_load,
+            seed,
+            ..
+        } = shared.config;
+        let first = match policy {
+            Policy::RoundRobin => policy::round_robin_first(&snap, turn, max_load),
+            Policy::PowerOfTwo => policy::power_of_two_first(&snap, turn, seed, max_load),
+            Policy::LeastLoaded => None,
+        };
+        match first {
+            Some(index) => Ok(Picked::new(snap, index)),
+            None => self.pick_in(snap, turn, true),
+        }
+    }
+
+    /// A pick that has its turn, in `snap`; `may_retry` allows one more look, with the same
+    /// turn, at a snapshot that replaced this one while the pick found nothing but the dead.
+    fn pick_in(
+        &self,
+        snap: arc_swap::Guard<Arc<Snapshot<M>>>,
+        turn: usize,
+        may_retry: bool,
+    ) -> Result<Picked<'_, M>, PickError> {
+        let shared = &*self.shared;
         if snap.len() == 0 {
             return Err(PickError::NoMembers);
         }
@@ -306,7 +328,7 @@ impl<M: Member> Balancer<M> {
             && self.shared.snapshot.load().generation != snap.generation
         {
             drop(snap);
-            return self.pick_at(turn, false);
+            return self.pick_in(self.shared.snapshot.load(), turn, false);
         }
         Err(self.refused(e))
     }

@@ -69,6 +69,29 @@ impl<M: Member> Snapshot<M> {
     }
 
     /// Looks at slot `i`: usable, skipped, or newly found dead (then counted, once).
+    /// The load of member `i` if it can be handed out as it stands (enabled, alive, under
+    /// `max_load`), read once; `None` otherwise. Only reads: a member it turns down is looked
+    /// at again, and counted if dead, by [`look`](Snapshot::look).
+    #[inline]
+    pub(crate) fn usable_load(&self, i: usize, max_load: usize) -> Option<usize> {
+        let slot = &self.slots[i];
+        if slot.disabled.load(Relaxed) || !slot.member.is_alive() {
+            return None;
+        }
+        let load = slot.member.load();
+        (load < max_load).then_some(load)
+    }
+
+    /// Whether member `i` can be handed out as it stands; reads its load only when there is
+    /// a `max_load` to compare it with.
+    #[inline]
+    pub(crate) fn is_usable(&self, i: usize, max_load: usize) -> bool {
+        let slot = &self.slots[i];
+        !slot.disabled.load(Relaxed)
+            && slot.member.is_alive()
+            && (max_load == usize::MAX || slot.member.load() < max_load)
+    }
+
     #[inline]
     pub(crate) fn look(&self, i: usize) -> Seen {
         let slot = &self.slots[i];

@@ -16,8 +16,8 @@ mod p2c;
 mod round_robin;
 
 pub(crate) use least_loaded::least_loaded;
-pub(crate) use p2c::power_of_two;
-pub(crate) use round_robin::round_robin;
+pub(crate) use p2c::{power_of_two, power_of_two_first};
+pub(crate) use round_robin::{round_robin, round_robin_first};
 
 use crate::{balancer::snapshot::Seen, PickError};
 
@@ -89,5 +89,84 @@ pub(crate) fn nothing(any_live: bool) -> PickError {
         PickError::Overloaded
     } else {
         PickError::NoMembers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{balancer::snapshot::Snapshot, Member};
+
+    #[derive(Clone, Debug)]
+    struct M {
+        alive: bool,
+        load: usize,
+    }
+
+    impl Member for M {
+        fn is_alive(&self) -> bool {
+            self.alive
+        }
+        fn load(&self) -> usize {
+            self.load
+        }
+    }
+
+    /// Every small pool with every pattern of dead members, with and without a load limit.
+    fn pools() -> impl Iterator<Item = (Snapshot<M>, usize)> {
+        (1..=7_usize).flat_map(|n| {
+            (0..1_u32 << n).flat_map(move |dead| {
+                [usize::MAX, 3].map(|max_load| {
+                    let members = (0..n)
+                        .map(|i| M {
+                            alive: dead >> i & 1 == 0,
+                            load: (i * 7 + dead as usize) % 5,
+                        })
+                        .collect();
+                    (Snapshot::new(members, 0, |_| false), max_load)
+                })
+            })
+        })
+    }
+
+    #[test]
+    fn fast_paths_answer_as_the_full_scans_do() {
+        let cursor = crate::balancer::state::Cursor::new();
+        let (mut fast_rr, mut fast_p2c) = (0, 0);
+        for (snap, max_load) in pools() {
+            for turn in 0..40 {
+                if let Some(i) = round_robin_first(&snap, turn, max_load) {
+                    let mut scan = Scan::default();
+                    let full = round_robin(&snap, turn, &cursor, max_load, &mut scan);
+                    assert_eq!(full, Ok(i), "round robin, turn {turn}");
+                    assert_eq!((scan.newly_dead, scan.extra_turns), (0, 0));
+                    fast_rr += 1;
+                }
+                if let Some(i) = power_of_two_first(&snap, turn, 9, max_load) {
+                    let mut scan = Scan::default();
+                    let full = power_of_two(&snap, turn, 9, max_load, &mut scan);
+                    assert_eq!(full, Ok(i), "power of two, turn {turn}");
+                    assert_eq!(scan.newly_dead, 0);
+                    fast_p2c += 1;
+                }
+            }
+        }
+        // Both fast paths answered often, not only in corner cases.
+        assert!(fast_rr > 2_000 && fast_p2c > 2_000, "{fast_rr} {fast_p2c}");
+    }
+
+    #[test]
+    fn fast_paths_take_every_pick_of_a_healthy_pool() {
+        let members = (0..8)
+            .map(|i| M {
+                alive: true,
+                load: i,
+            })
+            .collect();
+        let snap = Snapshot::new(members, 0, |_| false);
+        for turn in 0..100 {
+            assert_eq!(round_robin_first(&snap, turn, usize::MAX), Some(turn % 8));
+            assert!(power_of_two_first(&snap, turn, 1, usize::MAX).is_some());
+        }
     }
 }

@@ -18,14 +18,10 @@ pub(crate) fn power_of_two<M: Member>(
     max_load: usize,
     scan: &mut Scan,
 ) -> Result<usize, PickError> {
-    let n = snap.len();
-    let r = splitmix64(seed.wrapping_add((cursor as u64).wrapping_mul(GOLDEN_GAMMA)));
-    let a = (r % n as u64) as usize;
-    if n == 1 {
+    let (a, b) = samples(snap.len(), cursor, seed);
+    let Some(b) = b else {
         return least_loaded_from(snap, a, max_load, scan);
-    }
-    // A second, distinct slot: an offset in 1..n from the first.
-    let b = (a + 1 + ((r >> 32) % (n as u64 - 1)) as usize) % n;
+    };
     match (
         candidate(snap, a, max_load, scan),
         candidate(snap, b, max_load, scan),
@@ -35,6 +31,41 @@ pub(crate) fn power_of_two<M: Member>(
         (None, Some(_)) => Ok(b),
         (None, None) => least_loaded_from(snap, a, max_load, scan),
     }
+}
+
+/// The fast path: the lighter of the two samples when both are usable as they stand (the
+/// only member when there is one); `None` sends the pick to [`power_of_two`], which draws the
+/// same two samples.
+#[inline]
+pub(crate) fn power_of_two_first<M: Member>(
+    snap: &Snapshot<M>,
+    cursor: usize,
+    seed: u64,
+    max_load: usize,
+) -> Option<usize> {
+    let n = snap.len();
+    if n == 0 {
+        return None;
+    }
+    let (a, b) = samples(n, cursor, seed);
+    let la = snap.usable_load(a, max_load)?;
+    let Some(b) = b else { return Some(a) };
+    let lb = snap.usable_load(b, max_load)?;
+    Some(if lb < la { b } else { a })
+}
+
+/// The two distinct slots that turn `cursor` samples among `n > 0`; no second one when
+/// `n == 1`.
+#[inline]
+fn samples(n: usize, cursor: usize, seed: u64) -> (usize, Option<usize>) {
+    let r = splitmix64(seed.wrapping_add((cursor as u64).wrapping_mul(GOLDEN_GAMMA)));
+    let a = (r % n as u64) as usize;
+    if n == 1 {
+        return (a, None);
+    }
+    // A second, distinct slot: an offset in 1..n from the first.
+    let b = (a + 1 + ((r >> 32) % (n as u64 - 1)) as usize) % n;
+    (a, Some(b))
 }
 
 /// The load of slot `i` if it may be handed out.

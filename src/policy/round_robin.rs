@@ -51,3 +51,19 @@ pub(super) fn wrap(i: usize, n: usize) -> usize {
         i
     }
 }
+
+/// The fast path: the member whose turn it is, if it is usable as it stands; `None` sends the
+/// pick to [`round_robin`], which starts from the same member.
+#[inline]
+pub(crate) fn round_robin_first<M: Member>(
+    snap: &Snapshot<M>,
+    turn: usize,
+    max_load: usize,
+) -> Option<usize> {
+    let n = snap.len();
+    if n == 0 {
+        return None;
+    }
+    let i = turn % n;
+    snap.is_usable(i, max_load).then_some(i)
+}
