@@ -225,30 +225,43 @@ impl<M: Member> Balancer<M> {
         let Ok(turn) = self.shared.cursor.next() else {
             return Err(PickError::Draining);
         };
+        // Round robin's fast path: the member whose turn it is can be handed out as it
+        // stands, as it nearly always can. It only reads; otherwise the full scan starts from
+        // that same member with the same turn and decides as if there were no fast path. It
+        // is the only policy code inlined into callers: the rest stays out of line.
         let shared = &*self.shared;
-        let snap = shared.snapshot.load();
-        // The fast path: the member a policy lands on first is usable, as it nearly always
-        // is. It only reads; anything else takes the full path with the same turn, which then
-        // looks at the same member first and decides as if there were no fast path.
-        let Config {
-            policy,
-            max_load,
-            seed,
-            ..
-        } = shared.config;
-        let first = match policy {
-            Policy::RoundRobin => policy::round_robin_first(&snap, turn, max_load),
-            Policy::PowerOfTwo => policy::power_of_two_first(&snap, turn, seed, max_load),
-            Policy::LeastLoaded => None,
-        };
-        match first {
-            Some(index) => Ok(Picked::new(snap, index)),
-            None => self.pick_in(snap, turn, true),
+        if shared.config.policy == Policy::RoundRobin {
+            let snap = shared.snapshot.load();
+            if let Some(i) = policy::round_robin_first(&snap, turn, shared.config.max_load) {
+                return Ok(Picked::new(snap, i));
+            }
+            return self.pick_past_first(snap, turn);
         }
+        self.pick_at(turn, true)
     }
 
-    /// A pick that has its turn, in `snap`; `may_retry` allows one more look, with the same
-    /// turn, at a snapshot that replaced this one while the pick found nothing but the dead.
+    /// Round robin past its fast path: the full scan, in the snapshot the fast path read (a
+    /// pick looks at one snapshot from its first look to its answer). Cold and out of line,
+    /// which keeps the fast path small where it is inlined.
+    #[cold]
+    #[inline(never)]
+    fn pick_past_first(
+        &self,
+        snap: arc_swap::Guard<Arc<Snapshot<M>>>,
+        turn: usize,
+    ) -> Result<Picked<'_, M>, PickError> {
+        self.pick_in(snap, turn, true)
+    }
+
+    /// A pick that has its turn; `may_retry` allows one more look, with the same turn, at a
+    /// snapshot that replaced this one while the pick found nothing but the dead.
+    #[inline(never)]
+    fn pick_at(&self, turn: usize, may_retry: bool) -> Result<Picked<'_, M>, PickError> {
+        self.pick_in(self.shared.snapshot.load(), turn, may_retry)
+    }
+
+    /// [`pick_at`](Balancer::pick_at) in a snapshot already read.
+    #[inline]
     fn pick_in(
         &self,
         snap: arc_swap::Guard<Arc<Snapshot<M>>>,
@@ -256,6 +269,14 @@ impl<M: Member> Balancer<M> {
         may_retry: bool,
     ) -> Result<Picked<'_, M>, PickError> {
         let shared = &*self.shared;
+        if shared.config.policy == Policy::PowerOfTwo {
+            // Power of two's fast path: both samples usable as they stand; reads only, and
+            // the full path below draws the same two samples otherwise.
+            let Config { seed, max_load, .. } = shared.config;
+            if let Some(i) = policy::power_of_two_first(&snap, turn, seed, max_load) {
+                return Ok(Picked::new(snap, i));
+            }
+        }
         if snap.len() == 0 {
             return Err(PickError::NoMembers);
         }
@@ -328,7 +349,7 @@ impl<M: Member> Balancer<M> {
             && self.shared.snapshot.load().generation != snap.generation
         {
             drop(snap);
-            return self.pick_in(self.shared.snapshot.load(), turn, false);
+            return self.pick_at(turn, false);
         }
         Err(self.refused(e))
     }
