@@ -48,8 +48,8 @@ pub enum Policy {
     RoundRobin,
     /// A member with the smallest [`load`](crate::Member::load); ties go round robin so that
     /// equal loads spread. Stops at the first idle member (load 0); otherwise reads every
-    /// member's load, so its cost grows with the pool: on a 2-core machine about 35 ns a pick
-    /// at 8 busy members, 115 ns at 64 and 1.5 µs at 1024 (see `BENCHMARKS.md`). Beyond a few
+    /// member's load, so its cost grows with the pool: on a 2-core machine about 25 ns a pick
+    /// at 8 busy members, 90 ns at 64 and 1.2 µs at 1024 (see `BENCHMARKS.md`). Beyond a few
     /// dozen members prefer [`Policy::PowerOfTwo`], which costs the same at any size and comes
     /// close in quality.
     LeastLoaded,
