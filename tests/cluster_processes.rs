@@ -7,10 +7,15 @@ use std::{
     net::SocketAddr,
     path::PathBuf,
     process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicUsize, Ordering::Relaxed},
+        Arc,
+    },
     time::Duration,
 };
 
 use croupier::remote::{Handler, Mode, Node, RemoteError};
+use tokio::sync::Notify;
 
 /// The handler the example's workers register.
 const WORK: Handler<u64, String> = Handler::new("cluster.work");
@@ -83,10 +88,15 @@ async fn killing_a_worker_process_mid_load_fails_over() {
     let b_info = master.connect(b_addr).await.unwrap();
     assert_eq!(master.workers().len(), 2);
 
-    // Load from 8 callers; each call spins 200 µs on a worker.
+    // Load from 8 callers; each call spins 200 µs on a worker. Answers from a and from b are
+    // counted as they come, with a notification for each.
+    let answered = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+    let answer = Arc::new(Notify::new());
     let callers: Vec<_> = (0..8)
         .map(|_| {
             let master = master.clone();
+            let (answered, answer) = (Arc::clone(&answered), Arc::clone(&answer));
+            let a_id = a_info.id.clone();
             tokio::spawn(async move {
                 let mut outcomes = Vec::new();
                 for _ in 0..300 {
@@ -96,6 +106,10 @@ async fn killing_a_worker_process_mid_load_fails_over() {
                     )
                     .await
                     .expect("a call hung");
+                    if let Ok(who) = &r {
+                        answered[usize::from(who.as_str() != a_id.as_str())].fetch_add(1, Relaxed);
+                        answer.notify_one();
+                    }
                     outcomes.push(r);
                 }
                 outcomes
@@ -105,12 +119,12 @@ async fn killing_a_worker_process_mid_load_fails_over() {
 
     // Once both workers have answered some calls, kill worker a.
     tokio::time::timeout(Duration::from_secs(10), async {
-        while master.workers().iter().any(|w| w.load == 0.0) {
-            master.changed().await;
+        while answered.iter().any(|n| n.load(Relaxed) == 0) {
+            answer.notified().await;
         }
     })
     .await
-    .expect("both workers got load");
+    .expect("both workers answered");
     reap.0[0].kill().unwrap();
     reap.0[0].wait().unwrap();
 

@@ -467,6 +467,28 @@ async fn silent_node_goes_stale_and_comes_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_side_waits_for_the_heartbeats_the_other_announced() {
+    // The master pings every 30 ms, so three of its own heartbeats are 90 ms; the idle worker
+    // reports every 300 ms. Judged by the master's own interval it would go down between
+    // every two reports; judged by the one it announced, never.
+    let slow = Duration::from_millis(300);
+    let w = start(worker("slow-beat").report_interval(Duration::from_millis(100), slow)).await;
+    let m =
+        start(master().report_interval(Duration::from_millis(10), Duration::from_millis(30))).await;
+    within(m.connect(w.local_addr().unwrap())).await.unwrap();
+    // Every change the master sees for the next four idle reports (over a second) leaves the
+    // worker up: a mark-down would be a change too, seen here with the worker missing.
+    for _ in 0..4 {
+        let changed = m.changed();
+        assert_eq!(m.workers().len(), 1, "marked down between its heartbeats");
+        within(changed).await;
+    }
+    assert_eq!(m.workers().len(), 1, "marked down between its heartbeats");
+    assert_eq!(within(m.call_least_loaded(ECHO, 3)).await, Ok(3));
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminate_worker_ends_it() {
     let w = start(worker("w")).await;
     let m = start(master()).await;

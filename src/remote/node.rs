@@ -119,13 +119,6 @@ pub(crate) struct NodeConfig {
     pub(crate) shutdown_grace: Duration,
 }
 
-impl NodeConfig {
-    /// Silence for this long marks a peer down: three heartbeats.
-    pub(crate) fn stale_after(&self) -> Duration {
-        self.report_max * 3
-    }
-}
-
 /// Who this node is, as it says in its hello.
 #[derive(Debug)]
 pub(crate) struct Local {
@@ -516,6 +509,10 @@ impl NodeShared {
     fn adopt(&self, addr: SocketAddr, w: &Welcome, extra_tags: &[String]) -> Arc<Link> {
         let mut peers = self.peers.lock();
         if let Some(p) = peers.iter().find(|p| p.id().as_str() == w.name) {
+            // It may have come back with another heartbeat.
+            p.link
+                .heartbeat_ms
+                .store(w.heartbeat_ms, std::sync::atomic::Ordering::Relaxed);
             return Arc::clone(&p.link);
         }
         let link = Link::new(addr, w, extra_tags, Arc::clone(&self.changes));

@@ -57,6 +57,9 @@ pub(crate) struct Link {
     /// Calls awaiting a reply, by id. Slow path: one lock per call.
     pending: Mutex<HashMap<u64, ReplyTo>>,
     next_id: AtomicU64,
+    /// The heartbeat the node announced in its last handshake, in ms: silence for three of
+    /// them marks it down.
+    pub(crate) heartbeat_ms: AtomicU64,
     /// Cancelled when the node is removed or terminated: stop reconnecting.
     pub(crate) gone: CancellationToken,
     /// Bumped when this node goes up or down or reports its load: what `Node::changed`
@@ -214,6 +217,8 @@ pub(crate) struct Welcome {
     pub(crate) pool_size: u32,
     /// The first load report, which says the listener accepted our proof.
     pub(crate) load: u64,
+    /// How often, at least, the listener said it sends a frame, in ms.
+    pub(crate) heartbeat_ms: u64,
 }
 
 /// Connects to `addr` and runs the handshake as the connecting side.
@@ -230,14 +235,21 @@ pub(crate) async fn connect(
             .set_nodelay(true)
             .map_err(ConnectError::NotConnected)?;
         let mut t = wire::transport(stream, cfg.max_frame);
-        handshake(&mut t, local).await.map(|w| (t, w))
+        handshake(&mut t, local, cfg.report_max)
+            .await
+            .map(|w| (t, w))
     };
     tokio::time::timeout(cfg.handshake_timeout, attempt)
         .await
         .unwrap_or(Err(ConnectError::Timeout))
 }
 
-async fn handshake(t: &mut Transport, local: &Local) -> Result<Welcome, ConnectError> {
+/// The connecting side of the handshake; `heartbeat` is how often this node pings.
+async fn handshake(
+    t: &mut Transport,
+    local: &Local,
+    heartbeat: Duration,
+) -> Result<Welcome, ConnectError> {
     send(t, wire::preamble()).await?;
     match wire::check_preamble(&recv(t).await?) {
         Preamble::Ok => {}
@@ -256,6 +268,7 @@ async fn handshake(t: &mut Transport, local: &Local) -> Result<Welcome, ConnectE
         tags: local.tags.clone(),
         nonce: my_nonce,
         has_cookie: local.cookie.is_some(),
+        heartbeat_ms: wire::heartbeat_ms(heartbeat),
     };
     send(t, hello.encode()).await?;
     let Ok(Frame::HelloAck {
@@ -266,6 +279,7 @@ async fn handshake(t: &mut Transport, local: &Local) -> Result<Welcome, ConnectE
         nonce,
         proof,
         refusal,
+        heartbeat_ms,
     }) = Frame::decode(&recv(t).await?)
     else {
         return Err(ConnectError::NotCroupier);
@@ -305,6 +319,7 @@ async fn handshake(t: &mut Transport, local: &Local) -> Result<Welcome, ConnectE
             tags,
             pool_size,
             load: milli,
+            heartbeat_ms,
         }),
         Ok(Ok(Frame::Goodbye { .. })) | Err(_) => Err(ConnectError::Unauthenticated),
         Ok(_) => Err(ConnectError::NotCroupier),
@@ -349,6 +364,7 @@ impl Link {
             pool_size: w.pool_size,
             up: AtomicBool::new(false),
             reported: AtomicU64::new(w.load),
+            heartbeat_ms: AtomicU64::new(w.heartbeat_ms),
             sent_since: AtomicU64::new(0),
             outbox: ArcSwapOption::empty(),
             pending: Mutex::new(HashMap::new()),
@@ -403,11 +419,13 @@ impl Link {
                 let _ = sink.close().await;
             })
         };
+        // Marked down after three of the heartbeats it announced, whatever ours is.
+        let silence = wire::silence_limit(self.heartbeat_ms.load(Relaxed));
         loop {
             let next = tokio::select! {
                 () = cancel.cancelled() => break,
                 () = self.gone.cancelled() => break,
-                next = tokio::time::timeout(cfg.stale_after(), stream.next()) => next,
+                next = tokio::time::timeout(silence, stream.next()) => next,
             };
             let bytes = match next {
                 Err(_silent) => {

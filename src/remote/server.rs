@@ -46,8 +46,8 @@ async fn serve(node: Arc<NodeShared>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let mut t = wire::transport(stream, node.cfg.max_frame);
     let hello = tokio::time::timeout(node.cfg.handshake_timeout, handshake(&node, &mut t)).await;
-    let master = match hello {
-        Ok(Ok(name)) => name,
+    let (master, heartbeat_ms) = match hello {
+        Ok(Ok(said)) => said,
         Ok(Err(why)) => {
             tracing::warn!(%peer, why, "croupier node refused a connection");
             return;
@@ -59,14 +59,15 @@ async fn serve(node: Arc<NodeShared>, stream: TcpStream, peer: SocketAddr) {
     };
     tracing::debug!(%peer, %master, "croupier master connected");
     if node.local.mode.serves() {
-        run(&node, t, &master).await;
+        run(&node, t, &master, wire::silence_limit(heartbeat_ms)).await;
     }
     // A node that does not serve answered the hello with its mode, which the connector
     // refuses; nothing more to do.
 }
 
-/// The listening side of the handshake; returns the connector's name, or why it was refused.
-async fn handshake(node: &NodeShared, t: &mut Transport) -> Result<String, &'static str> {
+/// The listening side of the handshake; returns the connector's name and announced heartbeat
+/// (ms), or why it was refused.
+async fn handshake(node: &NodeShared, t: &mut Transport) -> Result<(String, u64), &'static str> {
     let first = recv(t).await?;
     t.send(wire::preamble())
         .await
@@ -82,6 +83,7 @@ async fn handshake(node: &NodeShared, t: &mut Transport) -> Result<String, &'sta
         tags: _,
         nonce: their_nonce,
         has_cookie,
+        heartbeat_ms,
     }) = Frame::decode(&recv(t).await?)
     else {
         return Err("malformed hello");
@@ -114,6 +116,7 @@ async fn handshake(node: &NodeShared, t: &mut Transport) -> Result<String, &'sta
             .as_ref()
             .map(|c| c.prove(Side::Listener, &transcript)),
         refusal: refusal.clone(),
+        heartbeat_ms: wire::heartbeat_ms(node.cfg.report_max),
     };
     t.send(ack.encode()).await.map_err(|_| "connection lost")?;
     if refusal.is_some() {
@@ -140,7 +143,7 @@ async fn handshake(node: &NodeShared, t: &mut Transport) -> Result<String, &'sta
     )
     .await
     .map_err(|_| "connection lost")?;
-    Ok(name)
+    Ok((name, heartbeat_ms))
 }
 
 async fn recv(t: &mut Transport) -> Result<bytes::BytesMut, &'static str> {
@@ -151,8 +154,9 @@ async fn recv(t: &mut Transport) -> Result<bytes::BytesMut, &'static str> {
     }
 }
 
-/// Serves one master's calls until it leaves, goes silent, misbehaves, or the node stops.
-async fn run(node: &Arc<NodeShared>, t: Transport, master: &str) {
+/// Serves one master's calls until it leaves, goes silent for `silence` (three of its
+/// announced heartbeats), misbehaves, or the node stops.
+async fn run(node: &Arc<NodeShared>, t: Transport, master: &str, silence: Duration) {
     let (mut sink, mut stream) = t.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Frame>();
     let conn = node.stop.child_token();
@@ -188,7 +192,7 @@ async fn run(node: &Arc<NodeShared>, t: Transport, master: &str) {
     loop {
         let next = tokio::select! {
             () = conn.cancelled() => break,
-            next = tokio::time::timeout(node.cfg.stale_after(), stream.next()) => next,
+            next = tokio::time::timeout(silence, stream.next()) => next,
         };
         let bytes = match next {
             Err(_silent) => {

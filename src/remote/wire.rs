@@ -15,6 +15,8 @@
 //! The preamble is raw bytes so that a peer of another protocol version is told apart from one
 //! that is not croupier at all, whatever later versions do to the frames.
 
+use std::time::Duration;
+
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
@@ -23,7 +25,18 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use super::Mode;
 
 /// The protocol version this build speaks.
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
+
+/// What a node announces as its heartbeat: `every` in ms, as carried in the hello frames.
+pub(crate) fn heartbeat_ms(every: Duration) -> u64 {
+    u64::try_from(every.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// How long a peer that announced a heartbeat of `heartbeat_ms` may stay silent before it is
+/// marked down: three of its heartbeats, the announced one held between 1 ms and 10 minutes.
+pub(crate) fn silence_limit(heartbeat_ms: u64) -> Duration {
+    Duration::from_millis(heartbeat_ms.clamp(1, 600_000)) * 3
+}
 
 /// The first eight bytes of every croupier connection, each way.
 pub(crate) const MAGIC: &[u8; 8] = b"CROUPIER";
@@ -82,6 +95,8 @@ pub(crate) enum Frame {
         tags: Vec<String>,
         nonce: [u8; 32],
         has_cookie: bool,
+        /// How often, at least, the connector sends a frame (its pings), in ms.
+        heartbeat_ms: u64,
     },
     HelloAck {
         name: String,
@@ -91,6 +106,8 @@ pub(crate) enum Frame {
         nonce: [u8; 32],
         proof: Option<[u8; 32]>,
         refusal: Option<Refusal>,
+        /// How often, at least, the listener sends a frame (its load reports), in ms.
+        heartbeat_ms: u64,
     },
     Proof {
         proof: Option<[u8; 32]>,
