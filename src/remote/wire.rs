@@ -4,13 +4,16 @@
 //! connector                         listener
 //!   preamble "CROUPIER" + version ─►
 //!                                 ◄─ preamble
-//!   Hello { name, mode, tags, nonce_c } ─►
-//!                                 ◄─ HelloAck { name, mode, tags, pool size, nonce_s, proof_s }
+//!   Hello { name, mode, tags, nonce_c, heartbeat } ─►
+//!                  ◄─ HelloAck { name, mode, tags, pool size, nonce_s, proof_s, heartbeat }
 //!   Proof { proof_c } ─►
 //!                                 ◄─ Load (the first report: the connection is up)
 //!   Call / Cancel / Ping / Goodbye ─►
 //!                                 ◄─ Reply / Load / Goodbye
 //! ```
+//!
+//! Each side announces its heartbeat (how often, at least, it sends a frame: pings one way,
+//! load reports the other) and is marked down after three of them pass in silence.
 //!
 //! The preamble is raw bytes so that a peer of another protocol version is told apart from one
 //! that is not croupier at all, whatever later versions do to the frames.
