@@ -366,8 +366,10 @@ async fn least_loaded_node_is_chosen() {
     within(m.connect(busy.local_addr().unwrap())).await.unwrap();
     within(m.connect(idle.local_addr().unwrap())).await.unwrap();
 
-    // Load "busy" with calls that wait at its gate.
-    let waiting: Vec<_> = (0..4)
+    // Load "busy" with calls that wait at its gate: 16 on a pool of 2, a load of 8. Each call
+    // to "idle" counts 0.5 to its expected load until its next report, so the five calls
+    // below cannot bring it level with "busy" however late that report comes.
+    let waiting: Vec<_> = (0..16)
         .map(|_| {
             let m = m.clone();
             tokio::spawn(async move { m.call(&NodeId::from("busy"), WAIT, ()).await })
@@ -376,14 +378,14 @@ async fn least_loaded_node_is_chosen() {
     until(&m, |m| {
         m.workers()
             .iter()
-            .any(|w| w.id.as_str() == "busy" && w.load >= 1.0)
+            .any(|w| w.id.as_str() == "busy" && w.load >= 8.0)
     })
     .await;
     assert_eq!(m.get_node(), Some(NodeId::from("idle")));
     for _ in 0..5 {
         assert_eq!(within(m.call_least_loaded(WHO, ())).await.unwrap(), "idle");
     }
-    gate.add_permits(4);
+    gate.add_permits(16);
     for w in waiting {
         within(w).await.unwrap().unwrap();
     }
