@@ -54,11 +54,7 @@ fn on_threads<F: Fn() + Sync>(threads: usize, iters: u64, op: F) -> Duration {
 }
 
 fn contention(c: &mut Criterion) {
-    let mut group = c.benchmark_group("contention");
-    group
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_millis(1500))
-        .sample_size(30);
+    let mut group = baselines::group(c, "contention", 1500, 30);
 
     let rr = balancer(Policy::RoundRobin, MEMBERS);
     let p2c = balancer(Policy::PowerOfTwo, MEMBERS);

@@ -18,7 +18,7 @@ use std::{
 };
 
 use baselines::Actor;
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use crossbeam_utils::CachePadded;
 use croupier::{Pool, Worker, WorkerId};
 use futures_util::future::join_all;
@@ -153,12 +153,7 @@ fn dispatch(c: &mut Criterion) {
         .worker_threads(2)
         .build()
         .expect("a runtime");
-    let mut group = c.benchmark_group("dispatch");
-    group
-        .throughput(Throughput::Elements(1))
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_millis(2000))
-        .sample_size(30);
+    let mut group = baselines::group(c, "dispatch", 2000, 30);
     let id = |name: &str| BenchmarkId::new(name, WORKERS);
 
     let done = Arc::new(Done::default());

@@ -5,22 +5,14 @@
 
 mod baselines;
 
-use std::{
-    hint::black_box,
-    time::{Duration, Instant},
-};
+use std::{hint::black_box, time::Instant};
 
 use baselines::{balancer, handles, Actor, Floor, MutexCursor, TowerP2c, SIZES};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use croupier::Policy;
 
 fn pick(c: &mut Criterion) {
-    let mut group = c.benchmark_group("pick");
-    group
-        .throughput(Throughput::Elements(1))
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_millis(1200))
-        .sample_size(40);
+    let mut group = baselines::group(c, "pick", 1200, 40);
 
     let policies = [
         ("croupier_rr", Policy::RoundRobin),

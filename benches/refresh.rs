@@ -8,11 +8,11 @@ mod baselines;
 use std::{
     hint::black_box,
     sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use baselines::{handles, Handle};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use croupier::{Balancer, Policy};
 
 /// A balancer whose source hands out the same `n` handles again on every refresh, as a pool's
@@ -47,12 +47,7 @@ fn with_storm<T>(b: &Balancer<Handle>, storm: bool, f: impl FnOnce() -> T) -> (T
 }
 
 fn refresh(c: &mut Criterion) {
-    let mut group = c.benchmark_group("refresh");
-    group
-        .throughput(Throughput::Elements(1))
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_millis(1500))
-        .sample_size(30);
+    let mut group = baselines::group(c, "refresh", 1500, 30);
 
     for n in [8, 64] {
         for (name, policy) in [

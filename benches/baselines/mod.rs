@@ -16,6 +16,7 @@ use std::{
     task::{Context, Poll},
 };
 
+use criterion::{measurement::WallTime, BenchmarkGroup, Criterion, Throughput};
 use crossbeam_utils::CachePadded;
 use croupier::{Balancer, Member, Policy};
 use futures_util::task::noop_waker_ref;
@@ -26,6 +27,24 @@ use tower::{
     load::{CompleteOnResponse, PendingRequests},
     service_fn, Service,
 };
+
+/// A group with the settings every suite shares: 300 ms of warm-up, `measure_ms` of
+/// measurement over `samples` samples, one element per iteration (so that a whole suite runs in
+/// a minute or two).
+pub fn group<'a>(
+    c: &'a mut Criterion,
+    name: &str,
+    measure_ms: u64,
+    samples: usize,
+) -> BenchmarkGroup<'a, WallTime> {
+    let mut group = c.benchmark_group(name);
+    group
+        .throughput(Throughput::Elements(1))
+        .warm_up_time(std::time::Duration::from_millis(300))
+        .measurement_time(std::time::Duration::from_millis(measure_ms))
+        .sample_size(samples);
+    group
+}
 
 /// The pool sizes every `pick` scenario runs at.
 pub const SIZES: [usize; 3] = [8, 64, 1024];

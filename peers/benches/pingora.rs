@@ -7,20 +7,15 @@
 #[path = "../../benches/baselines/mod.rs"]
 mod baselines;
 
-use std::{hint::black_box, time::Duration};
+use std::hint::black_box;
 
 use baselines::{balancer, Floor, SIZES};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use croupier::Policy;
 use pingora_load_balancing::{selection::RoundRobin, LoadBalancer};
 
 fn pick(c: &mut Criterion) {
-    let mut group = c.benchmark_group("pick");
-    group
-        .throughput(Throughput::Elements(1))
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_millis(1200))
-        .sample_size(40);
+    let mut group = baselines::group(c, "pick", 1200, 40);
 
     for n in SIZES {
         let b = balancer(Policy::RoundRobin, n);
