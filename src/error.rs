@@ -1,6 +1,28 @@
-//! Typed errors: one type per operation, each with a message a user can act on.
+//! Every public error of croupier, one type per operation, each with a message a user can act
+//! on.
+//!
+//! Each layer's error holds only what that layer can answer, and the layer above adds its own
+//! cases through `From`:
+//!
+//! | layer | errors |
+//! | --- | --- |
+//! | configuration | [`ConfigError`], refused at `build()` / `start()` |
+//! | balancer | [`PickError`] (a pick), [`DrainError`] (`apply_within`) |
+//! | worker ref | [`SendError`], [`CallError`]: dead, full, shut down, died while handling |
+//! | pool | [`PoolSendError`], [`PoolCallError`]: a worker ref's errors plus the balancer's refusals |
+//!
+//! Errors that refuse a message hand it back (`into_inner`), and their `Debug` does not
+//! require the message to be `Debug`.
 
 use std::fmt;
+
+#[cfg(feature = "remote")]
+pub use crate::remote::{ConnectError, HostsError, RemoteError, StartError};
+pub use crate::{
+    balancer::DrainError,
+    pool::error::{PoolCallError, PoolSendError},
+    worker::error::{CallError, SendError},
+};
 
 /// Why a builder refused its configuration.
 ///

@@ -77,12 +77,16 @@ mod supervisor;
 mod sync;
 mod worker;
 
+#[allow(deprecated)]
+pub use crate::balancer::Stats;
 pub use crate::{
-    balancer::{Balancer, BalancerBuilder, DrainError, EachFn, Picked, Stats, Wait},
-    error::{ConfigError, PickError},
+    balancer::{Balancer, BalancerBuilder, BalancerStats, EachFn, Picked, Wait},
+    error::{
+        CallError, ConfigError, DrainError, PickError, PoolCallError, PoolSendError, SendError,
+    },
     member::{Member, Source},
     policy::Policy,
     pool::{Pool, PoolBuilder, PoolStats},
     supervisor::{Backoff, Restart, Supervisor, SupervisorBuilder, SupervisorStats, WorkerStats},
-    worker::{CallError, Mailbox, SendError, Worker, WorkerId, WorkerRef},
+    worker::{Mailbox, Worker, WorkerId, WorkerRef},
 };

@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use croupier::{CallError, Policy, Pool, Worker};
+use croupier::{Policy, Pool, PoolCallError, Worker};
 
 const INJECTED: &str = "injected fault";
 
@@ -82,7 +82,7 @@ async fn fault_injection_every_call_returns_once() {
                     returns[n as usize].fetch_add(1, Relaxed);
                     match r {
                         Ok(reply) if reply == n * 2 && n % 97 != 0 => ok += 1,
-                        Err(CallError::WorkerDied) if n % 97 == 0 => died += 1,
+                        Err(PoolCallError::WorkerDied) if n % 97 == 0 => died += 1,
                         other => unexpected.push((n, format!("{other:?}"))),
                     }
                 }

@@ -14,7 +14,10 @@ use std::{
     },
 };
 
-use croupier::{Balancer, CallError, Member, Policy, Pool, Restart, SendError, WorkerId};
+use croupier::{
+    Balancer, CallError, Member, Policy, Pool, PoolCallError, PoolSendError, Restart, SendError,
+    WorkerId,
+};
 use parking_lot::Mutex;
 
 use crate::common_workers::{until, within, Event, Msg, Probe};
@@ -72,15 +75,15 @@ async fn pool_call_repicks_after_death() {
     // A message that kills its worker is not sent again: its caller hears WorkerDied, and
     // with no worker left the pool says so.
     let r = within(pool.call(Msg::Panic)).await;
-    assert!(matches!(r, Err(CallError::WorkerDied)), "{r:?}");
+    assert!(matches!(r, Err(PoolCallError::WorkerDied)), "{r:?}");
     let r = within(pool.call(Msg::Work(1))).await;
     assert!(
-        matches!(r, Err(CallError::NoMembers(Msg::Work(1)))),
+        matches!(r, Err(PoolCallError::NoMembers(Msg::Work(1)))),
         "{r:?}"
     );
     assert_eq!(
         pool.send(Msg::Work(2)),
-        Err(SendError::NoMembers(Msg::Work(2)))
+        Err(PoolSendError::NoMembers(Msg::Work(2)))
     );
     within(pool.shutdown()).await;
 }
@@ -174,16 +177,18 @@ async fn dropping_pool_stops_workers() {
     for slot in 0..3 {
         assert!(seen.contains(&Event::Dropped(id(slot, 0))), "{seen:?}");
     }
-    // The idle workers ran their `stopping` hook.
+    // The idle workers ran their `stopping` hook; the one abandoned mid-message did not.
     assert!(seen.contains(&Event::Stopping(id(1, 0))), "{seen:?}");
     assert!(seen.contains(&Event::Stopping(id(2, 0))), "{seen:?}");
+    assert!(!seen.contains(&Event::Stopping(id(0, 0))), "{seen:?}");
     assert_eq!(weak.strong_count(), 0);
 
     // Callers are answered, not left hanging; the queued message comes back.
     let r = within(queued).await.unwrap();
     assert!(matches!(r, Err(CallError::Shutdown(Msg::Work(1)))), "{r:?}");
+    // The message in hand was abandoned mid-way: its caller hears WorkerDied.
     let r = within(stuck).await.unwrap();
-    assert!(r.is_err(), "{r:?}");
+    assert!(matches!(r, Err(CallError::WorkerDied)), "{r:?}");
     assert_eq!(
         w1.send(Msg::Work(3)),
         Err(SendError::Shutdown(Msg::Work(3)))

@@ -9,8 +9,8 @@ mod common_workers;
 use std::{sync::Mutex, time::Duration};
 
 use croupier::{
-    Backoff, CallError, ConfigError, Mailbox, Member, Pool, Restart, SendError, Supervisor, Worker,
-    WorkerId,
+    Backoff, CallError, ConfigError, Mailbox, Member, Pool, PoolCallError, PoolSendError, Restart,
+    SendError, Supervisor, Worker, WorkerId,
 };
 
 use crate::common_workers::{until, within, Event, Msg, Probe, Reply};
@@ -273,7 +273,7 @@ async fn intensity_exceeded_gives_up_cleanly() {
     assert!(
         matches!(
             r,
-            Err(CallError::Shutdown(Msg::Work(9)) | CallError::NoMembers(Msg::Work(9)))
+            Err(PoolCallError::Shutdown(Msg::Work(9)) | PoolCallError::NoMembers(Msg::Work(9)))
         ),
         "{r:?}"
     );
@@ -281,7 +281,7 @@ async fn intensity_exceeded_gives_up_cleanly() {
     assert!(
         matches!(
             r,
-            Err(SendError::Shutdown(Msg::Work(10)) | SendError::NoMembers(Msg::Work(10)))
+            Err(PoolSendError::Shutdown(Msg::Work(10)) | PoolSendError::NoMembers(Msg::Work(10)))
         ),
         "{r:?}"
     );
@@ -522,7 +522,7 @@ async fn bounded_mailbox_returns_full() {
     pool.send(Msg::Work(11)).unwrap();
     assert_eq!(
         pool.send(Msg::Work(12)),
-        Err(SendError::Full(Msg::Work(12)))
+        Err(PoolSendError::Full(Msg::Work(12)))
     );
     probe.open(1);
     within(pool.shutdown()).await;
@@ -540,7 +540,9 @@ async fn shutdown_finishes_queued_work() {
     let mut calls = Vec::new();
     for w in [&w0, &w1] {
         let w = w.clone();
-        calls.push(tokio::spawn(async move { w.call(Msg::Block(0)).await }));
+        calls.push(tokio::spawn(async move {
+            w.call(Msg::Block(0)).await.map_err(PoolCallError::from)
+        }));
     }
     events.wait_for(Event::Entered(id(0, 0))).await;
     events.wait_for(Event::Entered(id(1, 0))).await;
@@ -562,12 +564,12 @@ async fn shutdown_finishes_queued_work() {
     // New work is refused at once, message inside.
     let r = within(pool.call(Msg::Work(900))).await;
     assert!(
-        matches!(r, Err(CallError::Shutdown(Msg::Work(900)))),
+        matches!(r, Err(PoolCallError::Shutdown(Msg::Work(900)))),
         "{r:?}"
     );
     assert_eq!(
         pool.send(Msg::Work(901)),
-        Err(SendError::Shutdown(Msg::Work(901)))
+        Err(PoolSendError::Shutdown(Msg::Work(901)))
     );
     assert_eq!(
         w0.send(Msg::Work(902)),
@@ -611,7 +613,7 @@ async fn shutdown_finishes_queued_work() {
     // Later calls are refused too, and shutting down again returns at once.
     let r = within(pool.call(Msg::Work(904))).await;
     assert!(
-        matches!(r, Err(CallError::Shutdown(Msg::Work(904)))),
+        matches!(r, Err(PoolCallError::Shutdown(Msg::Work(904)))),
         "{r:?}"
     );
     within(pool.shutdown()).await;

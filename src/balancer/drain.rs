@@ -35,8 +35,13 @@ pub enum Wait<M> {
     None,
     /// Wait this long (ballermann's numeric wait), then run maintenance.
     Duration(Duration),
-    /// Wait until every live member's [`load`](Member::load) is 0, checked every millisecond;
+    /// Wait until every member's [`load`](Member::load) is 0, checked every millisecond;
     /// past `timeout`, give up without running maintenance.
+    ///
+    /// Dead members of the current snapshot count as well: a crashed worker's queued
+    /// messages move to its successor, which the snapshot may not hold yet, and a
+    /// [`WorkerRef`](crate::WorkerRef)'s load is its slot's queue. A member type whose load
+    /// means nothing once it is dead should answer 0 then.
     Idle {
         /// The deadline, counted from the start of the wait.
         timeout: Duration,
@@ -71,7 +76,7 @@ impl<M: Member> Wait<M> {
         Self::Duration(d)
     }
 
-    /// Wait until every live member is idle (`load() == 0`), at most `timeout`.
+    /// Wait until every member, live or dead, is idle (`load() == 0`), at most `timeout`.
     #[must_use]
     pub fn idle(timeout: Duration) -> Self {
         Self::Idle { timeout }
@@ -341,7 +346,9 @@ impl<M: Member> Balancer<M> {
                 .load()
                 .slots
                 .iter()
-                .filter(|s| s.member.is_alive() && s.member.load() > 0)
+                // Dead members count too: a dead worker's queue moves to its successor,
+                // which the snapshot may not hold yet.
+                .filter(|s| s.member.load() > 0)
                 .count();
             if busy == 0 {
                 return Ok(());

@@ -137,10 +137,17 @@ impl<M> Writer<M> {
     }
 }
 
+/// The old name of [`BalancerStats`].
+#[deprecated(
+    since = "0.2.0",
+    note = "renamed BalancerStats, beside SupervisorStats and PoolStats"
+)]
+pub type Stats = BalancerStats;
+
 /// A point-in-time view of a balancer's counters, from [`Balancer::stats`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
-pub struct Stats {
+pub struct BalancerStats {
     /// Picks made since the balancer was built, refused ones included (the cursor's turns,
     /// less those round-robin picks passed over).
     pub picks: u64,
@@ -557,11 +564,11 @@ impl<M: Member> Balancer<M> {
     /// assert_eq!((stats.picks, stats.alive, stats.original), (1, 3, 3));
     /// # Ok::<(), croupier::ConfigError>(())
     /// ```
-    pub fn stats(&self) -> Stats {
+    pub fn stats(&self) -> BalancerStats {
         let shared = &*self.shared;
         let snap = shared.snapshot.load();
         let c = &shared.counters;
-        Stats {
+        BalancerStats {
             picks: (shared.cursor.turns() as u64)
                 .wrapping_sub(c.extra_turns.load(Ordering::Relaxed)),
             skipped_dead: c.skipped_dead.load(Ordering::Relaxed),

@@ -72,8 +72,13 @@ impl Member for RemoteNode {
         self.link.up.load(Relaxed)
     }
 
+    /// The last report plus the calls sent since; 0 while the node is down (it is never
+    /// dealt then, and a drain's idle wait must not wait for a node that cannot answer).
     fn load(&self) -> usize {
         let l = &self.link;
+        if !l.up.load(Relaxed) {
+            return 0;
+        }
         let sent = l.sent_since.load(Relaxed) * 1000 / u64::from(l.pool_size.max(1));
         (l.reported.load(Relaxed) + sent) as usize
     }

@@ -15,8 +15,12 @@ use tokio_util::task::TaskTracker;
 
 use super::{runner, Core, Inner, Signal, Supervisor};
 use crate::{
-    worker::{mailbox, Slot},
-    ConfigError, Mailbox, Worker, WorkerId,
+    error::ConfigError,
+    worker::{
+        mailbox::{mailbox, Mailbox},
+        slot::Slot,
+        Worker, WorkerId,
+    },
 };
 
 /// When a supervisor restarts a worker whose incarnation ended (OTP's restart types).
@@ -193,12 +197,12 @@ impl<W: Worker> SupervisorBuilder<W> {
     /// runtime.
     pub fn start(self) -> Result<Supervisor<W>, ConfigError> {
         self.check()?;
-        let mut outboxes = Vec::with_capacity(self.size);
+        let mut receivers = Vec::with_capacity(self.size);
         let slots = (0..self.size)
             .map(|index| {
-                let (inbox, outbox) = mailbox(self.mailbox);
-                outboxes.push(outbox);
-                Arc::new(Slot::new(index, inbox))
+                let (tx, rx) = mailbox(self.mailbox);
+                receivers.push(rx);
+                Arc::new(Slot::new(index, tx))
             })
             .collect();
         let core = Arc::new(Core {
@@ -218,8 +222,8 @@ impl<W: Worker> SupervisorBuilder<W> {
             dropped: AtomicU64::new(0),
             gave_up: AtomicBool::new(false),
         });
-        for (slot, outbox) in core.slots.iter().zip(outboxes) {
-            let task = runner::run_slot(Arc::clone(&core), Arc::clone(slot), outbox);
+        for (slot, rx) in core.slots.iter().zip(receivers) {
+            let task = runner::run_slot(Arc::clone(&core), Arc::clone(slot), rx);
             core.tracker.spawn(task);
         }
         Ok(Supervisor {

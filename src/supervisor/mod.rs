@@ -7,6 +7,7 @@ mod runner;
 use std::{
     collections::VecDeque,
     fmt,
+    panic::{catch_unwind, AssertUnwindSafe},
     sync::{
         atomic::{
             AtomicBool, AtomicU64,
@@ -26,9 +27,9 @@ use tokio_util::{
 
 pub use self::builder::{Backoff, Restart, SupervisorBuilder};
 use crate::{
-    balancer::WeakBalancer,
-    worker::{Slot, ENDED, SHUT},
-    Balancer, Member, Source, Worker, WorkerId, WorkerRef,
+    balancer::{Balancer, WeakBalancer},
+    member::{Member, Source},
+    worker::{slot::Slot, Worker, WorkerId, WorkerRef},
 };
 
 /// Runs a fixed number of [`Worker`]s, each in its own tokio task, and restarts those that
@@ -48,9 +49,17 @@ use crate::{
 /// [`Pool`](crate::Pool) does both.
 ///
 /// Dropping the last handle without [`shutdown`](Supervisor::shutdown) stops the tasks at
-/// once, as giving up does: every handle reads dead, the message each worker is handling is
-/// abandoned (its caller gets [`CallError::WorkerDied`](crate::CallError::WorkerDied)), the
-/// queued ones come back as `Shutdown`, and `stopping` hooks do not run.
+/// once, as giving up does (a *hard stop*): every handle reads dead; a message a worker is in
+/// the middle of handling is abandoned at its current `.await` (its caller gets
+/// [`CallError::WorkerDied`](crate::CallError::WorkerDied); a sent one is counted in
+/// [`dropped`](SupervisorStats::dropped)); one taken from the mailbox but not yet started,
+/// and every queued one, comes back to its caller as `Shutdown` (or is counted in `dropped`
+/// when nobody waits for it); a worker that is not in the middle of a message runs its
+/// [`stopping`](Worker::stopping) hook, one abandoned mid-message does not.
+///
+/// A panic anywhere in the worker's code (the factory, a hook, `handle` before or after it
+/// returns its future, `is_finished`, a `Drop`) is a crash like any other: the slot restarts
+/// by its [`Restart`] rule or ends, and its handles read dead either way.
 ///
 /// # Example
 ///
@@ -106,6 +115,9 @@ pub(crate) struct Signal {
 impl Signal {
     /// Raises the signal for good and wakes its waiters.
     fn fire(&self) {
+        // Release: pairs with the Acquire in `is_fired`, so that a task that sees the signal
+        // also sees what was done before it was raised: every slot marked shut
+        // (`begin_shutdown`, `stop_now`) and the task tracker closed.
         self.fired.store(true, Release);
         self.token.cancel();
     }
@@ -113,6 +125,7 @@ impl Signal {
     /// Whether the signal was raised: one atomic load.
     #[inline]
     pub(crate) fn is_fired(&self) -> bool {
+        // Acquire: pairs with the Release in `fire`.
         self.fired.load(Acquire)
     }
 
@@ -154,9 +167,12 @@ pub struct SupervisorStats {
     pub restarts: u64,
     /// Incarnations that panicked or finished (shutdown not counted).
     pub deaths: u64,
-    /// Messages sent with `send` (no caller waiting) that were still queued when their slot
-    /// ended or the supervisor gave up, and so were never handled. Also reported by a
-    /// `tracing` warning.
+    /// Messages accepted (a `send` or `call` that returned `Ok` or was queued) that nobody
+    /// waits for any more and that will never be handled: sent with `send`, or called by a
+    /// caller that stopped waiting, and still queued when their slot ended or the supervisor
+    /// stopped hard, or abandoned in the middle of their handling by a hard stop. Also
+    /// reported by a `tracing` warning. A message whose handler panicked is not counted here:
+    /// it was handled, and the death is counted in `deaths`.
     pub dropped: u64,
     /// Whether the supervisor gave up after too many restarts.
     pub gave_up: bool,
@@ -202,7 +218,11 @@ impl<W: Worker> Supervisor<W> {
 
     /// Stops gracefully: refuses new messages at once, lets every worker finish the messages
     /// already queued, runs their [`stopping`](Worker::stopping) hooks, and waits for every
-    /// task to end. Later sends and calls get `Shutdown`. Calling it again, or from several
+    /// task to end. A slot waiting out a restart [backoff](SupervisorBuilder::backoff) starts
+    /// its successor at once to finish its queue; a worker that crashes during shutdown is
+    /// restarted only while it makes progress through its queue (one that crashes before
+    /// taking a message is not, and its queued messages come back as `Shutdown`). A panicking
+    /// `stopping` hook is logged and restarts nothing. Later sends and calls get `Shutdown`. Calling it again, or from several
     /// tasks, waits for the same end.
     ///
     /// # Cancel safety
@@ -232,13 +252,10 @@ impl<W: Worker> Supervisor<W> {
             workers: core
                 .slots
                 .iter()
-                .map(|slot| {
-                    let current = slot.current.load(Relaxed);
-                    WorkerStats {
-                        id: WorkerId::new(slot.index, slot.last.load(Relaxed)),
-                        alive: current < ENDED,
-                        load: slot.load.load(Relaxed),
-                    }
+                .map(|slot| WorkerStats {
+                    id: WorkerId::new(slot.index, slot.last()),
+                    alive: slot.state.serving().is_some(),
+                    load: slot.load(),
                 })
                 .collect(),
         }
@@ -262,8 +279,8 @@ impl<W: Worker> Core<W> {
         self.slots
             .iter()
             .filter_map(|slot| {
-                let current = slot.current.load(Relaxed);
-                (current < ENDED).then(|| WorkerRef::new(Arc::clone(slot), current))
+                let incarnation = slot.state.serving()?;
+                Some(WorkerRef::new(Arc::clone(slot), incarnation))
             })
             .collect()
     }
@@ -275,7 +292,7 @@ impl<W: Worker> Core<W> {
     /// Refuses new messages everywhere and lets the slots drain.
     fn begin_shutdown(&self) {
         for slot in self.slots.iter() {
-            slot.current.store(SHUT, Relaxed);
+            slot.state.shut();
         }
         self.tracker.close();
         self.drain.fire();
@@ -315,7 +332,7 @@ impl<W: Worker> Core<W> {
     /// and hands queued ones back as `Shutdown`.
     fn stop_now(&self) {
         for slot in self.slots.iter() {
-            slot.current.store(SHUT, Relaxed);
+            slot.state.shut();
         }
         self.tracker.close();
         self.stop.fire();
@@ -328,15 +345,26 @@ impl<W: Worker> Core<W> {
         watchers.iter().filter_map(WeakBalancer::upgrade).collect()
     }
 
+    /// Tells every attached balancer to reload. A balancer's source is user code: a panic
+    /// there is logged and costs this supervisor nothing.
     fn refresh_watchers(&self) {
         for b in self.watchers() {
-            b.refresh();
+            if catch_unwind(AssertUnwindSafe(|| b.refresh())).is_err() {
+                tracing::error!(
+                    "croupier: an attached balancer's source panicked during a refresh"
+                );
+            }
         }
     }
 
+    /// Tells every attached balancer that `old` is dead (which may make it refresh).
     fn notify_dead(&self, old: &WorkerRef<W>) {
         for b in self.watchers() {
-            b.notify_dead(old);
+            if catch_unwind(AssertUnwindSafe(|| b.notify_dead(old))).is_err() {
+                tracing::error!(
+                    "croupier: an attached balancer's source panicked during a refresh"
+                );
+            }
         }
     }
 }

@@ -1,25 +1,35 @@
 //! The task behind each slot: runs incarnation after incarnation over one mailbox.
+//!
+//! Every call into user code runs inside the guard ([`guard`], [`run_guarded`]): the factory,
+//! `started`, `handle` (both the making of its future and every poll of it), `is_finished`,
+//! `stopping`, and the `Drop` of the worker, of the futures it returns and of the messages and
+//! replies this task disposes of. A panic there is a crash that this file handles like any
+//! other. The slot task as a whole is caught once more as the last line ([`run_slot`]): if
+//! anything else unwinds, the slot ends visibly (its handles read dead) and its queued
+//! messages come back, so no slot is ever left reading alive with nobody serving it.
 
 use std::{
     future::{poll_fn, Future},
-    panic::AssertUnwindSafe,
+    panic::{catch_unwind, AssertUnwindSafe},
     pin::{pin, Pin},
     sync::{atomic::Ordering::Relaxed, Arc},
-    task::Poll,
+    task::{Context, Poll},
 };
 
 use futures_util::FutureExt;
 
-use super::Core;
-use crate::{
-    worker::{Envelope, Outbox, Outcome, Returned, Slot, ENDED},
+use super::{Core, Signal};
+use crate::worker::{
+    mailbox::{Envelope, MailboxRx, Outcome},
+    slot::Slot,
+    state::Closed,
     Worker, WorkerId, WorkerRef,
 };
 
 /// How an incarnation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Exit {
-    /// Its factory, a hook or `handle` panicked.
+    /// Its factory, a hook, `handle`, `is_finished` or a `Drop` of its panicked.
     Panicked,
     /// It said it [finished](Worker::is_finished).
     Finished,
@@ -29,143 +39,233 @@ enum Exit {
     Stopped,
 }
 
-/// Runs slot `slot` until shutdown, give-up, or an end that is not restarted.
-pub(super) async fn run_slot<W: Worker>(core: Arc<Core<W>>, slot: Arc<Slot<W>>, mut rx: Outbox<W>) {
+/// What one incarnation did.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    exit: Exit,
+    /// It handled a message to the end (which resets the backoff).
+    handled_any: bool,
+    /// It took a message out of the mailbox, whatever became of it.
+    took_any: bool,
+}
+
+/// Runs slot `slot` until shutdown, give-up, or an end that is not restarted; then hands back
+/// whatever is still queued.
+pub(super) async fn run_slot<W: Worker>(
+    core: Arc<Core<W>>,
+    slot: Arc<Slot<W>>,
+    mut rx: MailboxRx<W>,
+) {
+    let served = AssertUnwindSafe(serve(&core, &slot, &mut rx))
+        .catch_unwind()
+        .await;
+    let why = served.unwrap_or_else(|_| {
+        tracing::error!(
+            slot = slot.index,
+            "croupier slot task panicked outside the worker's own code; the slot ends"
+        );
+        slot.state.end();
+        if let Some(incarnation) = slot.state.serving() {
+            // `end` lost to nothing but a shut; keep the books straight anyway.
+            core.notify_dead(&WorkerRef::new(Arc::clone(&slot), incarnation));
+        }
+        core.refresh_watchers();
+        if slot.state.is_shut() {
+            Closed::Shutdown
+        } else {
+            Closed::Dead
+        }
+    });
+    return_queued(&core, &slot, &mut rx, why).await;
+}
+
+/// Incarnation after incarnation; returns why the slot takes no more messages.
+async fn serve<W: Worker>(core: &Core<W>, slot: &Arc<Slot<W>>, rx: &mut MailboxRx<W>) -> Closed {
     let mut incarnation = 0_u64;
     let mut crashes_in_a_row = 0_u32;
     loop {
         let id = WorkerId::new(slot.index, incarnation);
-        let (exit, handled_any) = run_incarnation(&core, &slot, &mut rx, id).await;
-        if handled_any {
+        let run = run_incarnation(core, slot, rx, id).await;
+        if run.handled_any {
             crashes_in_a_row = 0;
         }
-        match exit {
-            Exit::Drained => return,
-            Exit::Stopped => return return_queued(&core, &slot, &mut rx, Returned::Shutdown),
+        match run.exit {
+            Exit::Drained | Exit::Stopped => return Closed::Shutdown,
             Exit::Panicked | Exit::Finished => {}
         }
         core.deaths.fetch_add(1, Relaxed);
-        let old = WorkerRef::new(Arc::clone(&slot), incarnation);
-        // `run_incarnation` has already retired the incarnation (see `retire`).
-        if !core.restart.restarts(exit == Exit::Panicked) {
-            tracing::debug!(worker = %id, ?exit, "croupier worker ended; not restarted");
-            core.notify_dead(&old);
-            return return_queued(&core, &slot, &mut rx, Returned::Dead);
+        // `run_incarnation` has already retired the incarnation.
+        if !core.restart.restarts(run.exit == Exit::Panicked) {
+            tracing::debug!(worker = %id, exit = ?run.exit, "croupier worker ended; not restarted");
+            core.notify_dead(&WorkerRef::new(Arc::clone(slot), incarnation));
+            return Closed::Dead;
+        }
+        if core.stop.is_fired() {
+            return Closed::Shutdown;
+        }
+        let shutting_down = core.drain.is_fired();
+        if shutting_down && !run.took_any {
+            // During a graceful shutdown a successor is started only to finish the queue; one
+            // that crashed before taking a message would only crash again.
+            tracing::warn!(worker = %id, "croupier worker crashed during shutdown before taking \
+                a message; not restarted, its queued messages are handed back");
+            return Closed::Shutdown;
         }
         if !core.allow_restart() {
             core.give_up(id);
-            return return_queued(&core, &slot, &mut rx, Returned::Shutdown);
+            return Closed::Shutdown;
         }
         incarnation += 1;
-        slot.last.store(incarnation, Relaxed);
+        slot.started(incarnation);
         core.restarts.fetch_add(1, Relaxed);
-        tracing::warn!(worker = %id, ?exit, successor = %WorkerId::new(slot.index, incarnation),
+        tracing::warn!(worker = %id, exit = ?run.exit, successor = %WorkerId::new(slot.index, incarnation),
             "croupier worker ended; restarting");
         core.refresh_watchers();
-        let delay = core.backoff.delay(crashes_in_a_row);
-        crashes_in_a_row = crashes_in_a_row.saturating_add(1);
-        if !delay.is_zero() {
-            tokio::select! {
-                () = core.stop.fired() => {
-                    return return_queued(&core, &slot, &mut rx, Returned::Shutdown);
+        if !shutting_down {
+            let delay = core.backoff.delay(crashes_in_a_row);
+            crashes_in_a_row = crashes_in_a_row.saturating_add(1);
+            if !delay.is_zero() {
+                tokio::select! {
+                    biased;
+                    () = core.stop.fired() => return Closed::Shutdown,
+                    // A graceful shutdown cuts the delay short: the successor starts at once
+                    // to finish the queue.
+                    () = core.drain.fired() => {}
+                    () = tokio::time::sleep(delay) => {}
                 }
-                () = tokio::time::sleep(delay) => {}
             }
         }
+        // However fast a slot crashes, the runtime's other tasks get their turn.
+        tokio::task::yield_now().await;
     }
 }
 
-/// Makes one incarnation and feeds it messages until it ends. Also says whether it handled
-/// any message successfully (which resets the backoff).
+/// Makes one incarnation and feeds it messages until it ends. Retires it (its handles read
+/// dead) before returning.
 async fn run_incarnation<W: Worker>(
     core: &Core<W>,
     slot: &Slot<W>,
-    rx: &mut Outbox<W>,
+    rx: &mut MailboxRx<W>,
     id: WorkerId,
-) -> (Exit, bool) {
-    let Ok(mut worker) = std::panic::catch_unwind(AssertUnwindSafe(|| (core.factory)(id))) else {
-        retire(core, slot, id, Exit::Panicked);
-        return (Exit::Panicked, false);
+) -> Run {
+    let mut run = Run {
+        exit: Exit::Panicked,
+        handled_any: false,
+        took_any: false,
     };
-    if AssertUnwindSafe(worker.started())
-        .catch_unwind()
-        .await
-        .is_err()
-    {
-        retire(core, slot, id, Exit::Panicked);
-        return (Exit::Panicked, false);
-    }
-    let mut handled_any = false;
-    loop {
-        let Some(next) = next_message(core, rx).await else {
-            // Graceful shutdown reached the end of the queue (or a hard stop came first).
-            let exit = if core.stop.is_fired() {
-                Exit::Stopped
-            } else {
-                Exit::Drained
-            };
-            return (finish(&mut worker, exit).await, handled_any);
-        };
-        let Envelope { msg, reply } = next;
-        let handled = if core.stop.is_fired() {
-            None
-        } else {
-            // Most handlers finish on their first poll: only one that waits is raced against
-            // the stop signal, which saves registering with it for every message.
-            let mut handling = pin!(AssertUnwindSafe(worker.handle(msg)).catch_unwind());
-            match poll_once(handling.as_mut()).await {
-                Poll::Ready(r) => Some(r),
-                Poll::Pending => tokio::select! {
-                    biased;
-                    () = core.stop.fired() => None,
-                    r = handling => Some(r),
-                },
+    if let Some(mut worker) = guard(|| (core.factory)(id)) {
+        run.exit = feed(core, slot, rx, id, &mut worker, &mut run).await;
+        if guard(move || drop(worker)).is_none() {
+            match run.exit {
+                Exit::Finished => run.exit = Exit::Panicked,
+                Exit::Panicked => {}
+                Exit::Drained | Exit::Stopped => tracing::error!(worker = %id,
+                    "croupier worker panicked in Drop while stopping; stopping goes on"),
             }
+        }
+    }
+    retire(core, slot, id, run.exit);
+    run
+}
+
+/// Runs `started`, then hands the worker messages until its incarnation ends.
+async fn feed<W: Worker>(
+    core: &Core<W>,
+    slot: &Slot<W>,
+    rx: &mut MailboxRx<W>,
+    id: WorkerId,
+    worker: &mut W,
+    run: &mut Run,
+) -> Exit {
+    if !run_guarded(None, || worker.started()).await.is_done() {
+        return Exit::Panicked;
+    }
+    loop {
+        let Some(Envelope { msg, reply }) = next_message(core, rx).await else {
+            // A graceful shutdown reached the end of the queue, or a hard stop came while the
+            // worker was idle.
+            return stop_idle(core, id, worker).await;
         };
-        slot.load.fetch_sub(1, Relaxed);
+        run.took_any = true;
+        if core.stop.is_fired() {
+            // Taken but not started: it goes back to its caller.
+            slot.unload();
+            if hand_back(slot, msg, reply, Closed::Shutdown) {
+                count_dropped(core, slot, 1, Closed::Shutdown);
+            }
+            return stop_idle(core, id, worker).await;
+        }
+        let handled = run_guarded(Some(&core.stop), || worker.handle(msg)).await;
+        slot.unload();
         match handled {
-            // Hard stop mid-message: the reply channel drops, the caller reads WorkerDied.
-            None => return (Exit::Stopped, handled_any),
-            Some(Err(_panic)) => {
+            Ran::Stopped => {
+                // Abandoned mid-message: a caller reads WorkerDied as its reply channel drops;
+                // a sent message nobody waits for is counted.
+                if reply.is_none() {
+                    count_dropped(core, slot, 1, Closed::Shutdown);
+                }
+                return Exit::Stopped;
+            }
+            Ran::Panicked => {
                 // Retire before the reply channel drops: once the caller hears WorkerDied,
                 // the old handle must already read dead.
                 retire(core, slot, id, Exit::Panicked);
                 drop(reply);
-                return (Exit::Panicked, handled_any);
+                return Exit::Panicked;
             }
-            Some(Ok(answer)) => {
-                handled_any = true;
+            Ran::Done { value, clean } => {
+                run.handled_any = true;
                 if let Some(reply) = reply {
                     // The caller may have stopped waiting; the reply is then discarded.
-                    let _ = reply.send(Outcome::Reply(answer));
+                    if let Err(unsent) = reply.send(Outcome::Reply(value)) {
+                        if guard(move || drop(unsent)).is_none() {
+                            return Exit::Panicked;
+                        }
+                    }
                 }
-                if worker.is_finished() {
-                    let exit = finish(&mut worker, Exit::Finished).await;
-                    retire(core, slot, id, exit);
-                    return (exit, handled_any);
+                if !clean {
+                    return Exit::Panicked;
                 }
             }
+        }
+        match guard(|| worker.is_finished()) {
+            Some(false) => {}
+            Some(true) => {
+                return if run_guarded(None, || worker.stopping()).await.is_done() {
+                    Exit::Finished
+                } else {
+                    Exit::Panicked
+                };
+            }
+            None => return Exit::Panicked,
         }
     }
 }
 
-/// Turns the handles of incarnation `id` dead at once: the slot moves on to the successor
-/// when the restart rule will start one, or ends. A shutdown or give-up that already marked the
-/// slot `SHUT` wins; so does a give-up that comes after (it overwrites with `SHUT`).
-fn retire<W: Worker>(core: &Core<W>, slot: &Slot<W>, id: WorkerId, exit: Exit) {
-    let incarnation = id.incarnation();
-    let next = if core.restart.restarts(exit == Exit::Panicked) {
-        incarnation + 1
+/// Ends an idle incarnation at shutdown or a hard stop: runs its `stopping` hook, whose panic
+/// is logged and changes nothing (shutdown goes on, nothing restarts).
+async fn stop_idle<W: Worker>(core: &Core<W>, id: WorkerId, worker: &mut W) -> Exit {
+    if !run_guarded(None, || worker.stopping()).await.is_done() {
+        tracing::error!(worker = %id,
+            "croupier worker's stopping hook panicked while stopping; stopping goes on");
+    }
+    if core.stop.is_fired() {
+        Exit::Stopped
     } else {
-        ENDED
-    };
-    let _ = slot
-        .current
-        .compare_exchange(incarnation, next, Relaxed, Relaxed);
+        Exit::Drained
+    }
+}
+
+/// Turns the handles of incarnation `id` dead at once: the slot moves on to the successor
+/// when the restart rule will start one, or ends. A slot already shut stays shut, and a retire
+/// repeated for the same incarnation changes nothing.
+fn retire<W: Worker>(core: &Core<W>, slot: &Slot<W>, id: WorkerId, exit: Exit) {
+    let successor = core.restart.restarts(exit == Exit::Panicked);
+    slot.state.retire(id.incarnation(), successor);
 }
 
 /// The next message, or `None` once a hard stop came or a shutdown emptied the mailbox.
-async fn next_message<W: Worker>(core: &Core<W>, rx: &mut Outbox<W>) -> Option<Envelope<W>> {
+async fn next_message<W: Worker>(core: &Core<W>, rx: &mut MailboxRx<W>) -> Option<Envelope<W>> {
     if core.stop.is_fired() {
         return None;
     }
@@ -196,35 +296,130 @@ async fn poll_once<F: Future>(mut fut: Pin<&mut F>) -> Poll<F::Output> {
     poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await
 }
 
-/// Runs the `stopping` hook; a panic there turns the exit into a crash.
-async fn finish<W: Worker>(worker: &mut W, exit: Exit) -> Exit {
-    match AssertUnwindSafe(worker.stopping()).catch_unwind().await {
-        Ok(()) => exit,
-        Err(_) => Exit::Panicked,
+/// What became of a call into user code that returns a future.
+enum Ran<T> {
+    /// It completed; `clean` is false if dropping its future afterwards panicked.
+    Done { value: T, clean: bool },
+    /// Making it, polling it or dropping it panicked.
+    Panicked,
+    /// A hard stop came while it waited; it was dropped unfinished.
+    Stopped,
+}
+
+impl<T> Ran<T> {
+    /// Whether it completed without a panic anywhere.
+    fn is_done(&self) -> bool {
+        matches!(self, Self::Done { clean: true, .. })
     }
 }
 
-/// Closes the mailbox and hands every queued message back to its caller; messages nobody
-/// waits for (sent with `send`) are counted as dropped.
-fn return_queued<W: Worker>(core: &Core<W>, slot: &Slot<W>, rx: &mut Outbox<W>, why: Returned) {
-    rx.close();
-    let mut dropped = 0_u64;
-    while let Some(Envelope { msg, reply }) = rx.try_recv() {
-        slot.load.fetch_sub(1, Relaxed);
-        match reply {
-            Some(reply) => {
-                let _ = reply.send(Outcome::Returned(msg, why));
+/// Runs a synchronous call into user code inside the guard; `None` if it panicked.
+fn guard<T>(f: impl FnOnce() -> T) -> Option<T> {
+    catch_unwind(AssertUnwindSafe(f)).ok()
+}
+
+/// Makes a future of the user's and runs it to the end inside the guard: the call that makes
+/// it, every poll, and its drop. With `stop`, a hard stop that comes while it waits drops it
+/// unfinished. Most handlers finish on their first poll, so only one that waits is raced
+/// against the stop signal, which saves registering with it for every message.
+async fn run_guarded<F: Future>(stop: Option<&Signal>, make: impl FnOnce() -> F) -> Ran<F::Output> {
+    let Some(fut) = guard(make) else {
+        return Ran::Panicked;
+    };
+    let mut fut = pin!(Some(fut));
+    let first = poll_fn(|cx| Poll::Ready(poll_user(fut.as_mut(), cx))).await;
+    let outcome = match (first, stop) {
+        (Poll::Ready(out), _) => Some(out),
+        (Poll::Pending, None) => Some(poll_fn(|cx| poll_user(fut.as_mut(), cx)).await),
+        (Poll::Pending, Some(stop)) => tokio::select! {
+            biased;
+            () = stop.fired() => None,
+            out = poll_fn(|cx| poll_user(fut.as_mut(), cx)) => Some(out),
+        },
+    };
+    let clean = guard(|| fut.as_mut().set(None)).is_some();
+    match outcome {
+        None => {
+            if clean {
+                Ran::Stopped
+            } else {
+                Ran::Panicked
             }
-            None => dropped += 1,
         }
+        Some(None) => Ran::Panicked,
+        Some(Some(value)) => Ran::Done { value, clean },
     }
-    if dropped > 0 {
-        core.dropped.fetch_add(dropped, Relaxed);
-        tracing::warn!(
+}
+
+/// Polls a user's future inside the guard: `Ready(None)` if the poll panicked (it is not
+/// polled again).
+fn poll_user<F: Future>(fut: Pin<&mut Option<F>>, cx: &mut Context<'_>) -> Poll<Option<F::Output>> {
+    let Some(f) = fut.as_pin_mut() else {
+        return Poll::Ready(None);
+    };
+    match catch_unwind(AssertUnwindSafe(|| f.poll(cx))) {
+        Ok(Poll::Ready(value)) => Poll::Ready(Some(value)),
+        Ok(Poll::Pending) => Poll::Pending,
+        Err(_) => Poll::Ready(None),
+    }
+}
+
+/// Gives an unhandled message back to its caller; true when nobody waits for it (sent with
+/// `send`, or a caller that stopped waiting), so that it counts as dropped.
+fn hand_back<W: Worker>(
+    slot: &Slot<W>,
+    msg: W::Msg,
+    reply: Option<tokio::sync::oneshot::Sender<Outcome<W>>>,
+    why: Closed,
+) -> bool {
+    let unsent = match reply {
+        Some(reply) => match reply.send(Outcome::Returned(msg, why)) {
+            Ok(()) => return false,
+            Err(unsent) => unsent,
+        },
+        None => Outcome::Returned(msg, why),
+    };
+    if guard(move || drop(unsent)).is_none() {
+        tracing::error!(
             slot = slot.index,
-            dropped,
-            ?why,
-            "croupier worker stopped with sent messages still queued; they were not handled"
+            "croupier: a message's Drop panicked while it was handed back"
         );
     }
+    true
+}
+
+/// Closes the mailbox and hands every queued message back to its caller; messages nobody
+/// waits for are counted as dropped. Waits for sends already under way (their permits taken)
+/// to land, so that none slips in behind the last look.
+async fn return_queued<W: Worker>(
+    core: &Core<W>,
+    slot: &Slot<W>,
+    rx: &mut MailboxRx<W>,
+    why: Closed,
+) {
+    rx.close();
+    let mut dropped = 0_u64;
+    // After `close`, `recv` answers `None` only once no message is queued and no send is
+    // still in progress: unlike `try_recv`, it never misses one that is about to land.
+    while let Some(Envelope { msg, reply }) = rx.recv().await {
+        slot.unload();
+        if hand_back(slot, msg, reply, why) {
+            dropped += 1;
+        }
+    }
+    count_dropped(core, slot, dropped, why);
+}
+
+/// Counts messages that were accepted and will never be handled, and says so.
+fn count_dropped<W: Worker>(core: &Core<W>, slot: &Slot<W>, dropped: u64, why: Closed) {
+    if dropped == 0 {
+        return;
+    }
+    core.dropped.fetch_add(dropped, Relaxed);
+    tracing::warn!(
+        slot = slot.index,
+        dropped,
+        ?why,
+        "croupier worker stopped with messages nobody waits for still unhandled; they were dropped"
+    );
 }

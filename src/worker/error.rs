@@ -1,12 +1,40 @@
-//! Errors of sending to and calling workers. Each one that refuses a message hands it back.
+//! What a [`WorkerRef`](crate::WorkerRef) can answer: its worker is dead, its mailbox is full,
+//! its supervisor has shut down, or its worker died while handling the message. Nothing more:
+//! the refusals of a balancer are the pool's errors
+//! ([`PoolSendError`](crate::error::PoolSendError), [`PoolCallError`](crate::error::PoolCallError)).
+//!
+//! Every error that refuses a message hands it back, and its `Debug` does not require the
+//! message to be `Debug`.
 
 use std::fmt;
 
-use crate::PickError;
+use super::state::Closed;
 
-/// Why [`send`](crate::WorkerRef::send) did not queue a message; the message comes back inside.
+/// Why [`WorkerRef::send`](crate::WorkerRef::send) did not queue a message; the message comes
+/// back inside.
 ///
-/// `Debug` does not require the message to be `Debug`.
+/// # Example
+///
+/// ```
+/// use croupier::{SendError, Supervisor, Worker};
+///
+/// struct Echo;
+/// impl Worker for Echo {
+///     type Msg = u32;
+///     type Reply = u32;
+///     async fn handle(&mut self, n: u32) -> u32 { n }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let sup = Supervisor::builder(|_| Echo).start()?;
+/// let worker = sup.children().remove(0);
+/// sup.shutdown().await;
+/// match worker.send(7) {
+///     Err(SendError::Shutdown(n)) => assert_eq!(n, 7),
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SendError<M> {
@@ -17,19 +45,11 @@ pub enum SendError<M> {
     Full(M),
     /// The supervisor shut down or gave up: no worker will take it.
     Shutdown(M),
-    /// (Pools) every live worker's load is at or above `max_load`.
-    Overloaded(M),
-    /// (Pools) no live worker to send to.
-    NoMembers(M),
-    /// (Pools) the pool is draining for maintenance
-    /// ([`apply_within`](crate::Pool::apply_within)); retry once it resumes.
-    Draining(M),
 }
 
-/// Why [`call`](crate::WorkerRef::call) got no reply.
+/// Why [`WorkerRef::call`](crate::WorkerRef::call) got no reply.
 ///
 /// Every variant but [`WorkerDied`](CallError::WorkerDied) hands the message back unhandled.
-/// `Debug` does not require the message to be `Debug`.
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CallError<M> {
@@ -41,34 +61,38 @@ pub enum CallError<M> {
     WorkerDied,
     /// The supervisor shut down or gave up before the message was handled.
     Shutdown(M),
-    /// (Pools) every live worker's load is at or above `max_load`.
-    Overloaded(M),
-    /// (Pools) no live worker to call.
-    NoMembers(M),
-    /// (Pools) the pool is draining for maintenance
-    /// ([`apply_within`](crate::Pool::apply_within)); retry once it resumes.
-    Draining(M),
 }
 
 impl<M> SendError<M> {
     /// The message that was not queued.
     pub fn into_inner(self) -> M {
         match self {
-            Self::Dead(m)
-            | Self::Full(m)
-            | Self::Shutdown(m)
-            | Self::Overloaded(m)
-            | Self::NoMembers(m)
-            | Self::Draining(m) => m,
+            Self::Dead(m) | Self::Full(m) | Self::Shutdown(m) => m,
         }
     }
 
-    /// The same error for a pick that handed out nothing.
-    pub(crate) fn from_pick(e: PickError, msg: M) -> Self {
-        match e {
-            PickError::Overloaded => Self::Overloaded(msg),
-            PickError::NoMembers => Self::NoMembers(msg),
-            PickError::Draining => Self::Draining(msg),
+    /// Whether the worker was dead (pick again).
+    #[must_use]
+    pub fn is_dead(&self) -> bool {
+        matches!(self, Self::Dead(_))
+    }
+
+    /// Whether the bounded mailbox was full.
+    #[must_use]
+    pub fn is_full(&self) -> bool {
+        matches!(self, Self::Full(_))
+    }
+
+    /// Whether the supervisor had shut down or given up.
+    #[must_use]
+    pub fn is_shutdown(&self) -> bool {
+        matches!(self, Self::Shutdown(_))
+    }
+
+    pub(crate) fn closed(msg: M, why: Closed) -> Self {
+        match why {
+            Closed::Dead => Self::Dead(msg),
+            Closed::Shutdown => Self::Shutdown(msg),
         }
     }
 
@@ -77,9 +101,6 @@ impl<M> SendError<M> {
             Self::Dead(_) => "Dead",
             Self::Full(_) => "Full",
             Self::Shutdown(_) => "Shutdown",
-            Self::Overloaded(_) => "Overloaded",
-            Self::NoMembers(_) => "NoMembers",
-            Self::Draining(_) => "Draining",
         }
     }
 }
@@ -88,32 +109,33 @@ impl<M> CallError<M> {
     /// The message that was not handled, unless the worker died while handling it.
     pub fn into_inner(self) -> Option<M> {
         match self {
-            Self::Dead(m)
-            | Self::Shutdown(m)
-            | Self::Overloaded(m)
-            | Self::NoMembers(m)
-            | Self::Draining(m) => Some(m),
+            Self::Dead(m) | Self::Shutdown(m) => Some(m),
             Self::WorkerDied => None,
         }
     }
 
-    /// The same error for a pick that handed out nothing.
-    pub(crate) fn from_pick(e: PickError, msg: M) -> Self {
-        match e {
-            PickError::Overloaded => Self::Overloaded(msg),
-            PickError::NoMembers => Self::NoMembers(msg),
-            PickError::Draining => Self::Draining(msg),
-        }
+    /// Whether the worker was dead before it took the message (pick again).
+    #[must_use]
+    pub fn is_dead(&self) -> bool {
+        matches!(self, Self::Dead(_))
     }
 
-    fn name(&self) -> &'static str {
-        match self {
-            Self::Dead(_) => "Dead",
-            Self::WorkerDied => "WorkerDied",
-            Self::Shutdown(_) => "Shutdown",
-            Self::Overloaded(_) => "Overloaded",
-            Self::NoMembers(_) => "NoMembers",
-            Self::Draining(_) => "Draining",
+    /// Whether the worker died while handling the message.
+    #[must_use]
+    pub fn is_worker_died(&self) -> bool {
+        matches!(self, Self::WorkerDied)
+    }
+
+    /// Whether the supervisor had shut down or given up.
+    #[must_use]
+    pub fn is_shutdown(&self) -> bool {
+        matches!(self, Self::Shutdown(_))
+    }
+
+    pub(crate) fn closed(msg: M, why: Closed) -> Self {
+        match why {
+            Closed::Dead => Self::Dead(msg),
+            Closed::Shutdown => Self::Shutdown(msg),
         }
     }
 }
@@ -126,22 +148,25 @@ impl<M> fmt::Debug for SendError<M> {
 
 impl<M> fmt::Debug for CallError<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::WorkerDied => f.write_str("CallError::WorkerDied"),
-            _ => write!(f, "CallError::{}(..)", self.name()),
-        }
+        f.write_str(match self {
+            Self::Dead(_) => "CallError::Dead(..)",
+            Self::WorkerDied => "CallError::WorkerDied",
+            Self::Shutdown(_) => "CallError::Shutdown(..)",
+        })
     }
 }
 
 impl<M> fmt::Display for SendError<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Self::Dead(_) => "the worker is dead; the message was not queued (pick again)",
-            Self::Full(_) => "the worker's mailbox is full; the message was not queued",
+            Self::Dead(_) => {
+                "the worker is dead; the message was not queued (pick a live worker and resend)"
+            }
+            Self::Full(_) => {
+                "the worker's mailbox is full; the message was not queued (retry later, or \
+                 use call, which waits for room)"
+            }
             Self::Shutdown(_) => "the supervisor has shut down; the message was not queued",
-            Self::Overloaded(_) => "every live worker is at or above max_load",
-            Self::NoMembers(_) => "no live worker to send to",
-            Self::Draining(_) => "the pool is draining for maintenance; retry once it resumes",
         })
     }
 }
@@ -149,12 +174,14 @@ impl<M> fmt::Display for SendError<M> {
 impl<M> fmt::Display for CallError<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Self::Dead(_) => "the worker is dead; the message was not handled (pick again)",
-            Self::WorkerDied => "the worker panicked while handling this message",
+            Self::Dead(_) => {
+                "the worker is dead; the message was not handled (pick a live worker and retry)"
+            }
+            Self::WorkerDied => {
+                "the worker panicked or was stopped while handling this message; it may have \
+                 been partly handled, so retry only if it is idempotent"
+            }
             Self::Shutdown(_) => "the supervisor has shut down; the message was not handled",
-            Self::Overloaded(_) => "every live worker is at or above max_load",
-            Self::NoMembers(_) => "no live worker to call",
-            Self::Draining(_) => "the pool is draining for maintenance; retry once it resumes",
         })
     }
 }

@@ -2,6 +2,8 @@
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::state::Closed;
+
 /// How many messages a worker's mailbox holds.
 ///
 /// # Example
@@ -33,23 +35,14 @@ pub(crate) struct Envelope<W: crate::Worker> {
     pub(crate) reply: Option<oneshot::Sender<Outcome<W>>>,
 }
 
-/// Why a queued message came back unhandled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Returned {
-    /// Its worker stopped and was not restarted.
-    Dead,
-    /// Its supervisor shut down or gave up.
-    Shutdown,
-}
-
 /// What a caller of `call` gets through its reply channel.
 pub(crate) enum Outcome<W: crate::Worker> {
     Reply(W::Reply),
-    Returned(W::Msg, Returned),
+    Returned(W::Msg, Closed),
 }
 
 /// The sending half of a mailbox.
-pub(crate) enum Inbox<W: crate::Worker> {
+pub(crate) enum MailboxTx<W: crate::Worker> {
     Unbounded(mpsc::UnboundedSender<Envelope<W>>),
     Bounded(mpsc::Sender<Envelope<W>>),
 }
@@ -61,26 +54,26 @@ pub(crate) enum Refused<T> {
 }
 
 /// The receiving half of a mailbox, owned by the slot's task across incarnations.
-pub(crate) enum Outbox<W: crate::Worker> {
+pub(crate) enum MailboxRx<W: crate::Worker> {
     Unbounded(mpsc::UnboundedReceiver<Envelope<W>>),
     Bounded(mpsc::Receiver<Envelope<W>>),
 }
 
 /// Makes a mailbox of the given kind. `Bounded(0)` is refused by the builders before this.
-pub(crate) fn mailbox<W: crate::Worker>(kind: Mailbox) -> (Inbox<W>, Outbox<W>) {
+pub(crate) fn mailbox<W: crate::Worker>(kind: Mailbox) -> (MailboxTx<W>, MailboxRx<W>) {
     match kind {
         Mailbox::Unbounded => {
             let (tx, rx) = mpsc::unbounded_channel();
-            (Inbox::Unbounded(tx), Outbox::Unbounded(rx))
+            (MailboxTx::Unbounded(tx), MailboxRx::Unbounded(rx))
         }
         Mailbox::Bounded(n) => {
             let (tx, rx) = mpsc::channel(n.max(1));
-            (Inbox::Bounded(tx), Outbox::Bounded(rx))
+            (MailboxTx::Bounded(tx), MailboxRx::Bounded(rx))
         }
     }
 }
 
-impl<W: crate::Worker> Inbox<W> {
+impl<W: crate::Worker> MailboxTx<W> {
     /// Queues at once, or says why not.
     pub(crate) fn try_send(&self, env: Envelope<W>) -> Result<(), Refused<Envelope<W>>> {
         match self {
@@ -101,19 +94,11 @@ impl<W: crate::Worker> Inbox<W> {
     }
 }
 
-impl<W: crate::Worker> Outbox<W> {
+impl<W: crate::Worker> MailboxRx<W> {
     pub(crate) async fn recv(&mut self) -> Option<Envelope<W>> {
         match self {
             Self::Unbounded(rx) => rx.recv().await,
             Self::Bounded(rx) => rx.recv().await,
-        }
-    }
-
-    /// Takes a queued envelope without waiting.
-    pub(crate) fn try_recv(&mut self) -> Option<Envelope<W>> {
-        match self {
-            Self::Unbounded(rx) => rx.try_recv().ok(),
-            Self::Bounded(rx) => rx.try_recv().ok(),
         }
     }
 

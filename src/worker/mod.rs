@@ -1,18 +1,15 @@
 //! Workers: tokio tasks with a mailbox, handed out through [`WorkerRef`]s.
 
-mod error;
-mod mailbox;
+pub(crate) mod error;
+pub(crate) mod mailbox;
+pub(crate) mod slot;
+pub(crate) mod state;
 mod worker_ref;
 
 use std::{fmt, future::Future};
 
-pub(crate) use self::mailbox::{mailbox, Envelope, Inbox, Outbox, Outcome, Refused, Returned};
-pub(crate) use self::worker_ref::{PendingReply, Slot, TryCall, ENDED, SHUT};
-pub use self::{
-    error::{CallError, SendError},
-    mailbox::Mailbox,
-    worker_ref::WorkerRef,
-};
+pub(crate) use self::worker_ref::{PendingReply, TryCall};
+pub use self::{mailbox::Mailbox, worker_ref::WorkerRef};
 
 /// A unit of work that lives in its own tokio task and handles one message at a time.
 ///
@@ -47,8 +44,10 @@ pub trait Worker: Send + 'static {
     /// What the worker answers to a [`call`](WorkerRef::call).
     type Reply: Send + 'static;
 
-    /// Handles one message. A panic here ends this incarnation: the caller of this message
-    /// gets [`CallError::WorkerDied`], and the messages queued behind it go to the successor.
+    /// Handles one message. A panic here ends this incarnation, whether it comes while the
+    /// future is made or while it runs: the caller of this message gets
+    /// [`CallError::WorkerDied`](crate::CallError::WorkerDied), and the messages queued behind
+    /// it go to the successor.
     fn handle(&mut self, msg: Self::Msg) -> impl Future<Output = Self::Reply> + Send;
 
     /// Runs once when the incarnation starts, before its first message.
@@ -56,15 +55,22 @@ pub trait Worker: Send + 'static {
         async {}
     }
 
-    /// Runs once when the incarnation stops without panicking: at shutdown, or when it has
-    /// [finished](Worker::is_finished).
+    /// Runs once when the incarnation stops without panicking: at a graceful shutdown (after
+    /// its queue is handled), at a hard stop (the supervisor gave up or was dropped) if the
+    /// worker is not in the middle of a message, and when it has
+    /// [finished](Worker::is_finished). It does not run when the incarnation panicked, nor
+    /// when a hard stop abandons it mid-message.
+    ///
+    /// A panic here after the worker finished is a crash like any other (the restart rule
+    /// applies); a panic at shutdown or a hard stop is logged and starts nothing: stopping
+    /// goes on.
     fn stopping(&mut self) -> impl Future<Output = ()> + Send {
         async {}
     }
 
     /// Asked after every message: `true` ends the incarnation normally. A
     /// [`Restart::Permanent`](crate::Restart::Permanent) worker is then restarted, a
-    /// transient or temporary one is not. `false` by default.
+    /// transient or temporary one is not. `false` by default. A panic here is a crash.
     fn is_finished(&self) -> bool {
         false
     }

@@ -4,48 +4,21 @@ use std::{
     fmt,
     hash::{Hash, Hasher},
     sync::{
-        atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
+        atomic::{AtomicUsize, Ordering::Relaxed},
         Arc,
     },
 };
 
-use crossbeam_utils::CachePadded;
 use tokio::sync::oneshot;
 
-use super::{CallError, Envelope, Inbox, Outcome, Refused, Returned, SendError, Worker, WorkerId};
-use crate::Member;
-
-/// `Slot::current` once the supervisor has shut down or given up.
-pub(crate) const SHUT: u64 = u64::MAX;
-/// `Slot::current` once the slot's worker stopped and was not restarted.
-pub(crate) const ENDED: u64 = u64::MAX - 1;
-
-/// One place in a supervisor: its mailbox and load outlive the incarnations that serve it, so
-/// that messages queued for a worker that crashed go, in order, to its successor.
-pub(crate) struct Slot<W: Worker> {
-    pub(crate) index: usize,
-    pub(crate) inbox: Inbox<W>,
-    /// Messages queued plus the one in progress: what `WorkerRef::load` reads in one load.
-    pub(crate) load: CachePadded<AtomicUsize>,
-    /// The incarnation serving the slot now, or `SHUT` / `ENDED`. Relaxed throughout: it is a
-    /// liveness flag that orders no other memory; messages travel through the channel, which
-    /// synchronises on its own.
-    pub(crate) current: AtomicU64,
-    /// The last incarnation started, kept once the slot has stopped (for stats).
-    pub(crate) last: AtomicU64,
-}
-
-impl<W: Worker> Slot<W> {
-    pub(crate) fn new(index: usize, inbox: Inbox<W>) -> Self {
-        Self {
-            index,
-            inbox,
-            load: CachePadded::new(AtomicUsize::new(0)),
-            current: AtomicU64::new(0),
-            last: AtomicU64::new(0),
-        }
-    }
-}
+use super::{
+    error::{CallError, SendError},
+    mailbox::{Envelope, Outcome, Refused},
+    slot::Slot,
+    state::Closed,
+    Worker, WorkerId,
+};
+use crate::member::Member;
 
 /// A handle to one incarnation of a supervised [`Worker`]: send it messages, call it, and hand
 /// it out through a [`Balancer`](crate::Balancer) (it is a [`Member`]).
@@ -104,22 +77,16 @@ impl<W: Worker> WorkerRef<W> {
     /// supervisor has stopped.
     pub fn send(&self, msg: W::Msg) -> Result<(), SendError<W::Msg>> {
         if let Some(why) = self.refusal() {
-            return Err(match why {
-                Returned::Dead => SendError::Dead(msg),
-                Returned::Shutdown => SendError::Shutdown(msg),
-            });
+            return Err(SendError::closed(msg, why));
         }
         let queued = Queued::new(&self.slot);
-        match self.slot.inbox.try_send(Envelope { msg, reply: None }) {
+        match self.slot.tx.try_send(Envelope { msg, reply: None }) {
             Ok(()) => {
                 queued.commit();
                 Ok(())
             }
             Err(Refused::Full(env)) => Err(SendError::Full(env.msg)),
-            Err(Refused::Closed(env)) => Err(match self.closed_reason() {
-                Returned::Dead => SendError::Dead(env.msg),
-                Returned::Shutdown => SendError::Shutdown(env.msg),
-            }),
+            Err(Refused::Closed(env)) => Err(SendError::closed(env.msg, self.closed_reason())),
         }
     }
 
@@ -148,7 +115,7 @@ impl<W: Worker> WorkerRef<W> {
     /// caller need not hold the handle (or a [`Picked`](crate::Picked)) while it waits.
     pub(crate) fn try_call(&self, msg: W::Msg) -> Result<PendingReply<W>, TryCall<W::Msg>> {
         if let Some(why) = self.refusal() {
-            return Err(TryCall::Refused(call_error(msg, why)));
+            return Err(TryCall::Refused(CallError::closed(msg, why)));
         }
         let (tx, rx) = oneshot::channel();
         let queued = Queued::new(&self.slot);
@@ -156,15 +123,16 @@ impl<W: Worker> WorkerRef<W> {
             msg,
             reply: Some(tx),
         };
-        match self.slot.inbox.try_send(env) {
+        match self.slot.tx.try_send(env) {
             Ok(()) => {
                 queued.commit();
                 Ok(PendingReply(rx))
             }
             Err(Refused::Full(env)) => Err(TryCall::Full(env.msg)),
-            Err(Refused::Closed(env)) => {
-                Err(TryCall::Refused(call_error(env.msg, self.closed_reason())))
-            }
+            Err(Refused::Closed(env)) => Err(TryCall::Refused(CallError::closed(
+                env.msg,
+                self.closed_reason(),
+            ))),
         }
     }
 
@@ -176,25 +144,21 @@ impl<W: Worker> WorkerRef<W> {
             msg,
             reply: Some(tx),
         };
-        if let Err(env) = self.slot.inbox.send(env).await {
-            return Err(call_error(env.msg, self.closed_reason()));
+        if let Err(env) = self.slot.tx.send(env).await {
+            return Err(CallError::closed(env.msg, self.closed_reason()));
         }
         queued.commit();
         PendingReply(rx).wait().await
     }
 
     /// Why a message to this incarnation would be refused, if it would.
-    fn refusal(&self) -> Option<Returned> {
-        match self.slot.current.load(Relaxed) {
-            c if c == self.incarnation => None,
-            SHUT => Some(Returned::Shutdown),
-            _ => Some(Returned::Dead),
-        }
+    fn refusal(&self) -> Option<Closed> {
+        self.slot.state.refusal(self.incarnation)
     }
 
     /// Why the mailbox is closed: it closes only at shutdown or when the slot ends.
-    fn closed_reason(&self) -> Returned {
-        self.refusal().unwrap_or(Returned::Shutdown)
+    fn closed_reason(&self) -> Closed {
+        self.refusal().unwrap_or(Closed::Shutdown)
     }
 }
 
@@ -215,16 +179,9 @@ impl<W: Worker> PendingReply<W> {
     pub(crate) async fn wait(self) -> Result<W::Reply, CallError<W::Msg>> {
         match self.0.await {
             Ok(Outcome::Reply(reply)) => Ok(reply),
-            Ok(Outcome::Returned(msg, why)) => Err(call_error(msg, why)),
+            Ok(Outcome::Returned(msg, why)) => Err(CallError::closed(msg, why)),
             Err(_) => Err(CallError::WorkerDied),
         }
-    }
-}
-
-fn call_error<M>(msg: M, why: Returned) -> CallError<M> {
-    match why {
-        Returned::Dead => CallError::Dead(msg),
-        Returned::Shutdown => CallError::Shutdown(msg),
     }
 }
 
@@ -253,12 +210,12 @@ impl Drop for Queued<'_> {
 impl<W: Worker> Member for WorkerRef<W> {
     #[inline]
     fn is_alive(&self) -> bool {
-        self.slot.current.load(Relaxed) == self.incarnation
+        self.slot.state.is_serving(self.incarnation)
     }
 
     #[inline]
     fn load(&self) -> usize {
-        self.slot.load.load(Relaxed)
+        self.slot.load()
     }
 }
 

@@ -1,12 +1,19 @@
 //! [`Pool`]: a supervisor and a balancer in one value, the everyday entry point.
 
+pub(crate) mod error;
+
 use std::{fmt, future::Future};
 
+use self::error::{PoolCallError, PoolSendError};
 use crate::{
-    supervisor::SupervisorBuilder,
-    worker::{PendingReply, TryCall},
-    Backoff, Balancer, CallError, ConfigError, DrainError, Mailbox, PickError, Picked, Policy,
-    Restart, SendError, Stats, Supervisor, SupervisorStats, Wait, Worker, WorkerId, WorkerRef,
+    balancer::{Balancer, BalancerBuilder, BalancerStats, DrainError, Picked, Wait},
+    error::{ConfigError, PickError},
+    policy::Policy,
+    supervisor::{Backoff, Restart, Supervisor, SupervisorBuilder, SupervisorStats},
+    worker::{
+        error::{CallError, SendError},
+        Mailbox, PendingReply, TryCall, Worker, WorkerId, WorkerRef,
+    },
 };
 
 /// A pool of supervised workers dealt out by a lock-free balancer.
@@ -52,7 +59,7 @@ pub struct Pool<W: Worker> {
 #[non_exhaustive]
 pub struct PoolStats {
     /// The balancer's counters.
-    pub balancer: Stats,
+    pub balancer: BalancerStats,
     /// The supervisor's counters and every worker's load.
     pub supervisor: SupervisorStats,
 }
@@ -73,27 +80,28 @@ impl<W: Worker> Pool<W> {
     ///
     /// # Errors
     ///
-    /// - [`CallError::WorkerDied`]: the worker panicked while handling this message.
-    /// - [`CallError::Shutdown`]: the pool has shut down or its supervisor gave up.
-    /// - [`CallError::NoMembers`], [`CallError::Overloaded`]: the balancer refused (see
-    ///   [`PickError`]).
-    /// - [`CallError::Dead`]: every worker picked died before taking the message, more times
-    ///   in a row than the pool has workers (a crash storm).
+    /// - [`PoolCallError::WorkerDied`]: the worker panicked while handling this message.
+    /// - [`PoolCallError::Shutdown`]: the pool has shut down or its supervisor gave up.
+    /// - [`PoolCallError::NoMembers`], [`PoolCallError::Overloaded`],
+    ///   [`PoolCallError::Draining`]: the balancer refused (see [`PickError`]).
+    /// - [`PoolCallError::Dead`]: every worker picked died before taking the message, more
+    ///   times in a row than the pool has workers (a crash storm).
     ///
     /// All but `WorkerDied` hand the message back.
     ///
     /// # Cancel safety
     ///
-    /// As [`WorkerRef::call`]: once queued, the message is handled even if the future is
-    /// dropped.
-    pub async fn call(&self, mut msg: W::Msg) -> Result<W::Reply, CallError<W::Msg>> {
+    /// As [`WorkerRef::call`]: dropped before the message is queued (while it waits for room
+    /// in a bounded mailbox), nothing is left behind; once queued, the message is handled even
+    /// if the future is dropped, and the reply is discarded.
+    pub async fn call(&self, mut msg: W::Msg) -> Result<W::Reply, PoolCallError<W::Msg>> {
         for _ in 0..self.attempts() {
             if self.supervisor.is_stopped() {
-                return Err(CallError::Shutdown(msg));
+                return Err(PoolCallError::Shutdown(msg));
             }
             // The pick guard must not live across an await: settle what to wait for first.
             let waiting = match self.balancer.pick() {
-                Err(e) => return Err(CallError::from_pick(e, msg)),
+                Err(e) => return Err(PoolCallError::refused(e, msg)),
                 Ok(worker) => match worker.try_call(msg) {
                     Ok(pending) => Waiting::Reply(pending),
                     Err(TryCall::Full(m)) => Waiting::Room(worker.cloned(), m),
@@ -107,10 +115,10 @@ impl<W: Worker> Pool<W> {
             };
             match result {
                 Err(CallError::Dead(m)) => msg = m,
-                other => return other,
+                other => return other.map_err(PoolCallError::from),
             }
         }
-        Err(CallError::Dead(msg))
+        Err(PoolCallError::Dead(msg))
     }
 
     /// Picks a worker and queues `msg` for it without waiting, picking again if the one
@@ -118,24 +126,25 @@ impl<W: Worker> Pool<W> {
     ///
     /// # Errors
     ///
-    /// Hands the message back: [`SendError::Full`] (the picked worker's bounded mailbox is
-    /// full), [`SendError::Shutdown`], [`SendError::NoMembers`], [`SendError::Overloaded`], or
-    /// [`SendError::Dead`] after too many dead picks in a row.
-    pub fn send(&self, mut msg: W::Msg) -> Result<(), SendError<W::Msg>> {
+    /// Hands the message back: [`PoolSendError::Full`] (the picked worker's bounded mailbox
+    /// is full), [`PoolSendError::Shutdown`], [`PoolSendError::NoMembers`],
+    /// [`PoolSendError::Overloaded`], [`PoolSendError::Draining`], or
+    /// [`PoolSendError::Dead`] after too many dead picks in a row.
+    pub fn send(&self, mut msg: W::Msg) -> Result<(), PoolSendError<W::Msg>> {
         for _ in 0..self.attempts() {
             if self.supervisor.is_stopped() {
-                return Err(SendError::Shutdown(msg));
+                return Err(PoolSendError::Shutdown(msg));
             }
             let worker = match self.balancer.pick() {
                 Ok(worker) => worker,
-                Err(e) => return Err(SendError::from_pick(e, msg)),
+                Err(e) => return Err(PoolSendError::refused(e, msg)),
             };
             match worker.send(msg) {
                 Err(SendError::Dead(m)) => msg = m,
-                other => return other,
+                other => return other.map_err(PoolSendError::from),
             }
         }
-        Err(SendError::Dead(msg))
+        Err(PoolSendError::Dead(msg))
     }
 
     /// Picks a worker without sending it anything. See [`Balancer::pick`].
@@ -258,14 +267,14 @@ impl<W: Worker> fmt::Debug for Pool<W> {
 }
 
 /// Configures a [`Pool`]: the settings of its [`SupervisorBuilder`] and
-/// [`BalancerBuilder`](crate::BalancerBuilder) in one place. Made by [`Pool::builder`].
+/// [`BalancerBuilder`] in one place. Made by [`Pool::builder`].
 ///
 /// Defaults: 1 worker, [`Policy::RoundRobin`], [`Restart::Permanent`], at most 10 restarts a
 /// second, an unbounded mailbox.
 #[must_use = "a builder does nothing until .start()"]
 pub struct PoolBuilder<W: Worker> {
     supervisor: SupervisorBuilder<W>,
-    balancer: crate::BalancerBuilder<WorkerRef<W>>,
+    balancer: BalancerBuilder<WorkerRef<W>>,
 }
 
 impl<W: Worker> PoolBuilder<W> {
