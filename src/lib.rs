@@ -73,6 +73,7 @@ pub mod policy;
 mod pool;
 #[cfg(feature = "remote")]
 pub mod remote;
+mod snapshot;
 mod supervisor;
 mod sync;
 mod worker;

@@ -163,6 +163,71 @@ fn refused_picks_do_not_allocate() {
     }
 }
 
+/// The pick that finds the live share below the refresh ratio asks the refresher thread for
+/// the refresh and returns from the snapshot it holds: no allocation, though the refresh it
+/// asks for (the source's `Vec`, the new snapshot) allocates plenty on the other thread. The
+/// source is held at a gate until the pick is measured, which also shows that the pick does
+/// not wait for it.
+#[test]
+fn ratio_crossing_pick_allocates_nothing() {
+    for policy in [Policy::RoundRobin, Policy::LeastLoaded, Policy::PowerOfTwo] {
+        let members = make(8);
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let gate = std::sync::Mutex::new(gate);
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let source = {
+            let members = members.clone();
+            move || {
+                // The build's call passes; the refresh waits for the test (bounded, so that a
+                // balancer that ran its source on the picking thread fails instead of hanging).
+                if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) > 0 {
+                    let _ = gate
+                        .lock()
+                        .unwrap()
+                        .recv_timeout(std::time::Duration::from_secs(5));
+                }
+                members.clone()
+            }
+        };
+        let b = Balancer::builder()
+            .policy(policy)
+            .min_alive_ratio(0.9)
+            .seed(5)
+            .source(source)
+            .build()
+            .unwrap();
+        drop(b.pick().unwrap()); // warm-up: arc-swap's per-thread node
+                                 // Every member but one dies: whichever the pick looks at first crosses the ratio.
+        for m in &members[1..] {
+            m.kill();
+        }
+
+        let mut generation = None;
+        let ops = heap_operations(|| {
+            let p = b.pick().expect("member 0 is alive");
+            generation = Some(p.generation());
+            black_box(p.id);
+        });
+        assert_eq!(
+            ops, 0,
+            "{policy:?}: {ops} heap operations in the crossing pick"
+        );
+        assert_eq!(
+            generation,
+            Some(0),
+            "{policy:?}: answered from the old snapshot"
+        );
+        assert!(
+            b.is_refreshing(),
+            "{policy:?}: the crossing pick asked for a refresh"
+        );
+
+        release.send(()).unwrap();
+        common::settle(&b);
+        assert_eq!(b.stats().generation, 1, "{policy:?}: the refresh landed");
+    }
+}
+
 #[test]
 fn the_counter_sees_allocations() {
     let ops = heap_operations(|| {

@@ -65,7 +65,10 @@ impl Worker for Strict {
 
     #[allow(clippy::manual_async_fn)]
     fn handle(&mut self, n: u32) -> impl Future<Output = u32> + Send {
-        assert!(n != 0, "zero is refused on purpose, before any future exists");
+        assert!(
+            n != 0,
+            "zero is refused on purpose, before any future exists"
+        );
         std::future::ready(n)
     }
 }

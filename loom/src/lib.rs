@@ -1,5 +1,5 @@
-//! croupier's balancer state machines, compiled from croupier's own `src/balancer/state.rs`
-//! against loom's atomics, for the models in `tests/`.
+//! croupier's state machines, compiled from croupier's own `src/balancer/state.rs` and
+//! `src/worker/state.rs` against loom's atomics, for the models below.
 #![allow(dead_code)]
 
 /// What `state.rs` reaches as `crate::sync`: loom's types under `--cfg loom`, std's otherwise.
@@ -13,6 +13,11 @@ pub(crate) mod sync {
 #[path = "../../src/balancer/state.rs"]
 mod state;
 
+#[path = "../../src/worker/state.rs"]
+mod slot_state;
+
+#[cfg(all(test, loom))]
+use slot_state::{Closed, SlotState};
 #[cfg(all(test, loom))]
 use state::{Cursor, SingleFlight};
 
@@ -26,7 +31,7 @@ mod models {
         thread,
     };
 
-    use super::{Cursor, SingleFlight};
+    use super::{Closed, Cursor, SingleFlight, SlotState};
 
     /// Drain start and end against two pickers: a pick succeeds exactly when its turn falls
     /// outside the window between the drain's start and its end, and is refused exactly when
@@ -73,12 +78,29 @@ mod models {
     }
 
     impl Balancer {
+        /// What a push notice of death does: ask, and fly the flight if this call owns it.
         fn refresh_by_ratio(&self) -> bool {
-            self.flight.refresh(
+            self.flight.request() && self.fly()
+        }
+
+        fn fly(&self) -> bool {
+            self.flight.fly(
                 || self.writer.lock().unwrap(),
                 |_| self.below_ratio.load(SeqCst),
                 |_| self.reload(),
             )
+        }
+
+        /// What a pick does: ask, and hand a flight it owns to the refresher.
+        fn ask_refresher(&self) {
+            if self.flight.request() {
+                self.flight.hand_off();
+            }
+        }
+
+        /// The refresher's turn: fly a flight handed over, if any.
+        fn refresher_turn(&self) -> bool {
+            self.flight.take_handoff() && self.fly()
         }
 
         /// The body of `reload`, run with the writer lock held: a fresh snapshot is healthy.
@@ -168,6 +190,88 @@ mod models {
             let expected = if by_ratio { 2 } else { 1 };
             assert_eq!(b.refreshes.load(SeqCst), expected);
             assert!(!b.below_ratio.load(SeqCst));
+        });
+    }
+
+    /// Two pickers cross the ratio at once and hand the flight to the refresher, which takes
+    /// its turns meanwhile: exactly one refresh runs, no trigger is lost, and the flight lands
+    /// once the refresher's last turn is over.
+    #[test]
+    fn picks_hand_one_flight_to_the_refresher() {
+        loom::model(|| {
+            let b = balancer();
+            b.below_ratio.store(true, SeqCst);
+            let picker = {
+                let b = Arc::clone(&b);
+                thread::spawn(move || b.ask_refresher())
+            };
+            b.ask_refresher();
+            let refresher = {
+                let b = Arc::clone(&b);
+                thread::spawn(move || {
+                    let mut flown = 0;
+                    for _ in 0..2 {
+                        flown += usize::from(b.refresher_turn());
+                    }
+                    flown
+                })
+            };
+            picker.join().unwrap();
+            let flown = refresher.join().unwrap();
+            // The refresher's turns may all come before the hand-off; one more turn (the wake
+            // that followed the hand-off) always finds it.
+            let last = usize::from(b.refresher_turn());
+            assert_eq!(flown + last, 1, "exactly one flight was flown");
+            assert_eq!(b.refreshes.load(SeqCst), 1);
+            assert!(!b.below_ratio.load(SeqCst));
+            assert!(
+                !b.flight.is_flying(),
+                "the flight landed: {flown} {last} {}",
+                b.refreshes.load(SeqCst)
+            );
+        });
+    }
+
+    /// A slot's incarnation retiring (to a successor, or ending) races a shutdown: the shut
+    /// always wins, and no handle of either incarnation reads alive afterwards.
+    #[test]
+    fn shut_wins_over_a_racing_retire() {
+        loom::model(|| {
+            let state = Arc::new(SlotState::new());
+            let runner = {
+                let state = Arc::clone(&state);
+                thread::spawn(move || {
+                    state.retire(0, true);
+                    state.retire(1, false);
+                })
+            };
+            state.shut();
+            runner.join().unwrap();
+            assert!(state.is_shut(), "a retire overwrote the shut");
+            assert_eq!(state.serving(), None);
+            for incarnation in 0..3 {
+                assert!(!state.is_serving(incarnation));
+                assert_eq!(state.refusal(incarnation), Some(Closed::Shutdown));
+            }
+        });
+    }
+
+    /// The last-line `end` racing a retire to the successor: the slot ends either way, and
+    /// the successor never reads alive once `end` has returned and the retire is done.
+    #[test]
+    fn end_wins_over_a_racing_retire() {
+        loom::model(|| {
+            let state = Arc::new(SlotState::new());
+            let runner = {
+                let state = Arc::clone(&state);
+                thread::spawn(move || state.retire(0, true))
+            };
+            state.end();
+            let moved = runner.join().unwrap();
+            // A retire after `end` finds incarnation 0 gone and moves nothing; one before it
+            // is overwritten by `end`.
+            assert_eq!(state.serving(), None, "retired first: {moved}");
+            assert_eq!(state.refusal(1), Some(Closed::Dead));
         });
     }
 }

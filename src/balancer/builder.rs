@@ -7,7 +7,11 @@ use std::{
 };
 
 use super::{Balancer, Config};
-use crate::{ConfigError, Member, Policy, Source};
+use crate::{
+    error::ConfigError,
+    member::{Member, Source},
+    policy::{Policy, Rule},
+};
 
 /// Configures a [`Balancer`]; made by [`Balancer::builder`].
 ///
@@ -100,10 +104,12 @@ impl<M: Member> BalancerBuilder<M> {
         let ratio = self.min_alive_ratio;
         let source = self.source.ok_or(ConfigError::MissingSource)?;
         let config = Config {
-            policy: self.policy,
+            rule: Rule {
+                policy: self.policy,
+                max_load: self.max_load.unwrap_or(usize::MAX),
+                seed: self.seed.unwrap_or_else(random_seed),
+            },
             min_alive_ratio: ratio,
-            max_load: self.max_load.unwrap_or(usize::MAX),
-            seed: self.seed.unwrap_or_else(random_seed),
         };
         Ok(Balancer::from_parts(config, source))
     }

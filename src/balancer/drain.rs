@@ -11,7 +11,7 @@ use tokio::{
 };
 
 use super::Balancer;
-use crate::{Member, PickError};
+use crate::{error::PickError, member::Member};
 
 /// How [`Balancer::apply_within`] waits between stopping and running maintenance.
 ///
@@ -344,7 +344,7 @@ impl<M: Member> Balancer<M> {
                 .shared
                 .snapshot
                 .load()
-                .slots
+                .entries
                 .iter()
                 // Dead members count too: a dead worker's queue moves to its successor,
                 // which the snapshot may not hold yet.
@@ -369,7 +369,7 @@ impl<M: Member> Balancer<M> {
             }
             generation = Some(snap.generation);
             let mut round: FuturesUnordered<_> = snap
-                .slots
+                .entries
                 .iter()
                 .filter(|s| s.member.is_alive())
                 .map(|s| {

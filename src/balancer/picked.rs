@@ -4,7 +4,7 @@ use std::{fmt, marker::PhantomData, ops::Deref, sync::Arc};
 
 use arc_swap::Guard;
 
-use super::snapshot::Snapshot;
+use crate::snapshot::Snapshot;
 
 /// A member handed out by [`Balancer::pick`](crate::Balancer::pick), borrowed from the
 /// snapshot it was picked from.
@@ -41,7 +41,7 @@ pub struct Picked<'a, M> {
 }
 
 impl<M> Picked<'_, M> {
-    pub(super) fn new(snapshot: Guard<Arc<Snapshot<M>>>, index: usize) -> Self {
+    pub(crate) fn new(snapshot: Guard<Arc<Snapshot<M>>>, index: usize) -> Self {
         Self {
             snapshot,
             index,
@@ -76,7 +76,7 @@ impl<M> Deref for Picked<'_, M> {
 
     #[inline]
     fn deref(&self) -> &M {
-        &self.snapshot.slots[self.index].member
+        &self.snapshot.entries[self.index].member
     }
 }
 

@@ -75,41 +75,74 @@ impl Cursor {
     }
 }
 
-/// At most one ratio-triggered refresh at a time; pickers that find one running go on
-/// without it and never wait.
+/// At most one ratio-triggered refresh at a time; pickers that ask for one never wait for it.
 ///
-/// A picker that finds a refresh in flight leaves a request behind instead (the counter goes
-/// up); the refresher, before it lands, looks again for every request that came in meanwhile.
-/// So a trigger is never lost: not even one that comes from a newer snapshot while the
-/// refresher is still busy with an older one.
+/// The first request of a flight makes its caller the flight's owner; later requests, made
+/// while the flight is under way, only count themselves in, and the owner looks again for
+/// every one of them before the flight lands. So a trigger is never lost: not even one that
+/// comes from a newer snapshot while the owner is still busy with an older one.
+///
+/// A picker does not fly its own flight: it hands ownership to the balancer's refresher
+/// ([`hand_off`](SingleFlight::hand_off)), which takes it up
+/// ([`take_handoff`](SingleFlight::take_handoff)) and flies it on its own thread. Slow paths
+/// that may wait (a push notice of death) fly theirs themselves.
 #[derive(Debug)]
-pub(crate) struct SingleFlight(AtomicUsize);
+pub(crate) struct SingleFlight {
+    /// Requests of the flight under way; 0 when none is.
+    requests: AtomicUsize,
+    /// 1 while a flight's ownership waits for the refresher to take it up.
+    handoff: AtomicUsize,
+}
 
 impl SingleFlight {
     pub(crate) fn new() -> Self {
-        Self(AtomicUsize::new(0))
+        Self {
+            requests: AtomicUsize::new(0),
+            handoff: AtomicUsize::new(0),
+        }
     }
 
-    /// Asks for a refresh; returns whether this call ran one.
-    ///
-    /// If no refresh is in flight, this call becomes the refresher: it takes the writer lock
-    /// (`lock`, which manual refreshes and disable/enable also take), and reloads (`reload`)
-    /// if `needed` still says so with the lock held: the snapshot stored now is below the ratio.
-    /// It repeats that for requests made while it worked, then lands. Otherwise it leaves its
-    /// request to the refresher in flight and returns at once.
-    pub(crate) fn refresh<L>(
+    /// Asks for a refresh; true if this call owns the new flight (and must fly it or hand it
+    /// off), false if it joined one under way.
+    pub(crate) fn request(&self) -> bool {
+        // AcqRel: Release hands what this picker saw (the deaths it counted) to the owner
+        // that reads this request; Acquire, for a new owner, sees the previous flight's work.
+        self.requests.fetch_add(1, AcqRel) == 0
+    }
+
+    /// Gives the flight this caller owns to the refresher; the caller then wakes it.
+    pub(crate) fn hand_off(&self) {
+        // Release: pairs with the Acquire in `take_handoff`, so the refresher sees the
+        // request this owner made. A swap, not a store, so that it is ordered with the
+        // refresher's swaps as one more read-modify-write.
+        self.handoff.swap(1, Release);
+    }
+
+    /// The refresher's side of [`hand_off`](SingleFlight::hand_off): true if a flight was
+    /// handed over, which the caller now owns and must fly.
+    pub(crate) fn take_handoff(&self) -> bool {
+        // Acquire: pairs with the Release in `hand_off`.
+        self.handoff.swap(0, Acquire) == 1
+    }
+
+    /// Whether a flight is under way (or handed off and not yet taken up).
+    pub(crate) fn is_flying(&self) -> bool {
+        self.requests.load(Relaxed) != 0
+    }
+
+    /// Flies the flight this caller owns: takes the writer lock (`lock`, which manual
+    /// refreshes and disable/enable also take) and reloads (`reload`) if `needed` still says
+    /// so with the lock held: the snapshot stored now is below the ratio. Repeats that for
+    /// requests made meanwhile, then lands. Returns whether it reloaded.
+    pub(crate) fn fly<L>(
         &self,
         mut lock: impl FnMut() -> L,
         mut needed: impl FnMut(&L) -> bool,
         mut reload: impl FnMut(&mut L),
     ) -> bool {
-        // AcqRel: Release hands what this picker saw (the deaths it counted) to the refresher
-        // that reads this request; Acquire, for the winner, sees the previous flight's work.
-        let mut requests = self.0.fetch_add(1, AcqRel) + 1;
-        if requests > 1 {
-            return false;
-        }
-        let crash = Crash(&self.0);
+        // Acquire: sees every request counted so far, the owner's own included.
+        let mut requests = self.requests.load(Acquire);
+        let crash = Crash(&self.requests);
         let mut refreshed = false;
         loop {
             let mut guard = lock();
@@ -120,8 +153,8 @@ impl SingleFlight {
             drop(guard);
             // Land only if no request came in meanwhile; otherwise look again for them.
             // AcqRel: Acquire pairs with the requests' Release; Release hands this flight's
-            // work to the next winner.
-            match self.0.compare_exchange(requests, 0, AcqRel, Acquire) {
+            // work to the next owner.
+            match self.requests.compare_exchange(requests, 0, AcqRel, Acquire) {
                 Ok(_) => {
                     std::mem::forget(crash);
                     return refreshed;
@@ -139,7 +172,7 @@ struct Crash<'a>(&'a AtomicUsize);
 
 impl Drop for Crash<'_> {
     fn drop(&mut self) {
-        // Release: as a landing, hands this flight's end to the next winner's Acquire.
+        // Release: as a landing, hands this flight's end to the next owner's Acquire.
         self.0.store(0, Release);
     }
 }

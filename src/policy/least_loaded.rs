@@ -1,42 +1,46 @@
 //! Least loaded: the member with the shortest run queue (OTP `pool`, Akka's smallest mailbox).
 
-use super::{nothing, round_robin::wrap, Scan};
-use crate::{balancer::snapshot::Snapshot, Member, PickError};
+use super::{wrap, Scan};
+use crate::{error::PickError, member::Member, snapshot::Snapshot};
 
-/// Scans every member from `cursor % n` and keeps the first with the smallest load under
-/// `max_load`; starting at the cursor sends ties round robin. A load of zero ends the scan early,
-/// since nothing can be lighter.
+/// The fast path: the member at the turn, if it is idle (load 0) and usable. Nothing can be
+/// lighter, and the scan, which starts there, would stop there too.
 #[inline]
-pub(crate) fn least_loaded<M: Member>(
+pub(super) fn first<M: Member>(snap: &Snapshot<M>, turn: usize, max_load: usize) -> Option<usize> {
+    let n = snap.len();
+    if n == 0 {
+        return None;
+    }
+    let i = turn % n;
+    (snap.usable::<true>(i, max_load) == Ok(0)).then_some(i)
+}
+
+/// Scans every member from `turn % n` and keeps the first with the smallest load under
+/// `max_load`; starting at the turn sends ties round robin. A load of zero ends the scan
+/// early, since nothing can be lighter.
+pub(super) fn scan<M: Member>(
     snap: &Snapshot<M>,
-    cursor: usize,
+    turn: usize,
     max_load: usize,
     scan: &mut Scan,
 ) -> Result<usize, PickError> {
-    let n = snap.len();
-    least_loaded_from(snap, cursor % n, max_load, scan)
+    from(snap, turn % snap.len(), max_load, scan)
 }
 
-/// [`least_loaded`] starting at slot `first` (which must be below the snapshot's length).
-pub(super) fn least_loaded_from<M: Member>(
+/// [`scan`] starting at entry `start` (which must be below the snapshot's length).
+pub(super) fn from<M: Member>(
     snap: &Snapshot<M>,
-    first: usize,
+    start: usize,
     max_load: usize,
     scan: &mut Scan,
 ) -> Result<usize, PickError> {
     let n = snap.len();
     let mut best: Option<(usize, usize)> = None;
-    let mut any_live = false;
     for k in 0..n {
-        let i = wrap(first + k, n);
-        if !scan.usable(snap.look(i)) {
+        let i = wrap(start + k, n);
+        let Some(load) = scan.look::<true, M>(snap, i, max_load) else {
             continue;
-        }
-        any_live = true;
-        let load = snap.slots[i].member.load();
-        if load >= max_load {
-            continue;
-        }
+        };
         if best.map_or(true, |(_, b)| load < b) {
             best = Some((i, load));
             if load == 0 {
@@ -44,5 +48,5 @@ pub(super) fn least_loaded_from<M: Member>(
             }
         }
     }
-    best.map(|(i, _)| i).ok_or_else(|| nothing(any_live))
+    best.map(|(i, _)| i).ok_or_else(|| scan.nothing())
 }

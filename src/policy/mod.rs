@@ -1,7 +1,11 @@
 //! How a balancer chooses among its live members.
 //!
-//! Every policy reads one snapshot, makes one relaxed `fetch_add` on the balancer's cursor (the
-//! only shared write of a pick), and never locks or allocates:
+//! A policy is a pure function of one snapshot and the pick's turn (the value the balancer's
+//! cursor gave it): it reads, decides, and reports what it passed over; only the balancer
+//! writes the cursor and the counters. None locks or allocates. Each has a fast path that only
+//! reads ([`first`]) and answers nearly every pick of a healthy pool, and a full scan
+//! ([`scan`]) that starts from the same member with the same turn, so the fast path never
+//! changes an answer:
 //!
 //! | policy | cost | source |
 //! | --- | --- | --- |
@@ -15,11 +19,11 @@ mod least_loaded;
 mod p2c;
 mod round_robin;
 
-pub(crate) use least_loaded::least_loaded;
-pub(crate) use p2c::{power_of_two, power_of_two_first};
-pub(crate) use round_robin::{round_robin, round_robin_first};
-
-use crate::{balancer::snapshot::Seen, PickError};
+use crate::{
+    error::PickError,
+    member::Member,
+    snapshot::{Snapshot, Unusable},
+};
 
 /// The rule a [`Balancer`](crate::Balancer) picks by.
 ///
@@ -58,44 +62,105 @@ pub enum Policy {
     PowerOfTwo,
 }
 
-/// What one pick noticed on the way, besides its answer.
+/// The settings a policy decides by, copied out of the balancer's configuration.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rule {
+    pub(crate) policy: Policy,
+    /// `usize::MAX` when there is no limit.
+    pub(crate) max_load: usize,
+    /// Power of two's sampling seed.
+    pub(crate) seed: u64,
+}
+
+/// The fast path of every policy: the answer when the member (or both members) the turn
+/// lands on can be handed out as they stand, `None` otherwise. Only reads. The full
+/// [`scan`] with the same turn gives the same answer whenever this one gives any.
+#[inline]
+pub(crate) fn first<M: Member>(rule: &Rule, snap: &Snapshot<M>, turn: usize) -> Option<usize> {
+    match rule.policy {
+        Policy::RoundRobin => round_robin::first(snap, turn, rule.max_load),
+        Policy::LeastLoaded => least_loaded::first(snap, turn, rule.max_load),
+        Policy::PowerOfTwo => p2c::first(snap, turn, rule.seed, rule.max_load),
+    }
+}
+
+/// The full scan of every policy, for a non-empty snapshot: finds a member to hand out, or
+/// says why there is none, and records in `scan` what it passed over.
+#[cold]
+pub(crate) fn scan<M: Member>(
+    rule: &Rule,
+    snap: &Snapshot<M>,
+    turn: usize,
+    scan: &mut Scan,
+) -> Result<usize, PickError> {
+    match rule.policy {
+        Policy::RoundRobin => round_robin::scan(snap, turn, rule.max_load, scan),
+        Policy::LeastLoaded => least_loaded::scan(snap, turn, rule.max_load, scan),
+        Policy::PowerOfTwo => p2c::scan(snap, turn, rule.seed, rule.max_load, scan),
+    }
+}
+
+/// What one full scan noticed on the way, besides its answer.
 #[derive(Debug, Default)]
 pub(crate) struct Scan {
     /// Members this pick was the first to find dead.
     pub(crate) newly_dead: usize,
-    /// Turns a round-robin pick passed over on the cursor, beyond its own.
+    /// Turns a round-robin pick passed over, beyond its own: the balancer moves the cursor on
+    /// by as many.
     pub(crate) extra_turns: usize,
+    /// Whether a live member was passed over for its load (so "nothing" means overloaded).
+    any_loaded: bool,
 }
 
 impl Scan {
-    /// Folds a look at a slot into the scan; true if the slot may be handed out.
+    /// [`Snapshot::usable`], with what it turned down folded into the scan: a member found dead
+    /// for the first time is marked and counted.
     #[inline]
-    pub(crate) fn usable(&mut self, seen: Seen) -> bool {
-        match seen {
-            Seen::Usable => true,
-            Seen::Skipped => false,
-            Seen::NewlyDead => {
-                self.newly_dead += 1;
-                false
+    pub(crate) fn look<const LOAD: bool, M: Member>(
+        &mut self,
+        snap: &Snapshot<M>,
+        i: usize,
+        max_load: usize,
+    ) -> Option<usize> {
+        match snap.usable::<LOAD>(i, max_load) {
+            Ok(load) => Some(load),
+            Err(Unusable::Disabled) => None,
+            Err(Unusable::Overloaded) => {
+                self.any_loaded = true;
+                None
             }
+            Err(Unusable::Dead) => {
+                if snap.mark_dead(i) {
+                    self.newly_dead += 1;
+                }
+                None
+            }
+        }
+    }
+
+    /// The error for a scan that found nothing to hand out.
+    pub(crate) fn nothing(&self) -> PickError {
+        if self.any_loaded {
+            PickError::Overloaded
+        } else {
+            PickError::NoMembers
         }
     }
 }
 
-/// The error for a pick that found nothing to hand out.
+/// `i % n` for `i < 2n`, without a division.
 #[inline]
-pub(crate) fn nothing(any_live: bool) -> PickError {
-    if any_live {
-        PickError::Overloaded
+fn wrap(i: usize, n: usize) -> usize {
+    if i >= n {
+        i - n
     } else {
-        PickError::NoMembers
+        i
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{balancer::snapshot::Snapshot, Member};
 
     #[derive(Clone, Debug)]
     struct M {
@@ -129,30 +194,31 @@ mod tests {
         })
     }
 
+    const POLICIES: [Policy; 3] = [Policy::RoundRobin, Policy::LeastLoaded, Policy::PowerOfTwo];
+
     #[test]
     fn fast_paths_answer_as_the_full_scans_do() {
-        let cursor = crate::balancer::state::Cursor::new();
-        let (mut fast_rr, mut fast_p2c) = (0, 0);
+        let mut fast = [0_usize; 3];
         for (snap, max_load) in pools() {
-            for turn in 0..40 {
-                if let Some(i) = round_robin_first(&snap, turn, max_load) {
-                    let mut scan = Scan::default();
-                    let full = round_robin(&snap, turn, &cursor, max_load, &mut scan);
-                    assert_eq!(full, Ok(i), "round robin, turn {turn}");
-                    assert_eq!((scan.newly_dead, scan.extra_turns), (0, 0));
-                    fast_rr += 1;
-                }
-                if let Some(i) = power_of_two_first(&snap, turn, 9, max_load) {
-                    let mut scan = Scan::default();
-                    let full = power_of_two(&snap, turn, 9, max_load, &mut scan);
-                    assert_eq!(full, Ok(i), "power of two, turn {turn}");
-                    assert_eq!(scan.newly_dead, 0);
-                    fast_p2c += 1;
+            for (k, policy) in POLICIES.into_iter().enumerate() {
+                let rule = Rule {
+                    policy,
+                    max_load,
+                    seed: 9,
+                };
+                for turn in 0..40 {
+                    if let Some(i) = first(&rule, &snap, turn) {
+                        let mut s = Scan::default();
+                        let full = scan(&rule, &snap, turn, &mut s);
+                        assert_eq!(full, Ok(i), "{policy:?}, turn {turn}");
+                        assert_eq!((s.newly_dead, s.extra_turns), (0, 0));
+                        fast[k] += 1;
+                    }
                 }
             }
         }
-        // Both fast paths answered often, not only in corner cases.
-        assert!(fast_rr > 2_000 && fast_p2c > 2_000, "{fast_rr} {fast_p2c}");
+        // Every fast path answered often, not only in corner cases.
+        assert!(fast.iter().all(|&n| n > 2_000), "{fast:?}");
     }
 
     #[test]
@@ -164,9 +230,20 @@ mod tests {
             })
             .collect();
         let snap = Snapshot::new(members, 0, |_| false);
+        let rule = |policy| Rule {
+            policy,
+            max_load: usize::MAX,
+            seed: 1,
+        };
         for turn in 0..100 {
-            assert_eq!(round_robin_first(&snap, turn, usize::MAX), Some(turn % 8));
-            assert!(power_of_two_first(&snap, turn, 1, usize::MAX).is_some());
+            assert_eq!(
+                first(&rule(Policy::RoundRobin), &snap, turn),
+                Some(turn % 8)
+            );
+            assert!(first(&rule(Policy::PowerOfTwo), &snap, turn).is_some());
         }
+        // Least loaded's fast path is the idle member its scan would stop at.
+        assert_eq!(first(&rule(Policy::LeastLoaded), &snap, 0), Some(0));
+        assert_eq!(first(&rule(Policy::LeastLoaded), &snap, 1), None);
     }
 }

@@ -1,45 +1,18 @@
 //! Power of two choices (Mitzenmacher 2001): sample two distinct members, keep the lighter.
 //!
-//! The randomness is a SplitMix64 hash of the balancer's seed and the pick's cursor value, so it
+//! The randomness is a SplitMix64 hash of the balancer's seed and the pick's turn, so it
 //! needs no thread-local or shared RNG state, and a seeded balancer picked from one thread
 //! makes the same choices every run.
 
-use super::{least_loaded::least_loaded_from, Scan};
-use crate::{balancer::snapshot::Snapshot, Member, PickError};
+use super::{least_loaded, Scan};
+use crate::{error::PickError, member::Member, snapshot::Snapshot};
 
-/// Samples two distinct slots; returns the lighter usable one under `max_load`. When neither
-/// sample can be handed out (dead, disabled or over the limit) it falls back to a least-loaded
-/// scan from the first sample, which finds any usable member or says why there is none.
+/// The fast path: the lighter of the two samples when both can be handed out as they stand
+/// (the only member when there is one).
 #[inline]
-pub(crate) fn power_of_two<M: Member>(
+pub(super) fn first<M: Member>(
     snap: &Snapshot<M>,
-    cursor: usize,
-    seed: u64,
-    max_load: usize,
-    scan: &mut Scan,
-) -> Result<usize, PickError> {
-    let (a, b) = samples(snap.len(), cursor, seed);
-    let Some(b) = b else {
-        return least_loaded_from(snap, a, max_load, scan);
-    };
-    match (
-        candidate(snap, a, max_load, scan),
-        candidate(snap, b, max_load, scan),
-    ) {
-        (Some(la), Some(lb)) => Ok(if lb < la { b } else { a }),
-        (Some(_), None) => Ok(a),
-        (None, Some(_)) => Ok(b),
-        (None, None) => least_loaded_from(snap, a, max_load, scan),
-    }
-}
-
-/// The fast path: the lighter of the two samples when both are usable as they stand (the
-/// only member when there is one); `None` sends the pick to [`power_of_two`], which draws the
-/// same two samples.
-#[inline]
-pub(crate) fn power_of_two_first<M: Member>(
-    snap: &Snapshot<M>,
-    cursor: usize,
+    turn: usize,
     seed: u64,
     max_load: usize,
 ) -> Option<usize> {
@@ -47,18 +20,44 @@ pub(crate) fn power_of_two_first<M: Member>(
     if n == 0 {
         return None;
     }
-    let (a, b) = samples(n, cursor, seed);
-    let la = snap.usable_load(a, max_load)?;
+    let (a, b) = samples(n, turn, seed);
+    let la = snap.usable::<true>(a, max_load).ok()?;
     let Some(b) = b else { return Some(a) };
-    let lb = snap.usable_load(b, max_load)?;
+    let lb = snap.usable::<true>(b, max_load).ok()?;
     Some(if lb < la { b } else { a })
 }
 
-/// The two distinct slots that turn `cursor` samples among `n > 0`; no second one when
+/// Samples two distinct entries; returns the lighter usable one under `max_load`. When
+/// neither sample can be handed out (dead, disabled or over the limit) it falls back to a
+/// least-loaded scan from the first sample, which finds any usable member or says why there
+/// is none.
+pub(super) fn scan<M: Member>(
+    snap: &Snapshot<M>,
+    turn: usize,
+    seed: u64,
+    max_load: usize,
+    scan: &mut Scan,
+) -> Result<usize, PickError> {
+    let (a, b) = samples(snap.len(), turn, seed);
+    let Some(b) = b else {
+        return least_loaded::from(snap, a, max_load, scan);
+    };
+    match (
+        scan.look::<true, M>(snap, a, max_load),
+        scan.look::<true, M>(snap, b, max_load),
+    ) {
+        (Some(la), Some(lb)) => Ok(if lb < la { b } else { a }),
+        (Some(_), None) => Ok(a),
+        (None, Some(_)) => Ok(b),
+        (None, None) => least_loaded::from(snap, a, max_load, scan),
+    }
+}
+
+/// The two distinct entries that turn `turn` samples among `n > 0`; no second one when
 /// `n == 1`.
 #[inline]
-fn samples(n: usize, cursor: usize, seed: u64) -> (usize, Option<usize>) {
-    let r = splitmix64(seed.wrapping_add((cursor as u64).wrapping_mul(GOLDEN_GAMMA)));
+fn samples(n: usize, turn: usize, seed: u64) -> (usize, Option<usize>) {
+    let r = splitmix64(seed.wrapping_add((turn as u64).wrapping_mul(GOLDEN_GAMMA)));
     let a = (r % n as u64) as usize;
     if n == 1 {
         return (a, None);
@@ -66,21 +65,6 @@ fn samples(n: usize, cursor: usize, seed: u64) -> (usize, Option<usize>) {
     // A second, distinct slot: an offset in 1..n from the first.
     let b = (a + 1 + ((r >> 32) % (n as u64 - 1)) as usize) % n;
     (a, Some(b))
-}
-
-/// The load of slot `i` if it may be handed out.
-#[inline]
-fn candidate<M: Member>(
-    snap: &Snapshot<M>,
-    i: usize,
-    max_load: usize,
-    scan: &mut Scan,
-) -> Option<usize> {
-    if !scan.usable(snap.look(i)) {
-        return None;
-    }
-    let load = snap.slots[i].member.load();
-    (load < max_load).then_some(load)
 }
 
 const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;

@@ -99,6 +99,8 @@ impl SlotState {
 
     /// Shuts the slot for good: every handle reads dead, and sends answer `Shutdown`.
     pub(crate) fn shut(&self) {
-        self.0.store(SHUT, Relaxed);
+        // A swap, not a store: as a read-modify-write it is ordered with the retires' and
+        // `end`'s compare-exchanges, so a retire that comes after it always sees it.
+        self.0.swap(SHUT, Relaxed);
     }
 }

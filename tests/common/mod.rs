@@ -126,3 +126,16 @@ impl Source<TestMember> for SharedSource {
         self.get()
     }
 }
+
+/// Waits until a refresh that a pick asked for, if any, has landed (the balancer's refresher
+/// runs it on its own thread); fails after 10 s instead of hanging.
+pub fn settle<M: croupier::Member>(b: &croupier::Balancer<M>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while b.is_refreshing() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a refresh asked for never landed"
+        );
+        std::thread::yield_now();
+    }
+}

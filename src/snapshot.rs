@@ -1,15 +1,18 @@
 //! The one value that pickers read: members, generation and original size, swapped as a whole.
+//!
+//! It sits below the policies: a policy is a pure function of a snapshot and a turn, so the
+//! snapshot is all it needs to know.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 
-use crate::Member;
+use crate::member::Member;
 
 /// One member in a snapshot, with the flags pickers and the slow paths share.
 ///
-/// The flags are per snapshot: a refresh builds new slots, so nothing here outlives the set of
-/// members it describes.
+/// The flags are per snapshot: a refresh builds new entries, so nothing here outlives the set
+/// of members it describes.
 #[derive(Debug)]
-pub(crate) struct Slot<M> {
+pub(crate) struct Entry<M> {
     pub(crate) member: M,
     /// Taken out of rotation by hand (`Balancer::disable`). Written on the slow path only.
     disabled: AtomicBool,
@@ -17,15 +20,15 @@ pub(crate) struct Slot<M> {
     dead: AtomicBool,
 }
 
-/// What a pick saw when it looked at a slot.
+/// Why an entry cannot be handed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Seen {
-    /// Alive and enabled: may be handed out.
-    Usable,
-    /// Disabled by hand, or already known dead.
-    Skipped,
-    /// Dead, and this look was the first to notice.
-    NewlyDead,
+pub(crate) enum Unusable {
+    /// Disabled by hand.
+    Disabled,
+    /// Its member says it is dead.
+    Dead,
+    /// Alive, but its load is at or above `max_load`.
+    Overloaded,
 }
 
 /// The members a balancer deals from, as of one refresh.
@@ -34,7 +37,7 @@ pub(crate) enum Seen {
 /// snapshot sees members, generation and original size that belong to each other.
 #[derive(Debug)]
 pub(crate) struct Snapshot<M> {
-    pub(crate) slots: Box<[Slot<M>]>,
+    pub(crate) entries: Box<[Entry<M>]>,
     /// Incremented by every refresh.
     pub(crate) generation: u64,
     /// Members alive when the snapshot was built: the denominator of the refresh ratio.
@@ -51,70 +54,57 @@ impl<M: Member> Snapshot<M> {
         generation: u64,
         mut is_disabled: impl FnMut(&M) -> bool,
     ) -> Self {
-        let slots: Box<[Slot<M>]> = members
+        let entries: Box<[Entry<M>]> = members
             .into_iter()
-            .map(|member| Slot {
+            .map(|member| Entry {
                 disabled: AtomicBool::new(is_disabled(&member)),
                 dead: AtomicBool::new(!member.is_alive()),
                 member,
             })
             .collect();
-        let original = slots.iter().filter(|s| !s.dead.load(Relaxed)).count();
+        let original = entries.iter().filter(|e| !e.dead.load(Relaxed)).count();
         Self {
-            slots,
+            entries,
             generation,
             original,
             dead: AtomicUsize::new(0),
         }
     }
 
-    /// Looks at slot `i`: usable, skipped, or newly found dead (then counted, once).
-    /// The load of member `i` if it can be handed out as it stands (enabled, alive, under
-    /// `max_load`), read once; `None` otherwise. Only reads: a member it turns down is looked
-    /// at again, and counted if dead, by [`look`](Snapshot::look).
+    /// The one answer to "can entry `i` be handed out as it stands": enabled, alive, and
+    /// under `max_load`. On `Ok`, the member's load when `LOAD` asks for it (or a limit needs
+    /// it), 0 otherwise: a policy that ignores load does not pay for reading it. Only reads.
     #[inline]
-    pub(crate) fn usable_load(&self, i: usize, max_load: usize) -> Option<usize> {
-        let slot = &self.slots[i];
-        if slot.disabled.load(Relaxed) || !slot.member.is_alive() {
-            return None;
+    pub(crate) fn usable<const LOAD: bool>(
+        &self,
+        i: usize,
+        max_load: usize,
+    ) -> Result<usize, Unusable> {
+        let entry = &self.entries[i];
+        if entry.disabled.load(Relaxed) {
+            return Err(Unusable::Disabled);
         }
-        let load = slot.member.load();
-        (load < max_load).then_some(load)
-    }
-
-    /// Whether member `i` can be handed out as it stands; reads its load only when there is
-    /// a `max_load` to compare it with.
-    #[inline]
-    pub(crate) fn is_usable(&self, i: usize, max_load: usize) -> bool {
-        let slot = &self.slots[i];
-        !slot.disabled.load(Relaxed)
-            && slot.member.is_alive()
-            && (max_load == usize::MAX || slot.member.load() < max_load)
-    }
-
-    #[inline]
-    pub(crate) fn look(&self, i: usize) -> Seen {
-        let slot = &self.slots[i];
-        if slot.disabled.load(Relaxed) {
-            return Seen::Skipped;
+        if !entry.member.is_alive() {
+            return Err(Unusable::Dead);
         }
-        if slot.member.is_alive() {
-            return Seen::Usable;
+        if !LOAD && max_load == usize::MAX {
+            return Ok(0);
         }
-        if self.mark_dead(i) {
-            Seen::NewlyDead
+        let load = entry.member.load();
+        if load < max_load {
+            Ok(load)
         } else {
-            Seen::Skipped
+            Err(Unusable::Overloaded)
         }
     }
 }
 
 impl<M> Snapshot<M> {
-    /// Records that slot `i` is dead; true if this call was the first to do so.
+    /// Records that entry `i` is dead; true if this call was the first to do so.
     pub(crate) fn mark_dead(&self, i: usize) -> bool {
-        let slot = &self.slots[i];
+        let entry = &self.entries[i];
         // Read before the swap so a long-dead member costs a load, not a write, per pick.
-        if slot.dead.load(Relaxed) || slot.dead.swap(true, Relaxed) {
+        if entry.dead.load(Relaxed) || entry.dead.swap(true, Relaxed) {
             return false;
         }
         self.dead.fetch_add(1, Relaxed);
@@ -132,14 +122,14 @@ impl<M> Snapshot<M> {
     }
 
     pub(crate) fn set_disabled(&self, i: usize, disabled: bool) {
-        self.slots[i].disabled.store(disabled, Relaxed);
+        self.entries[i].disabled.store(disabled, Relaxed);
     }
 
     pub(crate) fn is_disabled(&self, i: usize) -> bool {
-        self.slots[i].disabled.load(Relaxed)
+        self.entries[i].disabled.load(Relaxed)
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.slots.len()
+        self.entries.len()
     }
 }

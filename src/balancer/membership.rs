@@ -1,0 +1,219 @@
+//! Membership: refresh from the source, members taken out by hand, notices of death, and the
+//! refresher's side of ratio-triggered refreshes.
+
+use std::sync::{atomic::Ordering::Relaxed, Arc};
+
+use super::{refresher::Target, Balancer, Shared};
+use crate::{member::Member, snapshot::Snapshot};
+
+/// State that only the holder of the writer lock touches.
+pub(super) struct Writer<M> {
+    /// Members taken out of rotation by hand, re-applied at every refresh.
+    disabled: Vec<M>,
+    /// How `disabled` is matched; set by the first `disable`, which has `M: PartialEq`.
+    eq: Option<fn(&M, &M) -> bool>,
+}
+
+impl<M> Writer<M> {
+    pub(super) fn new() -> Self {
+        Self {
+            disabled: Vec::new(),
+            eq: None,
+        }
+    }
+
+    fn is_disabled(&self, m: &M) -> bool {
+        self.eq
+            .is_some_and(|eq| self.disabled.iter().any(|d| eq(d, m)))
+    }
+}
+
+impl<M: Member> Balancer<M> {
+    /// Reloads the members from the source now, whatever the ratio, and returns how many of
+    /// them are alive.
+    ///
+    /// Pickers are not held up: they deal from the old snapshot until the new one is stored,
+    /// and a pick that begins after `refresh` returns deals only from the new one. Members that
+    /// were [disabled](Balancer::disable) stay disabled if the source still returns them.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// use croupier::{Balancer, Member};
+    ///
+    /// #[derive(Clone)]
+    /// struct W;
+    /// impl Member for W {
+    ///     fn is_alive(&self) -> bool { true }
+    /// }
+    ///
+    /// let size = Arc::new(Mutex::new(2));
+    /// let s = Arc::clone(&size);
+    /// let b = Balancer::builder()
+    ///     .source(move || vec![W; *s.lock().unwrap()])
+    ///     .build()?;
+    /// assert_eq!(b.members().len(), 2);
+    ///
+    /// *size.lock().unwrap() = 5;
+    /// assert_eq!(b.refresh(), 5);
+    /// assert_eq!(b.stats().generation, 1);
+    /// # Ok::<(), croupier::ConfigError>(())
+    /// ```
+    pub fn refresh(&self) -> usize {
+        let mut writer = self.shared.writer.lock();
+        self.shared.reload(&mut writer)
+    }
+
+    /// The members of the current snapshot, in round-robin order, dead and disabled included.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use croupier::{Balancer, Member};
+    /// # #[derive(Clone, Debug, PartialEq)] struct W(u8);
+    /// # impl Member for W { fn is_alive(&self) -> bool { true } }
+    /// let b = Balancer::builder().source(vec![W(1), W(2)]).build()?;
+    /// assert_eq!(b.members(), vec![W(1), W(2)]);
+    /// # Ok::<(), croupier::ConfigError>(())
+    /// ```
+    pub fn members(&self) -> Vec<M> {
+        self.shared
+            .snapshot
+            .load()
+            .entries
+            .iter()
+            .map(|e| e.member.clone())
+            .collect()
+    }
+
+    /// Records that `member` is dead without waiting for a pick to find out, as an Erlang
+    /// monitor's `'DOWN'` message would, and refreshes if that crosses the ratio. Returns whether
+    /// the member was in the current snapshot and not already known dead.
+    ///
+    /// The member must also answer `false` from [`is_alive`](Member::is_alive); this only
+    /// makes the balancer learn of it sooner. Unlike a pick, it runs a refresh it triggers
+    /// itself, on the calling thread (unless one is already under way).
+    pub fn notify_dead(&self, member: &M) -> bool
+    where
+        M: PartialEq,
+    {
+        let shared = &*self.shared;
+        let snap = shared.snapshot.load();
+        let Some(i) = snap.entries.iter().position(|e| e.member == *member) else {
+            return false;
+        };
+        if !snap.mark_dead(i) {
+            return false;
+        }
+        shared.counters.skipped_dead.fetch_add(1, Relaxed);
+        if snap.below_ratio(shared.min_alive_ratio) {
+            drop(snap);
+            if shared.refreshing.request() {
+                shared.fly_ratio_refresh();
+            }
+        }
+        true
+    }
+
+    /// Takes `member` out of rotation until [`enable`](Balancer::enable): it is not handed
+    /// out, though it stays in [`members`](Balancer::members). Members are matched with
+    /// [`PartialEq`]. A disabled member stays disabled across refreshes for as long as the
+    /// source keeps returning it. Returns whether the member is in the current snapshot.
+    ///
+    /// Disabling does not count towards the refresh ratio: it is a decision, not a death.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use croupier::{Balancer, Member};
+    /// # #[derive(Clone, Debug, PartialEq)] struct W(u8);
+    /// # impl Member for W { fn is_alive(&self) -> bool { true } }
+    /// let b = Balancer::builder().source(vec![W(1), W(2)]).build()?;
+    /// assert!(b.disable(&W(1)));
+    /// assert!((0..4).all(|_| *b.pick().unwrap() == W(2)));
+    /// assert!(b.enable(&W(1)));
+    /// # Ok::<(), croupier::ConfigError>(())
+    /// ```
+    pub fn disable(&self, member: &M) -> bool
+    where
+        M: PartialEq,
+    {
+        let mut writer = self.shared.writer.lock();
+        writer.eq = Some(<M as PartialEq>::eq);
+        if !writer.disabled.contains(member) {
+            writer.disabled.push(member.clone());
+        }
+        self.set_disabled(member, true)
+    }
+
+    /// Puts a member taken out by [`disable`](Balancer::disable) back into rotation. Returns
+    /// whether the member is in the current snapshot.
+    pub fn enable(&self, member: &M) -> bool
+    where
+        M: PartialEq,
+    {
+        let mut writer = self.shared.writer.lock();
+        writer.disabled.retain(|d| d != member);
+        self.set_disabled(member, false)
+    }
+
+    /// Sets the disabled flag of every entry holding `member`. The caller holds the writer
+    /// lock, so no refresh can slip in between this and the writer's list.
+    fn set_disabled(&self, member: &M, disabled: bool) -> bool
+    where
+        M: PartialEq,
+    {
+        let snap = self.shared.snapshot.load();
+        let mut found = false;
+        for (i, entry) in snap.entries.iter().enumerate() {
+            if entry.member == *member {
+                snap.set_disabled(i, disabled);
+                found = true;
+            }
+        }
+        found
+    }
+}
+
+impl<M: Member> Shared<M> {
+    /// Flies the ratio-refresh flight the caller owns: reloads if the stored snapshot is
+    /// below the ratio, and again for requests made meanwhile. Returns whether it reloaded.
+    pub(super) fn fly_ratio_refresh(&self) -> bool {
+        let ratio = self.min_alive_ratio;
+        self.refreshing.fly(
+            || self.writer.lock(),
+            |_| self.snapshot.load().below_ratio(ratio),
+            |writer| {
+                self.reload(writer);
+            },
+        )
+    }
+
+    /// Builds and stores a new snapshot from the source. The caller holds the writer lock.
+    fn reload(&self, writer: &mut Writer<M>) -> usize {
+        let members = self.source.members();
+        let generation = self.snapshot.load().generation + 1;
+        let next = Snapshot::new(members, generation, |m| writer.is_disabled(m));
+        // Forget disabled members the source no longer returns, so the list cannot grow
+        // without bound over restarts.
+        if let Some(eq) = writer.eq {
+            writer
+                .disabled
+                .retain(|d| next.entries.iter().any(|e| eq(d, &e.member)));
+        }
+        let alive = next.original;
+        self.snapshot.store(Arc::new(next));
+        self.counters.refreshes.fetch_add(1, Relaxed);
+        alive
+    }
+}
+
+impl<M: Member> Target for Shared<M> {
+    fn fly_handed_off(&self) {
+        if self.refreshing.take_handoff() {
+            self.fly_ratio_refresh();
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The pick path: one small fast path inlined into callers, one cold path out of line.
+
+use std::sync::{atomic::Ordering::Relaxed, Arc};
+
+use arc_swap::Guard;
+
+use super::{refresher, Balancer, Picked, Shared};
+use crate::{
+    error::PickError,
+    member::Member,
+    policy::{self, Scan},
+    snapshot::Snapshot,
+};
+
+impl<M: Member> Balancer<M> {
+    /// Picks a member by the balancer's [`Policy`].
+    ///
+    /// The returned guard dereferences to the member without touching its reference count, so
+    /// that pickers on different cores do not fight over it; call [`Picked::cloned`] for an
+    /// owned handle. Do not hold a `Picked` across an `.await` or for long: it keeps the
+    /// snapshot it came from alive.
+    ///
+    /// # Errors
+    ///
+    /// - [`PickError::NoMembers`] when no member is alive and enabled.
+    /// - [`PickError::Overloaded`] when every live member's load is at or above
+    ///   [`max_load`](BalancerBuilder::max_load).
+    /// - [`PickError::Draining`] while [`apply_within`](Balancer::apply_within) runs.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use croupier::{Balancer, Member, PickError};
+    ///
+    /// #[derive(Clone, Debug)]
+    /// struct Busy(usize);
+    /// impl Member for Busy {
+    ///     fn is_alive(&self) -> bool { true }
+    ///     fn load(&self) -> usize { self.0 }
+    /// }
+    ///
+    /// let b = Balancer::builder().max_load(10).source(vec![Busy(12), Busy(3)]).build()?;
+    /// assert_eq!(b.pick().unwrap().0, 3);
+    ///
+    /// let full = Balancer::builder().max_load(10).source(vec![Busy(10)]).build()?;
+    /// assert_eq!(full.pick().unwrap_err(), PickError::Overloaded);
+    /// # Ok::<(), croupier::ConfigError>(())
+    /// ```
+    #[inline]
+    pub fn pick(&self) -> Result<Picked<'_, M>, PickError> {
+        let shared = &*self.shared;
+        let Ok(turn) = shared.cursor.next() else {
+            return Err(PickError::Draining);
+        };
+        let snap = shared.snapshot.load();
+        // The member (or both members) the turn lands on can nearly always be handed out as
+        // they stand. The fast path only reads; otherwise the full scan starts from the same
+        // member with the same turn and decides as if there were no fast path.
+        if let Some(i) = policy::first(&shared.rule, &snap, turn) {
+            return Ok(Picked::new(snap, i));
+        }
+        self.pick_slow(snap, turn, true)
+    }
+
+    /// The full scan, in the snapshot the fast path read (a pick looks at one snapshot from
+    /// its first look to its answer), and what it found on the way: extra round-robin turns
+    /// for the cursor, deaths to count and perhaps a refresh to ask for. `may_retry` allows one
+    /// more look, with the same turn, at a snapshot that replaced this one while the pick
+    /// found nothing.
+    #[cold]
+    #[inline(never)]
+    fn pick_slow(
+        &self,
+        snap: Guard<Arc<Snapshot<M>>>,
+        turn: usize,
+        may_retry: bool,
+    ) -> Result<Picked<'_, M>, PickError> {
+        let shared = &*self.shared;
+        if snap.len() == 0 {
+            return self.found_nothing(snap, PickError::NoMembers, turn, may_retry);
+        }
+        let mut scan = Scan::default();
+        let chosen = policy::scan(&shared.rule, &snap, turn, &mut scan);
+        let c = &shared.counters;
+        if scan.extra_turns > 0 {
+            // Only the balancer writes the cursor: the policy reported what it passed over.
+            shared.cursor.skip(scan.extra_turns);
+            c.extra_turns.fetch_add(scan.extra_turns as u64, Relaxed);
+        }
+        if scan.newly_dead > 0 {
+            c.skipped_dead.fetch_add(scan.newly_dead as u64, Relaxed);
+            if snap.below_ratio(shared.min_alive_ratio) {
+                shared.ask_for_refresh();
+            }
+        }
+        match chosen {
+            Ok(index) => Ok(Picked::new(snap, index)),
+            Err(e) => self.found_nothing(snap, e, turn, may_retry),
+        }
+    }
+
+    /// A pick that found no member in `snap`: if a newer snapshot has been stored meanwhile,
+    /// look once more there, with the same turn; a pick that lagged behind a refresh must
+    /// not answer `NoMembers` while live members exist.
+    fn found_nothing(
+        &self,
+        snap: Guard<Arc<Snapshot<M>>>,
+        e: PickError,
+        turn: usize,
+        may_retry: bool,
+    ) -> Result<Picked<'_, M>, PickError> {
+        if e == PickError::NoMembers && may_retry {
+            let now = self.shared.snapshot.load();
+            if now.generation != snap.generation {
+                drop(snap);
+                return self.pick_slow(now, turn, false);
+            }
+        }
+        if e == PickError::Overloaded {
+            self.shared.counters.overloaded.fetch_add(1, Relaxed);
+        }
+        Err(e)
+    }
+
+    /// Whether a ratio-triggered refresh has been asked for and has not landed yet.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use croupier::{Balancer, Member};
+    /// # #[derive(Clone)] struct W;
+    /// # impl Member for W { fn is_alive(&self) -> bool { true } }
+    /// let b = Balancer::builder().source(vec![W, W]).build()?;
+    /// assert!(!b.is_refreshing());
+    /// # Ok::<(), croupier::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn is_refreshing(&self) -> bool {
+        self.shared.refreshing.is_flying()
+    }
+}
+
+impl<M: Member> Shared<M> {
+    /// Asks for a ratio refresh from a pick: joins the flight under way, or starts one and
+    /// hands it to the refresher thread. No lock, no allocation; the wake may be a `futex`
+    /// system call. Without a refresher thread the picker flies the flight itself.
+    fn ask_for_refresh(&self) {
+        if !self.refreshing.request() {
+            return;
+        }
+        if self.background.load(Relaxed) {
+            self.refreshing.hand_off();
+            refresher::wake();
+        } else {
+            self.fly_ratio_refresh();
+        }
+    }
+}
