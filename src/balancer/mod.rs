@@ -65,10 +65,10 @@ use crate::{
 /// original size. [`is_refreshing`](Balancer::is_refreshing) says whether a refresh asked
 /// for has not landed yet.
 ///
-/// A pick that finds no live member answers [`PickError::NoMembers`] at once, even when the
+/// A pick that finds no live member answers [`PickError::NoMembers`](crate::PickError::NoMembers) at once, even when the
 /// refresh it asked for is about to find some: retry once it has landed.
 ///
-/// A source that returns no member leaves the balancer answering [`PickError::NoMembers`]; it
+/// A source that returns no member leaves the balancer answering [`PickError::NoMembers`](crate::PickError::NoMembers); it
 /// is asked again on the next [`refresh`](Balancer::refresh), never in a loop. A source that
 /// blocks delays the background refreshes of every balancer in the process: keep sources
 /// quick, as a pool's is (a read of its slots).

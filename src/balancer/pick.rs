@@ -13,7 +13,7 @@ use crate::{
 };
 
 impl<M: Member> Balancer<M> {
-    /// Picks a member by the balancer's [`Policy`].
+    /// Picks a member by the balancer's [`Policy`](crate::Policy).
     ///
     /// The returned guard dereferences to the member without touching its reference count, so
     /// that pickers on different cores do not fight over it; call [`Picked::cloned`] for an
@@ -24,7 +24,7 @@ impl<M: Member> Balancer<M> {
     ///
     /// - [`PickError::NoMembers`] when no member is alive and enabled.
     /// - [`PickError::Overloaded`] when every live member's load is at or above
-    ///   [`max_load`](BalancerBuilder::max_load).
+    ///   [`max_load`](crate::BalancerBuilder::max_load).
     /// - [`PickError::Draining`] while [`apply_within`](Balancer::apply_within) runs.
     ///
     /// # Example

@@ -31,7 +31,7 @@ pub struct BalancerStats {
     pub picks: u64,
     /// Members found dead by picks, each counted once.
     pub skipped_dead: u64,
-    /// Picks refused with [`PickError::Overloaded`].
+    /// Picks refused with [`PickError::Overloaded`](crate::PickError::Overloaded).
     pub overloaded: u64,
     /// Refreshes from the source, by ratio or by [`Balancer::refresh`].
     pub refreshes: u64,

@@ -3,9 +3,8 @@
 //! A policy is a pure function of one snapshot and the pick's turn (the value the balancer's
 //! cursor gave it): it reads, decides, and reports what it passed over; only the balancer
 //! writes the cursor and the counters. None locks or allocates. Each has a fast path that only
-//! reads ([`first`]) and answers nearly every pick of a healthy pool, and a full scan
-//! ([`scan`]) that starts from the same member with the same turn, so the fast path never
-//! changes an answer:
+//! reads and answers nearly every pick of a healthy pool, and a full scan that starts from the
+//! same member with the same turn, so the fast path never changes an answer:
 //!
 //! | policy | cost | source |
 //! | --- | --- | --- |
