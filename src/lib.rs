@@ -8,7 +8,11 @@
 //!   [`Source`] once too few are alive, and refuses with [`PickError::Overloaded`] when every
 //!   member's queue is too long;
 //! - [`Balancer::pick`] reads one [`arc_swap`] snapshot and bumps one cache-padded atomic
-//!   cursor: no lock, no allocation, no system call.
+//!   cursor: no lock, no allocation, and no system call but the one `futex` wake of the rare
+//!   pick that hands a refresh to the refresher thread.
+//!
+//! The reasoning behind the design, every guarantee and every memory ordering are in
+//! [`docs`]; every public error is in [`error`].
 //!
 //! # A short tour
 //!
@@ -67,6 +71,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod balancer;
+pub mod docs;
 pub mod error;
 mod member;
 pub mod policy;

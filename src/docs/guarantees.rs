@@ -1,0 +1,59 @@
+//! # Guarantees, and how each is kept
+//!
+//! ## `pick()` takes no lock, makes no allocation and (almost) no system call
+//!
+//! Every pick loads one snapshot through `ArcSwap` (lock-free; each thread gets a node of its
+//! own on its first load), takes one turn from the cursor and reads members' flags and loads.
+//! The pick that finds the live share below the refresh ratio hands the refresh to the
+//! refresher thread: one atomic swap and, if that thread is parked, one `futex` wake — the
+//! only system call a pick can make. It returns from the snapshot it holds. Tests:
+//! `tests/no_alloc.rs`, `ratio_crossing_pick_allocates_nothing` included.
+//!
+//! A [`Picked`](crate::Picked) guard keeps its snapshot alive; if a refresh replaced that
+//! snapshot meanwhile, dropping the guard may free it on the picking thread. Do not hold a
+//! guard across an `.await`.
+//!
+//! ## A refresh never blocks pickers
+//!
+//! Pickers deal from the old snapshot until the new one is stored. A pick that begins after
+//! [`refresh()`](crate::Balancer::refresh) returned deals only from the new one. A pick that
+//! finds no live member answers `NoMembers` at once, even when the refresh it asked for is
+//! about to find some; if a newer snapshot is already stored, it looks once more there.
+//!
+//! ## A draining balancer hands out nothing, and always resumes
+//!
+//! The drain flag is the cursor's lowest bit: a pick's `fetch_add` is ordered before or after
+//! the drain's `fetch_or` in the cursor's modification order, so none slips through. A drop
+//! guard lowers it on success, timeout, error, panic, or when the future is dropped.
+//!
+//! ## A panic anywhere in worker code is a crash like any other
+//!
+//! The factory, `started`, `handle` (both the call that makes its future and every poll),
+//! `is_finished`, `stopping`, and the `Drop` of the worker, its futures, messages and replies
+//! all run inside the guard of the slot's task. A panic there ends the incarnation: its
+//! handles read dead at once, and the slot restarts by its [`Restart`](crate::Restart) rule
+//! or ends. The slot task as a whole is caught once more; if anything else unwinds, the slot
+//! ends visibly and its queued messages come back. A panicking `stopping` at shutdown or at a
+//! hard stop is logged and starts nothing. A panicking [`Source`](crate::Source) of an
+//! attached balancer is logged and costs the supervisor nothing.
+//!
+//! ## Nothing a caller handed over is lost in silence
+//!
+//! A message that a `send` or `call` queued is handled, or comes back to its caller inside an
+//! error (`Dead`, `Shutdown`), or its caller hears `WorkerDied` (the worker died while
+//! handling it), or — when nobody waits for it — it is counted in
+//! [`SupervisorStats::dropped`](crate::SupervisorStats::dropped) and traced. When a slot
+//! closes, it waits for sends already under way before it hands the queue back, so none slips
+//! in behind its last look. At a hard stop, a message taken but not yet started comes back as
+//! `Shutdown`; one in the middle of its handling is abandoned (`WorkerDied`, or counted).
+//!
+//! ## Shutdown always returns
+//!
+//! A graceful shutdown lets every worker finish its queue, then runs its `stopping` hook. A
+//! slot in a restart backoff starts its successor at once to finish its queue; a worker that
+//! crashes during shutdown is restarted only while it makes progress through its queue; the
+//! restart loop yields to the runtime on every turn.
+//!
+//! ## Bad settings are refused at `build()` / `start()`
+//!
+//! With a [`ConfigError`](crate::ConfigError) that says what to change.

@@ -1,0 +1,9 @@
+//! Documentation only: the reasoning behind croupier that outgrows a doc comment.
+//!
+//! - [`design`]: the layers, and why data flows down through them.
+//! - [`guarantees`]: every promise, and the path by which each one is kept.
+//! - [`orderings`]: every atomic that is not `Relaxed`, and what it synchronises with.
+
+pub mod design;
+pub mod guarantees;
+pub mod orderings;
