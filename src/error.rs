@@ -16,6 +16,23 @@
 
 use std::fmt;
 
+/// Writes the `is_*` predicates of an error enum: one `#[must_use]` method a variant, each
+/// true when the error is that variant.
+macro_rules! predicates {
+    ($ty:ident { $($(#[$doc:meta])* $name:ident => $variant:ident),* $(,)? }) => {
+        impl<M> $ty<M> {
+            $(
+                $(#[$doc])*
+                #[must_use]
+                pub fn $name(&self) -> bool {
+                    matches!(self, Self::$variant { .. })
+                }
+            )*
+        }
+    };
+}
+pub(crate) use predicates;
+
 #[cfg(feature = "remote")]
 pub use crate::remote::{ConnectError, HostsError, RemoteError, StartError};
 pub use crate::{

@@ -8,7 +8,7 @@
 use std::fmt;
 
 use crate::{
-    error::PickError,
+    error::{predicates, PickError},
     worker::error::{CallError, SendError},
 };
 
@@ -89,42 +89,6 @@ impl<M> PoolSendError<M> {
         }
     }
 
-    /// Whether every worker picked had died.
-    #[must_use]
-    pub fn is_dead(&self) -> bool {
-        matches!(self, Self::Dead(_))
-    }
-
-    /// Whether the picked worker's mailbox was full.
-    #[must_use]
-    pub fn is_full(&self) -> bool {
-        matches!(self, Self::Full(_))
-    }
-
-    /// Whether the pool had shut down.
-    #[must_use]
-    pub fn is_shutdown(&self) -> bool {
-        matches!(self, Self::Shutdown(_))
-    }
-
-    /// Whether every live worker was at `max_load`.
-    #[must_use]
-    pub fn is_overloaded(&self) -> bool {
-        matches!(self, Self::Overloaded(_))
-    }
-
-    /// Whether no live worker was there.
-    #[must_use]
-    pub fn is_no_members(&self) -> bool {
-        matches!(self, Self::NoMembers(_))
-    }
-
-    /// Whether the pool was draining.
-    #[must_use]
-    pub fn is_draining(&self) -> bool {
-        matches!(self, Self::Draining(_))
-    }
-
     /// The error for a pick that handed out nothing.
     pub(crate) fn refused(e: PickError, msg: M) -> Self {
         match e {
@@ -148,42 +112,6 @@ impl<M> PoolCallError<M> {
         }
     }
 
-    /// Whether every worker picked had died before taking the message.
-    #[must_use]
-    pub fn is_dead(&self) -> bool {
-        matches!(self, Self::Dead(_))
-    }
-
-    /// Whether the worker died while handling the message.
-    #[must_use]
-    pub fn is_worker_died(&self) -> bool {
-        matches!(self, Self::WorkerDied)
-    }
-
-    /// Whether the pool had shut down.
-    #[must_use]
-    pub fn is_shutdown(&self) -> bool {
-        matches!(self, Self::Shutdown(_))
-    }
-
-    /// Whether every live worker was at `max_load`.
-    #[must_use]
-    pub fn is_overloaded(&self) -> bool {
-        matches!(self, Self::Overloaded(_))
-    }
-
-    /// Whether no live worker was there.
-    #[must_use]
-    pub fn is_no_members(&self) -> bool {
-        matches!(self, Self::NoMembers(_))
-    }
-
-    /// Whether the pool was draining.
-    #[must_use]
-    pub fn is_draining(&self) -> bool {
-        matches!(self, Self::Draining(_))
-    }
-
     /// The error for a pick that handed out nothing.
     pub(crate) fn refused(e: PickError, msg: M) -> Self {
         match e {
@@ -193,6 +121,36 @@ impl<M> PoolCallError<M> {
         }
     }
 }
+
+predicates!(PoolSendError {
+    /// Whether every worker picked had died.
+    is_dead => Dead,
+    /// Whether the picked worker's mailbox was full.
+    is_full => Full,
+    /// Whether the pool had shut down.
+    is_shutdown => Shutdown,
+    /// Whether every live worker was at `max_load`.
+    is_overloaded => Overloaded,
+    /// Whether no live worker was there.
+    is_no_members => NoMembers,
+    /// Whether the pool was draining.
+    is_draining => Draining,
+});
+
+predicates!(PoolCallError {
+    /// Whether every worker picked had died before taking the message.
+    is_dead => Dead,
+    /// Whether the worker died while handling the message.
+    is_worker_died => WorkerDied,
+    /// Whether the pool had shut down.
+    is_shutdown => Shutdown,
+    /// Whether every live worker was at `max_load`.
+    is_overloaded => Overloaded,
+    /// Whether no live worker was there.
+    is_no_members => NoMembers,
+    /// Whether the pool was draining.
+    is_draining => Draining,
+});
 
 impl<M> From<SendError<M>> for PoolSendError<M> {
     fn from(e: SendError<M>) -> Self {

@@ -9,6 +9,7 @@
 use std::fmt;
 
 use super::state::Closed;
+use crate::error::predicates;
 
 /// Why [`WorkerRef::send`](crate::WorkerRef::send) did not queue a message; the message comes
 /// back inside.
@@ -71,24 +72,6 @@ impl<M> SendError<M> {
         }
     }
 
-    /// Whether the worker was dead (pick again).
-    #[must_use]
-    pub fn is_dead(&self) -> bool {
-        matches!(self, Self::Dead(_))
-    }
-
-    /// Whether the bounded mailbox was full.
-    #[must_use]
-    pub fn is_full(&self) -> bool {
-        matches!(self, Self::Full(_))
-    }
-
-    /// Whether the supervisor had shut down or given up.
-    #[must_use]
-    pub fn is_shutdown(&self) -> bool {
-        matches!(self, Self::Shutdown(_))
-    }
-
     pub(crate) fn closed(msg: M, why: Closed) -> Self {
         match why {
             Closed::Dead => Self::Dead(msg),
@@ -114,24 +97,6 @@ impl<M> CallError<M> {
         }
     }
 
-    /// Whether the worker was dead before it took the message (pick again).
-    #[must_use]
-    pub fn is_dead(&self) -> bool {
-        matches!(self, Self::Dead(_))
-    }
-
-    /// Whether the worker died while handling the message.
-    #[must_use]
-    pub fn is_worker_died(&self) -> bool {
-        matches!(self, Self::WorkerDied)
-    }
-
-    /// Whether the supervisor had shut down or given up.
-    #[must_use]
-    pub fn is_shutdown(&self) -> bool {
-        matches!(self, Self::Shutdown(_))
-    }
-
     pub(crate) fn closed(msg: M, why: Closed) -> Self {
         match why {
             Closed::Dead => Self::Dead(msg),
@@ -139,6 +104,24 @@ impl<M> CallError<M> {
         }
     }
 }
+
+predicates!(SendError {
+    /// Whether the worker was dead (pick again).
+    is_dead => Dead,
+    /// Whether the bounded mailbox was full.
+    is_full => Full,
+    /// Whether the supervisor had shut down or given up.
+    is_shutdown => Shutdown,
+});
+
+predicates!(CallError {
+    /// Whether the worker was dead before it took the message (pick again).
+    is_dead => Dead,
+    /// Whether the worker died while handling the message.
+    is_worker_died => WorkerDied,
+    /// Whether the supervisor had shut down or given up.
+    is_shutdown => Shutdown,
+});
 
 impl<M> fmt::Debug for SendError<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
