@@ -683,3 +683,51 @@ fn a_ratio_refresh_is_not_lost_to_a_stale_refresh_in_flight() {
          (generation, alive, original) per round: {outcomes:?}"
     );
 }
+
+/// A refresh whose source is slow (here: stopped at a gate) never makes a picker wait: picks
+/// on other threads go on dealing from the old snapshot the whole time, and a pick that
+/// begins after the refresh returned deals from the new one.
+#[test]
+fn slow_source_does_not_block_pickers() {
+    let members = make(4);
+    let (entered_tx, entered) = std::sync::mpsc::channel::<()>();
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let gate = Mutex::new(gate);
+    let entered_tx = Mutex::new(entered_tx);
+    let calls = AtomicUsize::new(0);
+    let b = {
+        let fresh = make_from(10, 2);
+        let members = members.clone();
+        Balancer::builder()
+            .source(move || {
+                if calls.fetch_add(1, SeqCst) == 0 {
+                    return members.clone();
+                }
+                entered_tx.lock().unwrap().send(()).unwrap();
+                // Bounded, so that a regression fails instead of hanging.
+                let _ = gate
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(std::time::Duration::from_secs(10));
+                fresh.clone()
+            })
+            .build()
+            .unwrap()
+    };
+    thread::scope(|s| {
+        let refresher = s.spawn(|| b.refresh());
+        entered.recv().unwrap();
+        // The source is inside the refresh, holding the writer lock: picks go on.
+        let picker = s.spawn(|| {
+            for _ in 0..1_000 {
+                let p = b.pick().expect("the old snapshot is alive");
+                assert!(p.id < 4, "dealt {} before the refresh landed", p.id);
+            }
+        });
+        picker.join().expect("pickers were not held up");
+        assert_eq!(b.stats().generation, 0, "the refresh has not landed yet");
+        release.send(()).unwrap();
+        assert_eq!(refresher.join().unwrap(), 2);
+    });
+    assert!((0..10).all(|_| b.pick().unwrap().id >= 10));
+}

@@ -261,3 +261,41 @@ fn empty_source_gives_no_members_then_recovers() {
         assert_eq!(p.generation(), 1);
     }
 }
+
+/// Concurrent pickers share one rotation: each pick takes its own turn of the one cursor, so
+/// over `k·n` picks in all, from any number of threads, every member is dealt exactly `k`
+/// times (the documented bound, within the number of threads, holds with room to spare).
+#[test]
+fn round_robin_is_even_under_concurrent_pickers() {
+    const THREADS: usize = 4;
+    const N: usize = 8;
+    const PER_THREAD: usize = 2_000;
+    let b = balancer(Policy::RoundRobin, make(N));
+    let counts: Vec<std::sync::atomic::AtomicUsize> = (0..N)
+        .map(|_| std::sync::atomic::AtomicUsize::new(0))
+        .collect();
+    let barrier = std::sync::Barrier::new(THREADS);
+    std::thread::scope(|s| {
+        for _ in 0..THREADS {
+            s.spawn(|| {
+                barrier.wait();
+                for _ in 0..PER_THREAD {
+                    let id = b.pick().unwrap().id as usize;
+                    counts[id].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    let counts: Vec<usize> = counts
+        .iter()
+        .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+        .collect();
+    let expected = THREADS * PER_THREAD / N;
+    for (id, &c) in counts.iter().enumerate() {
+        assert!(
+            c.abs_diff(expected) <= THREADS,
+            "member {id} dealt {c} times, expected {expected} ± {THREADS}: {counts:?}"
+        );
+    }
+    assert_eq!(counts.iter().sum::<usize>(), THREADS * PER_THREAD);
+}
