@@ -336,3 +336,99 @@ async fn pool_refuses_with_draining_during_maintenance() {
     assert_eq!(pool.call(8).await.unwrap(), 8);
     pool.shutdown().await;
 }
+
+/// `Wait::idle` looks at the current snapshot each time, so a member that a refresh adds
+/// during the wait is waited for too.
+#[tokio::test(start_paused = true)]
+async fn idle_wait_sees_members_added_by_a_refresh() {
+    let first = seats(2);
+    let current = Arc::new(Mutex::new(first.clone()));
+    let b = {
+        let current = Arc::clone(&current);
+        Balancer::builder()
+            .source(move || current.lock().unwrap().clone())
+            .build()
+            .unwrap()
+    };
+    // A busy newcomer, not yet in the balancer.
+    let newcomer = Seat {
+        id: 9,
+        load: Arc::new(AtomicUsize::new(1)),
+    };
+    first[0].load.store(1, SeqCst);
+    let ran = Arc::new(AtomicBool::new(false));
+    let drain = tokio::spawn({
+        let (b, ran, newcomer) = (b.clone(), Arc::clone(&ran), newcomer.clone());
+        async move {
+            b.apply_within(Wait::idle(Duration::from_secs(60)), || async move {
+                // Maintenance starts only once the newcomer is idle too.
+                assert_eq!(
+                    newcomer.load.load(SeqCst),
+                    0,
+                    "ran while the newcomer was busy"
+                );
+                ran.store(true, SeqCst);
+            })
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(b.is_draining() && !ran.load(SeqCst));
+    // The refresh lands during the wait, then the first member finishes.
+    current.lock().unwrap().push(newcomer.clone());
+    b.refresh();
+    first[0].load.store(0, SeqCst);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !ran.load(SeqCst),
+        "maintenance did not wait for the member the refresh added"
+    );
+    newcomer.load.store(0, SeqCst);
+    drain.await.unwrap().unwrap();
+    assert!(ran.load(SeqCst));
+}
+
+/// Dropping `apply_within` while it is still waiting (before maintenance) lowers the drain
+/// flag and wakes every `pick_wait`er at once, long before their own deadline.
+#[tokio::test(start_paused = true)]
+async fn dropping_apply_within_while_waiting_resumes_and_wakes() {
+    let b = balancer(seats(2));
+    let maintained = Arc::new(AtomicBool::new(false));
+    let drain = tokio::spawn({
+        let (b, maintained) = (b.clone(), Arc::clone(&maintained));
+        async move {
+            b.apply_within(Wait::duration(Duration::from_secs(3600)), || async move {
+                maintained.store(true, SeqCst);
+            })
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(b.is_draining());
+    let began = tokio::time::Instant::now();
+    let waiter = tokio::spawn({
+        let b = b.clone();
+        async move { b.pick_wait(Duration::from_secs(600)).await.map(|s| s.id) }
+    });
+    tokio::task::yield_now().await;
+    assert!(!waiter.is_finished(), "pick_wait returned during the drain");
+
+    drain.abort();
+    assert!(drain.await.unwrap_err().is_cancelled());
+    assert!(
+        !b.is_draining(),
+        "dropping the drain in its wait resumed dealing"
+    );
+    let picked = waiter.await.unwrap();
+    assert!(picked.is_ok(), "{picked:?}");
+    assert!(
+        began.elapsed() < Duration::from_secs(1),
+        "the waiter was not woken: it waited {:?}",
+        began.elapsed()
+    );
+    assert!(
+        !maintained.load(SeqCst),
+        "maintenance ran though the drain was dropped"
+    );
+    assert!(b.pick().is_ok());
+}
