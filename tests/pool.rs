@@ -400,3 +400,68 @@ async fn a_worker_with_a_long_queue_lets_other_tasks_run() {
     })
     .await;
 }
+
+/// Cancel safety of `Pool::call`: a call dropped after its message was queued does not
+/// withdraw it. The worker still handles it; the reply is discarded.
+#[tokio::test]
+async fn pool_call_dropped_after_queueing_is_still_handled() {
+    let (probe, mut events) = Probe::new(1);
+    let pool = Pool::builder(probe.factory()).size(1).start().unwrap();
+    let w = pool.supervisor().children()[0].clone();
+    pool.send(Msg::Block(1)).unwrap();
+    events.wait_for(Event::Entered(id(0, 0))).await;
+
+    let call = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.call(Msg::Work(2)).await }
+    });
+    until("the call's message is queued", || w.load() == 2).await;
+    call.abort();
+    assert!(within(call).await.unwrap_err().is_cancelled());
+
+    probe.open(1);
+    within(pool.shutdown()).await;
+    assert_eq!(
+        probe.handled(),
+        vec![1, 2],
+        "the dropped call's message was handled"
+    );
+    assert_eq!(pool.stats().supervisor.dropped, 0);
+}
+
+/// With every worker at `max_load`, `Pool::call` refuses at once and hands the message back
+/// inside `Overloaded`, unhandled.
+#[tokio::test]
+async fn pool_call_overloaded_hands_the_message_back() {
+    let (probe, mut events) = Probe::new(2);
+    let pool = Pool::builder(probe.factory())
+        .size(2)
+        .max_load(1)
+        .start()
+        .unwrap();
+    pool.send(Msg::Block(1)).unwrap();
+    pool.send(Msg::Block(2)).unwrap();
+    events.wait_for(Event::Entered(id(0, 0))).await;
+    events.wait_for(Event::Entered(id(1, 0))).await;
+
+    let r = within(pool.call(Msg::Work(7))).await;
+    assert!(
+        matches!(r, Err(PoolCallError::Overloaded(Msg::Work(7)))),
+        "{r:?}"
+    );
+    assert_eq!(
+        pool.send(Msg::Work(8)),
+        Err(PoolSendError::Overloaded(Msg::Work(8)))
+    );
+    assert_eq!(pool.stats().balancer.overloaded, 2);
+
+    probe.open(2);
+    within(pool.shutdown()).await;
+    let mut handled = probe.handled();
+    handled.sort_unstable();
+    assert_eq!(
+        handled,
+        vec![1, 2],
+        "the refused messages were never handled"
+    );
+}

@@ -771,3 +771,56 @@ async fn stale_ref_is_dead_once_its_caller_hears_worker_died() {
     assert_eq!(sent, Err(SendError::Dead(false)));
     within(sup.shutdown()).await;
 }
+
+/// `Backoff::exponential` doubles the delay for each crash in a row of a slot, up to its
+/// maximum, and starts again from the first delay once an incarnation has handled a message.
+/// Paused time makes the delays exact.
+#[tokio::test(start_paused = true)]
+async fn exponential_backoff_doubles_and_resets() {
+    let (probe, mut events) = Probe::new(1);
+    let sup = Supervisor::builder(probe.factory())
+        .backoff(Backoff::exponential(
+            Duration::from_millis(100),
+            Duration::from_millis(300),
+        ))
+        .intensity(100, Duration::from_secs(3600))
+        .start()
+        .unwrap();
+    events.wait_for(Event::Started(id(0, 0))).await;
+
+    // Crashes the current incarnation and measures how long its successor takes to start.
+    async fn crash_and_time(
+        sup: &Supervisor<common_workers::TestWorker>,
+        events: &mut common_workers::Events,
+        next: croupier::WorkerId,
+    ) -> Duration {
+        let w = sup.children()[0].clone();
+        let r = within(w.call(Msg::Panic)).await;
+        assert!(matches!(r, Err(CallError::WorkerDied)), "{r:?}");
+        let crashed = tokio::time::Instant::now();
+        events.wait_for(Event::Started(next)).await;
+        crashed.elapsed()
+    }
+
+    let mut delays = Vec::new();
+    for incarnation in 1..=4 {
+        delays.push(crash_and_time(&sup, &mut events, id(0, incarnation)).await);
+    }
+    let ms = |d: &Duration| d.as_millis();
+    assert_eq!(
+        delays.iter().map(ms).collect::<Vec<_>>(),
+        [100, 200, 300, 300],
+        "doubled for each crash in a row, held at the maximum"
+    );
+
+    // A message handled to the end resets the count.
+    let w = sup.children()[0].clone();
+    within(w.call(Msg::Work(1))).await.unwrap();
+    let after_reset = crash_and_time(&sup, &mut events, id(0, 5)).await;
+    assert_eq!(
+        ms(&after_reset),
+        100,
+        "the backoff starts again after a handled message"
+    );
+    within(sup.shutdown()).await;
+}
