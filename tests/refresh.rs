@@ -493,9 +493,13 @@ mod gated {
             Arc,
         },
         thread,
+        time::{Duration, Instant},
     };
 
     use croupier::Member;
+
+    /// How long a gate waits before it fails the test instead of hanging it.
+    const LIMIT: Duration = Duration::from_secs(10);
 
     #[derive(Debug, Default)]
     pub struct Gate {
@@ -513,7 +517,9 @@ mod gated {
         fn pass(&self) {
             if self.armed.swap(false, SeqCst) {
                 self.reached.store(true, SeqCst);
+                let deadline = Instant::now() + LIMIT;
                 while !self.open.load(SeqCst) {
+                    assert!(Instant::now() < deadline, "a gate was never opened");
                     thread::yield_now();
                 }
             }
@@ -527,7 +533,9 @@ mod gated {
         }
 
         pub fn wait_reached(&self) {
+            let deadline = Instant::now() + LIMIT;
             while !self.reached.load(SeqCst) {
+                assert!(Instant::now() < deadline, "a gate was never reached");
                 thread::yield_now();
             }
         }
@@ -547,6 +555,8 @@ mod gated {
         pub seen_alive: Arc<Gate>,
         /// Stops `==` until opened.
         pub eq_stop: Arc<Gate>,
+        /// Stops the drop of a clone until opened.
+        pub drop_stop: Arc<Gate>,
     }
 
     impl GatedMember {
@@ -557,11 +567,18 @@ mod gated {
                 stop: Arc::default(),
                 seen_alive: Arc::clone(seen_alive),
                 eq_stop: Arc::default(),
+                drop_stop: Arc::default(),
             }
         }
 
         pub fn kill(&self) {
             self.alive.store(false, SeqCst);
+        }
+    }
+
+    impl Drop for GatedMember {
+        fn drop(&mut self) {
+            self.drop_stop.pass();
         }
     }
 
@@ -585,31 +602,30 @@ mod gated {
     }
 }
 
-/// A ratio-triggered refresh must not be lost because another picker, still on a replaced
-/// snapshot, holds the single-flight flag.
+/// A ratio-triggered refresh must not be lost because a flight for an older snapshot is
+/// still under way.
 ///
-/// Picker X, holding generation 0, finds it below the ratio and takes the flag, then waits for
-/// the writer lock (held here by a `disable`). Meanwhile picker Y finds generation 1 below the
-/// ratio, sees the flag taken and gives up. X gets the lock, sees that generation 0 is gone and
-/// gives up too. Both deaths Y found are counted, so no later pick finds them "newly" dead:
-/// generation 1 stays below the ratio until some other member dies or someone calls
-/// `refresh()` by hand (with every member dead, the balancer answers `NoMembers` meanwhile).
+/// Picker X, holding generation 0, finds it below the ratio and hands the flight to the
+/// refresher, which waits for the writer lock (held here by a `disable`). Meanwhile picker Y
+/// finds generation 1 below the ratio and joins the flight under way. Were Y's request lost,
+/// both deaths it found would be counted and no later pick would find them "newly" dead:
+/// generation 1 would stay below the ratio. The flight must look again for Y's request
+/// before it lands.
 ///
-/// The gates line the race up step by step; the only thing left to timing is whether X takes
-/// the flag before Y does, and when Y wins instead, Y refreshes and the test passes. So on a
-/// correct balancer this test always passes; on one that loses the refresh it fails unless the
-/// scheduler reverses X and Y in every round.
+/// Then, while that flight has reloaded (generation 2) but not yet landed, picker Z finds
+/// generation 2 below the ratio too: the flight must look again for Z's request before it
+/// lands, or generation 2 would stay below the ratio.
+///
+/// Every step is staged and checked: each picker's deaths are counted, the flight is still
+/// under way when Y and Z join it, and the generation stored at each step is the expected one.
 #[test]
 fn a_ratio_refresh_is_not_lost_to_a_stale_refresh_in_flight() {
-    use gated::{Gate, GatedMember};
+    use gated::GatedMember;
 
-    const ROUNDS: usize = 5;
-    let mut outcomes = Vec::new();
-    for _ in 0..ROUNDS {
-        let x_passed = Arc::new(Gate::default());
-        let y_passed = Arc::new(Gate::default());
-        let old: Vec<_> = (0..8).map(|i| GatedMember::new(i, &x_passed)).collect();
-        let new: Vec<_> = (10..18).map(|i| GatedMember::new(i, &y_passed)).collect();
+    for round in 0..3 {
+        let seen = Arc::default();
+        let old: Vec<_> = (0..8).map(|i| GatedMember::new(i, &seen)).collect();
+        let new: Vec<_> = (10..18).map(|i| GatedMember::new(i, &seen)).collect();
         let current = Arc::new(Mutex::new(old.clone()));
         let b = {
             let current = Arc::clone(&current);
@@ -637,51 +653,79 @@ fn a_ratio_refresh_is_not_lost_to_a_stale_refresh_in_flight() {
             let d = s.spawn(|| b.disable(&probe));
             probe.eq_stop.wait_reached();
 
-            // X finds two of generation 0 dead (6 of 8 is below 0.8), takes the flag and
-            // queues for the lock.
+            // X finds two of generation 0 dead (6 of 8 is below 0.8): its turn was 0, and it
+            // passed over two members, so the cursor stands at 3 after it.
             old[0].kill();
             old[1].kill();
-            x_passed.arm();
             old[0].stop.open();
-            x_passed.wait_reached();
+            x.join().unwrap();
+            assert_eq!(
+                b.stats().skipped_dead,
+                2,
+                "round {round}: X counted its deaths"
+            );
+            assert!(b.is_refreshing(), "round {round}: X's flight is under way");
 
-            // Y finds two of generation 1 dead: below the ratio too.
-            let cursor = usize::try_from(b.stats().picks).unwrap();
-            new[cursor % 8].kill();
-            new[(cursor + 1) % 8].kill();
-            y_passed.arm();
-            let y = s.spawn(|| drop(b.pick()));
-            y_passed.wait_reached();
-            // Let a refused Y finish while the writer still holds the lock (a Y that took the
-            // flag waits for the lock instead; either way the writer is let go after this).
-            for _ in 0..10_000 {
-                if y.is_finished() {
-                    break;
-                }
-                thread::yield_now();
-            }
+            // Y takes turn 3 in generation 1 and finds two dead there: below the ratio too.
+            new[3].kill();
+            new[4].kill();
+            let y = b.pick().expect("six of generation 1 are alive");
+            assert_eq!(
+                y.id, 15,
+                "round {round}: Y passed over the two it found dead"
+            );
+            assert_eq!(y.generation(), 1);
+            drop(y);
+            let stats = b.stats();
+            assert_eq!(stats.skipped_dead, 4, "round {round}: Y counted its deaths");
+            assert_eq!(
+                stats.generation, 1,
+                "round {round}: the flight has not landed"
+            );
+            assert!(
+                b.is_refreshing(),
+                "round {round}: Y joined the flight under way"
+            );
+
+            // The flight takes the lock, reloads (generation 2) and, before it lands, drops
+            // generation 1: the drop of new[0]'s copy stops there.
+            new[0].drop_stop.arm();
             probe.eq_stop.open();
-            for handle in [x, y] {
-                handle.join().unwrap();
-            }
             assert!(!d.join().unwrap(), "the probe is not a member");
+            new[0].drop_stop.wait_reached();
+            assert_eq!(
+                b.stats().generation,
+                2,
+                "round {round}: Y's request was served"
+            );
+            assert!(
+                b.is_refreshing(),
+                "round {round}: the flight has not landed"
+            );
+
+            // Z takes turn 6 in generation 2 (Y took 3 and passed over two) and finds two
+            // more dead: 4 of 6 is below the ratio. The flight must look again before landing.
+            new[6].kill();
+            new[7].kill();
+            let z = b.pick().expect("four of generation 2 are alive");
+            assert_eq!((z.id, z.generation()), (10, 2), "round {round}");
+            drop(z);
+            assert_eq!(
+                b.stats().skipped_dead,
+                6,
+                "round {round}: Z counted its deaths"
+            );
+            new[0].drop_stop.open();
         });
 
-        // Nothing else dies: picks find nobody newly dead.
-        for _ in 0..32 {
-            b.pick().expect("six of generation 1 are alive");
-        }
         settle(&b);
         let stats = b.stats();
-        outcomes.push((stats.generation, stats.alive, stats.original));
+        assert_eq!(
+            stats.generation, 3,
+            "round {round}: a trigger made during the flight was lost: {stats:?}"
+        );
+        assert_eq!((stats.original, stats.alive), (4, 4), "round {round}");
     }
-    assert!(
-        outcomes
-            .iter()
-            .all(|&(_, alive, original)| alive as f64 >= 0.8 * original as f64),
-        "a snapshot was left below the ratio without a refresh; \
-         (generation, alive, original) per round: {outcomes:?}"
-    );
 }
 
 /// A refresh whose source is slow (here: stopped at a gate) never makes a picker wait: picks
