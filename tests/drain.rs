@@ -8,7 +8,9 @@ use std::{
     time::Duration,
 };
 
-use croupier::{Balancer, DrainError, Member, PickError, Pool, Wait, Worker};
+use croupier::{
+    Balancer, DrainError, Member, PickError, Pool, PoolCallError, PoolSendError, Wait, Worker,
+};
 use tokio::sync::{oneshot, Notify, Semaphore};
 
 #[derive(Clone, Debug)]
@@ -328,11 +330,14 @@ async fn pool_refuses_with_draining_during_maintenance() {
         }
     }
     let pool = Pool::builder(|_| Echo).size(2).start().unwrap();
-    let refused = pool
-        .apply_within(Wait::none(), || async { pool.call(7).await.unwrap_err() })
+    let (called, sent) = pool
+        .apply_within(Wait::none(), || async {
+            (pool.call(7).await.unwrap_err(), pool.send(9).unwrap_err())
+        })
         .await
         .unwrap();
-    assert_eq!(refused.into_inner(), Some(7));
+    assert!(matches!(called, PoolCallError::Draining(7)), "{called:?}");
+    assert!(matches!(sent, PoolSendError::Draining(9)), "{sent:?}");
     assert_eq!(pool.call(8).await.unwrap(), 8);
     pool.shutdown().await;
 }
