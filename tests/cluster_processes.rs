@@ -92,14 +92,18 @@ async fn killing_a_worker_process_mid_load_fails_over() {
     // counted as they come, with a notification for each.
     let answered = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
     let answer = Arc::new(Notify::new());
+    // Set once worker a's process is dead: calls begun after it are told apart.
+    let killed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let callers: Vec<_> = (0..8)
         .map(|_| {
             let master = master.clone();
             let (answered, answer) = (Arc::clone(&answered), Arc::clone(&answer));
+            let killed = Arc::clone(&killed);
             let a_id = a_info.id.clone();
             tokio::spawn(async move {
                 let mut outcomes = Vec::new();
                 for _ in 0..300 {
+                    let after_kill = killed.load(Relaxed);
                     let r = tokio::time::timeout(
                         Duration::from_secs(10),
                         master.call_least_loaded(WORK, 200),
@@ -110,7 +114,7 @@ async fn killing_a_worker_process_mid_load_fails_over() {
                         answered[usize::from(who.as_str() != a_id.as_str())].fetch_add(1, Relaxed);
                         answer.notify_one();
                     }
-                    outcomes.push(r);
+                    outcomes.push((after_kill, r));
                 }
                 outcomes
             })
@@ -127,28 +131,38 @@ async fn killing_a_worker_process_mid_load_fails_over() {
     .expect("both workers answered");
     reap.0[0].kill().unwrap();
     reap.0[0].wait().unwrap();
+    killed.store(true, Relaxed);
 
-    let mut ok_a = 0;
-    let mut ok_b = 0;
-    let mut down = 0;
+    // Calls begun after the kill: none is answered by the dead node, and b answers them.
+    let (mut after_ok_b, mut after_ok_a, mut ok_before) = (0, 0, 0);
     for c in callers {
-        for r in c.await.unwrap() {
+        for (after_kill, r) in c.await.unwrap() {
             match r {
-                Ok(who) if who == a_info.id.as_str() => ok_a += 1,
+                Ok(who) if !after_kill => {
+                    assert!(who == a_info.id.as_str() || who == b_info.id.as_str());
+                    ok_before += 1;
+                }
+                Ok(who) if who == b_info.id.as_str() => after_ok_b += 1,
                 Ok(who) => {
-                    assert_eq!(who, b_info.id.as_str());
-                    ok_b += 1;
+                    assert_eq!(who, a_info.id.as_str());
+                    after_ok_a += 1;
                 }
                 Err(RemoteError::NodeDown(id)) => {
                     assert_eq!(id, a_info.id, "only the killed node is down");
-                    down += 1;
                 }
                 Err(e) => panic!("unexpected error: {e}"),
             }
         }
     }
-    assert_eq!(ok_a + ok_b + down, 8 * 300, "every call returned");
-    assert!(ok_b > 0);
+    assert!(ok_before > 0, "no call was answered before the kill");
+    assert_eq!(
+        after_ok_a, 0,
+        "a call begun after the kill was answered by the dead node"
+    );
+    assert!(
+        after_ok_b > 0,
+        "no call begun after the kill was answered: the load did not fail over"
+    );
     // Once the master has seen the death, it deals only to b.
     tokio::time::timeout(Duration::from_secs(10), async {
         while master.workers().len() != 1 {
