@@ -259,11 +259,17 @@ async fn oversized_and_garbage_frames_close_only_their_connection() {
     let _ = within(junk.read_to_end(&mut all)).await;
     assert!(all.len() < 64, "only a preamble at most came back");
 
-    // Truncated: a length, then half the bytes, then close.
+    // Truncated: a length, then a few of its bytes, then the end of the stream. The node
+    // closes the connection instead of waiting for the rest.
     let mut cut = TcpStream::connect(addr).await.unwrap();
     cut.write_all(&100_u32.to_be_bytes()).await.unwrap();
     cut.write_all(b"CROUP").await.unwrap();
-    drop(cut);
+    cut.shutdown().await.unwrap();
+    let mut all = Vec::new();
+    within(cut.read_to_end(&mut all))
+        .await
+        .expect("the node closed the truncated connection");
+    assert!(all.len() < 64, "only a preamble at most came back");
 
     // The node still serves a proper master.
     let m = start(master()).await;
