@@ -32,7 +32,9 @@ fn worker(name: &str) -> croupier::remote::NodeBuilder {
         .shutdown_grace(Duration::from_millis(200))
         .listen("127.0.0.1:0")
         .pool_size(2)
-        .report_interval(Duration::from_millis(10), Duration::from_millis(100))
+        // Idle heartbeats of 500 ms: a peer is marked down after 1.5 s of silence, which a
+        // loaded 2-core machine does not reach by accident.
+        .report_interval(Duration::from_millis(10), Duration::from_millis(500))
         .handle(ECHO, |n| async move { n })
         .handle(WHO, move |()| {
             let me = me.clone();
@@ -46,7 +48,7 @@ fn worker(name: &str) -> croupier::remote::NodeBuilder {
 fn master() -> croupier::remote::NodeBuilder {
     Node::builder("master")
         .mode(Mode::Master)
-        .report_interval(Duration::from_millis(10), Duration::from_millis(100))
+        .report_interval(Duration::from_millis(10), Duration::from_millis(500))
         .call_timeout(Duration::from_secs(5))
         .handshake_timeout(Duration::from_secs(2))
 }
@@ -434,9 +436,12 @@ async fn node_down_fails_pending_calls_and_is_excluded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_node_goes_stale_and_comes_back() {
-    // The worker runs on a runtime of its own, which the test can freeze.
+    // The worker runs on a runtime of its own, whose only thread the test can block: no load
+    // report, no answer. It stays blocked until the master has marked it down, whatever the
+    // time that takes, and is then let go.
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    let (freeze_tx, freeze_rx) = std::sync::mpsc::channel::<Duration>();
+    let (freeze_tx, freeze_rx) = std::sync::mpsc::channel::<()>();
+    let (thaw_tx, thaw_rx) = std::sync::mpsc::channel::<()>();
     let worker_thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -445,11 +450,12 @@ async fn silent_node_goes_stale_and_comes_back() {
         rt.block_on(async move {
             let w = start(worker("sleepy")).await;
             addr_tx.send(w.local_addr().unwrap()).unwrap();
-            // Block this runtime's only thread: no load report, no answer.
-            let freeze = tokio::task::spawn_blocking(move || freeze_rx.recv().unwrap())
+            tokio::task::spawn_blocking(move || freeze_rx.recv().unwrap())
                 .await
                 .unwrap();
-            std::thread::sleep(freeze);
+            // Blocks the runtime's only thread, bounded so that a regression fails the test
+            // rather than hanging it.
+            let _ = thaw_rx.recv_timeout(Duration::from_secs(30));
             // Serve again for a while, then end.
             tokio::time::sleep(Duration::from_secs(3)).await;
         });
@@ -459,8 +465,8 @@ async fn silent_node_goes_stale_and_comes_back() {
     within(m.connect(addr)).await.unwrap();
     assert_eq!(m.workers().len(), 1);
 
-    // Frozen for 10 heartbeats: marked down (stale) and left out of selection.
-    freeze_tx.send(Duration::from_millis(1000)).unwrap();
+    // Frozen: marked down (stale) and left out of selection.
+    freeze_tx.send(()).unwrap();
     until(&m, |m| m.workers().is_empty()).await;
     assert_eq!(m.get_node(), None);
     assert!(matches!(
@@ -468,6 +474,7 @@ async fn silent_node_goes_stale_and_comes_back() {
         Err(RemoteError::NoNodes)
     ));
     // Awake again: the master reconnects by itself.
+    thaw_tx.send(()).unwrap();
     until(&m, |m| m.workers().len() == 1).await;
     assert_eq!(within(m.call_least_loaded(ECHO, 2)).await, Ok(2));
     m.shutdown().await;

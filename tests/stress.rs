@@ -117,8 +117,13 @@ fn pickers_never_see_an_older_generation(policy: Policy) {
             // interleave with picks however the threads are scheduled. (A picker that has
             // stopped, by panicking, releases the writer so the panic is reported.)
             let target = picks.load(Ordering::Relaxed) + PICKERS;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
             while picks.load(Ordering::Relaxed) < target && !pickers.iter().any(|h| h.is_finished())
             {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "pickers made no progress for 20 s"
+                );
                 thread::yield_now();
             }
         }

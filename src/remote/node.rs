@@ -467,12 +467,30 @@ impl Node {
     /// Waits until something changes among this master's worker nodes: one is added,
     /// removed, goes up or down, or reports its load.
     ///
+    /// It subscribes when called, not when first polled: a change made after this call is
+    /// seen even if it comes before the future is awaited. So "subscribe, then check, then
+    /// wait" misses nothing:
+    ///
+    /// ```no_run
+    /// # async fn f(master: croupier::remote::Node) {
+    /// loop {
+    ///     let changed = master.changed();
+    ///     if master.workers().len() >= 2 {
+    ///         break;
+    ///     }
+    ///     changed.await;
+    /// }
+    /// # }
+    /// ```
+    ///
     /// # Cancel safety
     ///
     /// Cancel safe.
-    pub async fn changed(&self) {
+    pub fn changed(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut rx = self.shared().changes.subscribe();
-        let _ = rx.changed().await;
+        async move {
+            let _ = rx.changed().await;
+        }
     }
 
     /// Resolves once the node has stopped: by [`shutdown`](Node::shutdown), or terminated
