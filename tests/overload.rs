@@ -337,3 +337,96 @@ fn pick_errors_display_a_message() {
         assert!(!e.to_string().is_empty(), "{e:?}");
     }
 }
+
+/// Pearson's chi-square statistic of `counts` against `expected` shares of `total`.
+fn chi_square(counts: &[usize], expected: &[f64], total: usize) -> f64 {
+    counts
+        .iter()
+        .zip(expected)
+        .map(|(&c, &p)| {
+            let e = p * total as f64;
+            (c as f64 - e).powi(2) / e
+        })
+        .sum()
+}
+
+/// Power of two's samples are uniform: with distinct loads, member `r` places from the
+/// lightest wins when it is sampled with a heavier one, which uniform, distinct samples make
+/// happen with probability `2 (n - 1 - r) / (n (n - 1))`. A chi-square test over many picks
+/// checks the whole distribution (which needs both samples uniform and distinct); at equal
+/// loads the first sample wins, and every member should win `1/n` of the picks. Seeds are
+/// fixed, so the test is repeatable; the bounds are the 0.1 % points of chi-square with 7
+/// degrees of freedom (24.3) and 15 (37.7).
+#[test]
+fn power_of_two_samples_are_uniform() {
+    const PICKS: usize = 40_000;
+    for seed in [1_u64, 7, 99] {
+        // Distinct loads: member i has load i, so its rank from the lightest is i.
+        let n = 8;
+        let b = Balancer::builder()
+            .policy(Policy::PowerOfTwo)
+            .seed(seed)
+            .source(with_loads(&(0..n).collect::<Vec<_>>()))
+            .build()
+            .unwrap();
+        let mut counts = vec![0; n];
+        for _ in 0..PICKS {
+            counts[b.pick().unwrap().index()] += 1;
+        }
+        let expected: Vec<f64> = (0..n)
+            .map(|r| 2.0 * (n - 1 - r) as f64 / (n * (n - 1)) as f64)
+            .collect();
+        assert_eq!(counts[n - 1], 0, "seed {seed}: the heaviest won a pick");
+        // The heaviest's expected share is 0: leave it out of the statistic.
+        let chi = chi_square(&counts[..n - 1], &expected[..n - 1], PICKS);
+        assert!(
+            chi < 24.3,
+            "seed {seed}: chi-square {chi:.1} for {counts:?}"
+        );
+
+        // Equal loads.
+        let n = 16;
+        let b = Balancer::builder()
+            .policy(Policy::PowerOfTwo)
+            .seed(seed)
+            .source(make(n))
+            .build()
+            .unwrap();
+        let mut counts = vec![0; n];
+        for _ in 0..PICKS {
+            counts[b.pick().unwrap().index()] += 1;
+        }
+        let chi = chi_square(&counts, &vec![1.0 / n as f64; n], PICKS);
+        assert!(
+            chi < 37.7,
+            "seed {seed}: chi-square {chi:.1} for {counts:?}"
+        );
+    }
+}
+
+/// Consecutive picks are independent: the pick's turn goes up by one each time, and a weak
+/// mix of it would show in the pairs of consecutive choices. A chi-square test over the 64
+/// pairs of 8 members at equal load (63 degrees of freedom; 0.1 % point 103.4).
+#[test]
+fn power_of_two_consecutive_samples_are_independent() {
+    const PICKS: usize = 64_000;
+    let n = 8;
+    for seed in [1_u64, 7, 99] {
+        let b = Balancer::builder()
+            .policy(Policy::PowerOfTwo)
+            .seed(seed)
+            .source(make(n))
+            .build()
+            .unwrap();
+        let picks: Vec<usize> = (0..=PICKS).map(|_| b.pick().unwrap().index()).collect();
+        let mut pairs = vec![0; n * n];
+        for w in picks.windows(2) {
+            pairs[w[0] * n + w[1]] += 1;
+        }
+        let chi = chi_square(&pairs, &vec![1.0 / (n * n) as f64; n * n], PICKS);
+        assert!(
+            chi < 103.4,
+            "seed {seed}: chi-square {chi:.1} over consecutive pairs"
+        );
+    }
+}

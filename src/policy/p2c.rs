@@ -77,3 +77,38 @@ fn splitmix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The mixer is SplitMix64, as the module says: the first outputs of the reference
+    /// generator (Vigna's `splitmix64.c`) seeded with 0.
+    #[test]
+    fn the_mixer_is_splitmix64() {
+        let expected = [
+            0xe220_a839_7b1d_cdaf,
+            0x6e78_9e6a_a1b9_65f4,
+            0x06c4_5d18_8009_454f,
+        ];
+        for (k, want) in expected.into_iter().enumerate() {
+            let state = GOLDEN_GAMMA.wrapping_mul(k as u64);
+            assert_eq!(splitmix64(state), want, "output {k}");
+        }
+    }
+
+    /// Two samples are always distinct, and both within range.
+    #[test]
+    fn samples_are_two_distinct_slots() {
+        for n in 1..20 {
+            for turn in 0..200 {
+                let (a, b) = samples(n, turn, 0x5eed);
+                assert!(a < n);
+                match b {
+                    None => assert_eq!(n, 1),
+                    Some(b) => assert!(b < n && b != a, "n {n}, turn {turn}: {a} {b}"),
+                }
+            }
+        }
+    }
+}
