@@ -9,8 +9,8 @@ mod common_workers;
 use std::{sync::Mutex, time::Duration};
 
 use croupier::{
-    Backoff, CallError, ConfigError, Mailbox, Member, Pool, PoolCallError, PoolSendError, Restart,
-    SendError, Supervisor, Worker, WorkerId,
+    Backoff, Balancer, CallError, ConfigError, Mailbox, Member, Pool, PoolCallError, PoolSendError,
+    Restart, SendError, Supervisor, Worker, WorkerId,
 };
 
 use crate::common_workers::{until, within, Event, Msg, Probe, Reply};
@@ -814,5 +814,96 @@ async fn exponential_backoff_doubles_and_resets() {
         100,
         "the backoff starts again after a handled message"
     );
+    within(sup.shutdown()).await;
+}
+
+/// Cancel safety of `WorkerRef::call`: dropped while it waits for room in a full bounded
+/// mailbox, it leaves nothing behind (the message is never handled, the load is as before);
+/// dropped once its message is queued, the message is still handled.
+#[tokio::test]
+async fn worker_ref_call_is_cancel_safe() {
+    let (probe, mut events) = Probe::new(1);
+    let sup = Supervisor::builder(probe.factory())
+        .mailbox(Mailbox::Bounded(1))
+        .start()
+        .unwrap();
+    let w = sup.children()[0].clone();
+    w.send(Msg::Block(1)).unwrap();
+    events.wait_for(Event::Entered(id(0, 0))).await;
+
+    // Queued, then dropped: still handled.
+    let queued = tokio::spawn({
+        let w = w.clone();
+        async move { w.call(Msg::Work(2)).await }
+    });
+    until("the call is queued", || w.load() == 2).await;
+    queued.abort();
+    assert!(within(queued).await.unwrap_err().is_cancelled());
+
+    // Waiting for room (the mailbox is full), then dropped: gone without a trace.
+    let waiting = tokio::spawn({
+        let w = w.clone();
+        async move { w.call(Msg::Work(3)).await }
+    });
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!waiting.is_finished(), "no room while the worker is held");
+    waiting.abort();
+    assert!(within(waiting).await.unwrap_err().is_cancelled());
+    assert_eq!(w.load(), 2, "the dropped call left its message counted");
+
+    probe.open(1);
+    within(sup.shutdown()).await;
+    assert_eq!(
+        probe.handled(),
+        vec![1, 2],
+        "only the queued call's message was handled"
+    );
+}
+
+/// `Supervisor::attach` to a balancer of the user's own: it learns of a restart (it
+/// refreshes) and of a worker that ends for good (it counts the death) without a pick.
+#[tokio::test]
+async fn attached_balancer_of_ones_own_learns_of_restarts_and_deaths() {
+    let (probe, mut events) = Probe::new(2);
+    let sup = Supervisor::builder(probe.factory())
+        .size(2)
+        .restart(Restart::Transient)
+        .start()
+        .unwrap();
+    // A low ratio, so that one death does not trigger a refresh and stays visible.
+    let b: Balancer<_> = Balancer::builder()
+        .min_alive_ratio(0.1)
+        .source(sup.clone())
+        .build()
+        .unwrap();
+    sup.attach(&b);
+    let w0 = sup.children()[0].clone();
+    let w1 = sup.children()[1].clone();
+
+    // A crash: the successor is in the balancer at once.
+    let r = within(w0.call(Msg::Panic)).await;
+    assert!(matches!(r, Err(CallError::WorkerDied)), "{r:?}");
+    events.wait_for(Event::Started(id(0, 1))).await;
+    until("the balancer was refreshed", || {
+        b.members().iter().any(|w| w.id() == id(0, 1))
+    })
+    .await;
+    assert!(b.stats().refreshes >= 1);
+    assert!(!b.members().contains(&w0));
+
+    // A transient worker that finishes ends for good: the balancer is told of the death.
+    let before = b.stats().skipped_dead;
+    within(w1.call(Msg::Finish)).await.unwrap();
+    until("the death was noticed", || {
+        b.stats().skipped_dead == before + 1
+    })
+    .await;
+    assert!(
+        b.members().contains(&w1),
+        "still in the snapshot, known dead"
+    );
+    assert!((0..10).all(|_| b.pick().unwrap().id().slot() == 0));
     within(sup.shutdown()).await;
 }
