@@ -116,9 +116,10 @@ impl<M> Snapshot<M> {
         self.original.saturating_sub(self.dead.load(Relaxed))
     }
 
-    /// Whether the live share has fallen below `ratio` of the original size.
+    /// Whether the live share has fallen below `ratio` of the original size (never for an
+    /// empty snapshot: 0 is not below 0).
     pub(crate) fn below_ratio(&self, ratio: f64) -> bool {
-        self.original > 0 && (self.alive() as f64) < ratio * self.original as f64
+        (self.alive() as f64) < ratio * self.original as f64
     }
 
     pub(crate) fn set_disabled(&self, i: usize, disabled: bool) {

@@ -13,7 +13,7 @@ use std::{
     hint::black_box,
 };
 
-use common::{make, TestMember};
+use common::{make, TestMember, POLICIES};
 use croupier::{Balancer, Member, PickError, Policy};
 
 struct CountingAllocator;
@@ -118,7 +118,7 @@ fn power_of_two_pick_does_not_allocate() {
 
 #[test]
 fn picks_past_known_dead_and_disabled_members_do_not_allocate() {
-    for policy in [Policy::RoundRobin, Policy::LeastLoaded, Policy::PowerOfTwo] {
+    for policy in POLICIES {
         let members = make(64);
         let b = balancer(policy, members.clone(), None);
         // Deaths and disables below the refresh ratio, found by a warm-up round.
@@ -144,7 +144,7 @@ fn picks_past_known_dead_and_disabled_members_do_not_allocate() {
 
 #[test]
 fn refused_picks_do_not_allocate() {
-    for policy in [Policy::RoundRobin, Policy::LeastLoaded, Policy::PowerOfTwo] {
+    for policy in POLICIES {
         let members = make(64);
         members.iter().for_each(|m| m.set_load(10));
         let b = balancer(policy, members, Some(10));
@@ -170,7 +170,7 @@ fn refused_picks_do_not_allocate() {
 /// not wait for it.
 #[test]
 fn ratio_crossing_pick_allocates_nothing() {
-    for policy in [Policy::RoundRobin, Policy::LeastLoaded, Policy::PowerOfTwo] {
+    for policy in POLICIES {
         let members = make(8);
         let (release, gate) = std::sync::mpsc::channel::<()>();
         let gate = std::sync::Mutex::new(gate);

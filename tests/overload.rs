@@ -4,11 +4,9 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{make, with_loads, TestMember};
+use common::{make, with_loads, TestMember, POLICIES};
 use croupier::{Balancer, ConfigError, Member, PickError, Policy};
 use proptest::prelude::*;
-
-const POLICIES: [Policy; 3] = [Policy::RoundRobin, Policy::LeastLoaded, Policy::PowerOfTwo];
 
 fn balancer(
     policy: Policy,
@@ -429,4 +427,17 @@ fn power_of_two_consecutive_samples_are_independent() {
             "seed {seed}: chi-square {chi:.1} over consecutive pairs"
         );
     }
+}
+
+#[test]
+fn policy_reports_the_configured_one() {
+    for policy in POLICIES {
+        assert_eq!(balancer(policy, make(2), None).policy(), policy);
+    }
+    let default = Balancer::builder().source(make(1)).build().unwrap();
+    assert_eq!(
+        default.policy(),
+        Policy::RoundRobin,
+        "round robin by default"
+    );
 }

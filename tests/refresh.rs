@@ -12,10 +12,8 @@ use std::{
     thread,
 };
 
-use common::{ids, make, make_from, settle, SharedSource, TestMember};
+use common::{ids, make, make_from, settle, SharedSource, TestMember, POLICIES};
 use croupier::{Balancer, PickError, Policy};
-
-const POLICIES: [Policy; 3] = [Policy::RoundRobin, Policy::LeastLoaded, Policy::PowerOfTwo];
 
 fn balancer(policy: Policy, ratio: f64, source: &SharedSource) -> Balancer<TestMember> {
     Balancer::builder()

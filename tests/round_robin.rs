@@ -8,10 +8,8 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use common::{ids, make, SharedSource, TestMember};
+use common::{ids, make, SharedSource, TestMember, POLICIES};
 use croupier::{Balancer, PickError, Policy};
-
-const POLICIES: [Policy; 3] = [Policy::RoundRobin, Policy::LeastLoaded, Policy::PowerOfTwo];
 
 fn balancer(policy: Policy, members: Vec<TestMember>) -> Balancer<TestMember> {
     Balancer::builder()

@@ -177,10 +177,6 @@ impl<M> WeakBalancer<M> {
     pub(crate) fn upgrade(&self) -> Option<Balancer<M>> {
         self.0.upgrade().map(|shared| Balancer { shared })
     }
-
-    pub(crate) fn is_alive(&self) -> bool {
-        self.0.strong_count() > 0
-    }
 }
 
 impl<M> Balancer<M> {

@@ -338,11 +338,18 @@ impl<W: Worker> Core<W> {
         self.stop.fire();
     }
 
-    /// Balancers attached to this supervisor, still alive.
+    /// Balancers attached to this supervisor, still alive; forgets those dropped since.
     fn watchers(&self) -> Vec<Balancer<WorkerRef<W>>> {
         let mut watchers = self.watchers.lock();
-        watchers.retain(|w| w.is_alive());
-        watchers.iter().filter_map(WeakBalancer::upgrade).collect()
+        let mut live = Vec::with_capacity(watchers.len());
+        watchers.retain(|w| {
+            let Some(b) = w.upgrade() else {
+                return false;
+            };
+            live.push(b);
+            true
+        });
+        live
     }
 
     /// Tells every attached balancer to reload. A balancer's source is user code: a panic

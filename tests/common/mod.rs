@@ -9,7 +9,10 @@ use std::sync::{
     Arc, Mutex,
 };
 
-use croupier::{Member, Source};
+use croupier::{Member, Policy, Source};
+
+/// Every policy, for the tests that hold for each.
+pub const POLICIES: [Policy; 3] = [Policy::RoundRobin, Policy::LeastLoaded, Policy::PowerOfTwo];
 
 /// A member with an id, a shared alive flag and a shared load.
 ///
