@@ -472,7 +472,7 @@ impl Node {
     /// wait" misses nothing:
     ///
     /// ```no_run
-    /// # async fn f(master: croupier::remote::Node) {
+    /// # #[allow(dead_code)] async fn f(master: croupier::remote::Node) {
     /// loop {
     ///     let changed = master.changed();
     ///     if master.workers().len() >= 2 {
