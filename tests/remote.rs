@@ -581,3 +581,77 @@ async fn losing_the_master_does_not_kill_the_workers() {
         .unwrap();
     assert_eq!(within(second.call_least_loaded(ECHO, 8)).await, Ok(8));
 }
+
+/// A call whose handler does not answer within the master's call timeout fails with
+/// `Timeout`, and the node stays usable for other calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_past_its_timeout_fails_with_timeout() {
+    let w = start(worker("slow").handle(WAIT, |()| std::future::pending::<()>())).await;
+    let m = start(master().call_timeout(Duration::from_millis(200))).await;
+    within(m.connect(w.local_addr().unwrap())).await.unwrap();
+    let r = within(m.call(&NodeId::from("slow"), WAIT, ())).await;
+    assert_eq!(r, Err(RemoteError::Timeout));
+    assert_eq!(within(m.call(&NodeId::from("slow"), ECHO, 5)).await, Ok(5));
+    m.shutdown().await;
+    w.shutdown().await;
+}
+
+/// Arguments or a result that do not decode as the other side's types are typed errors: a
+/// handler called with the wrong argument type answers `Decode`, and so does a result read
+/// as the wrong type on the master's side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mismatched_types_are_decode_errors() {
+    // The same names as ECHO and WHO, with other types.
+    const ECHO_AS_TEXT: Handler<String, u64> = Handler::new("test.echo");
+    const WHO_AS_NUMBER: Handler<(), u64> = Handler::new("test.who");
+    let w = start(worker("typed")).await;
+    let m = start(master()).await;
+    within(m.connect(w.local_addr().unwrap())).await.unwrap();
+    let node = NodeId::from("typed");
+    let r = within(m.call(&node, ECHO_AS_TEXT, "not a number, and too long".into())).await;
+    assert!(matches!(r, Err(RemoteError::Decode(_))), "{r:?}");
+    let r = within(m.call(&node, WHO_AS_NUMBER, ())).await;
+    assert!(matches!(r, Err(RemoteError::Decode(_))), "{r:?}");
+    // The connection survives both.
+    assert_eq!(within(m.call(&node, ECHO, 6)).await, Ok(6));
+    m.shutdown().await;
+    w.shutdown().await;
+}
+
+/// A discovery source of the test's own: `Added` connects, `Removed` disconnects the node
+/// and takes it out of selection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_removed_disconnects_the_node() {
+    struct Manual(tokio::sync::mpsc::UnboundedReceiver<croupier::remote::DiscoveryEvent>);
+    impl croupier::remote::Discovery for Manual {
+        fn start(
+            self: Box<Self>,
+        ) -> Result<tokio::sync::mpsc::UnboundedReceiver<croupier::remote::DiscoveryEvent>, String>
+        {
+            Ok(self.0)
+        }
+    }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let a = start(worker("kept")).await;
+    let b = start(worker("removed")).await;
+    let m = start(master().discovery(Manual(rx))).await;
+    for w in [&a, &b] {
+        tx.send(croupier::remote::DiscoveryEvent::Added {
+            addr: w.local_addr().unwrap(),
+            tags: Vec::new(),
+        })
+        .unwrap();
+    }
+    until(&m, |m| m.workers().len() == 2).await;
+
+    tx.send(croupier::remote::DiscoveryEvent::Removed {
+        addr: b.local_addr().unwrap(),
+    })
+    .unwrap();
+    until(&m, |m| m.workers().len() == 1).await;
+    assert_eq!(m.workers()[0].id, NodeId::from("kept"));
+    for _ in 0..4 {
+        assert_eq!(within(m.call_least_loaded(WHO, ())).await.unwrap(), "kept");
+    }
+    m.shutdown().await;
+}

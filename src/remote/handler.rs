@@ -75,8 +75,7 @@ where
     Arc::new(move |bytes: Vec<u8>| {
         let f = Arc::clone(&f);
         Box::pin(async move {
-            let args: A =
-                postcard::from_bytes(&bytes).map_err(|e| WireError::Decode(e.to_string()))?;
+            let args: A = super::wire::decode_exact(&bytes).map_err(WireError::Decode)?;
             let out = f(args).await;
             postcard::to_stdvec(&out)
                 .map_err(|e| WireError::Failed(format!("encoding the result: {e}")))

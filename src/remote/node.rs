@@ -354,7 +354,7 @@ impl Node {
         let reply = peer
             .call_raw(h.name(), bytes, self.shared().cfg.call_timeout)
             .await?;
-        postcard::from_bytes(&reply).map_err(|e| RemoteError::Decode(e.to_string()))
+        super::wire::decode_exact(&reply).map_err(RemoteError::Decode)
     }
 
     /// Runs `h` on each of `nodes` at once; one result per node, in order.

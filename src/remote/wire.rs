@@ -162,6 +162,20 @@ impl Frame {
     }
 }
 
+/// Decodes a handler's arguments or result, all of the bytes: postcard alone stops where the
+/// type ends, so a `String` read as a `u64` would answer its length. Bytes left over mean the
+/// two sides disagree on the type.
+pub(crate) fn decode_exact<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let (value, rest) = postcard::take_from_bytes(bytes).map_err(|e| e.to_string())?;
+    if !rest.is_empty() {
+        return Err(format!(
+            "{} bytes left over: the two sides disagree on the type",
+            rest.len()
+        ));
+    }
+    Ok(value)
+}
+
 /// A TCP stream cut into length-delimited frames of at most `max_frame` bytes.
 pub(crate) type Transport = Framed<TcpStream, LengthDelimitedCodec>;
 
