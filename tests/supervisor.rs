@@ -907,3 +907,20 @@ async fn attached_balancer_of_ones_own_learns_of_restarts_and_deaths() {
     assert!((0..10).all(|_| b.pick().unwrap().id().slot() == 0));
     within(sup.shutdown()).await;
 }
+
+#[tokio::test]
+async fn size_reports_the_slot_count_whatever_the_slots_do() {
+    let (probe, _events) = Probe::new(3);
+    let sup = Supervisor::builder(probe.factory())
+        .size(3)
+        .restart(Restart::Temporary)
+        .start()
+        .unwrap();
+    assert_eq!(sup.size(), 3);
+    let w = sup.children()[1].clone();
+    let _ = within(w.call(Msg::Panic)).await;
+    until("the slot ended", || sup.children().len() == 2).await;
+    assert_eq!(sup.size(), 3, "an ended slot is still a slot");
+    within(sup.shutdown()).await;
+    assert_eq!(sup.size(), 3);
+}
