@@ -437,3 +437,17 @@ async fn dropping_apply_within_while_waiting_resumes_and_wakes() {
     );
     assert!(b.pick().is_ok());
 }
+
+#[test]
+fn drain_errors_say_what_happened() {
+    let cases = [
+        (DrainError::Timeout { pending: 3 }, "3 member(s) still busy"),
+        (DrainError::Panicked, "panicked"),
+        (DrainError::Nested, "inside its own"),
+        (DrainError::InRuntime, "await apply_within instead"),
+    ];
+    for (e, says) in cases {
+        let text = e.to_string();
+        assert!(text.contains(says), "{e:?} displays {text:?}");
+    }
+}

@@ -441,3 +441,23 @@ fn policy_reports_the_configured_one() {
         "round robin by default"
     );
 }
+
+/// Without `.seed(..)`, each balancer draws its own seed: two of them sample differently.
+#[test]
+fn unseeded_balancers_sample_differently() {
+    let sequence = || {
+        let b = Balancer::builder()
+            .policy(Policy::PowerOfTwo)
+            .source(make(16))
+            .build()
+            .unwrap();
+        (0..64)
+            .map(|_| b.pick().unwrap().index())
+            .collect::<Vec<_>>()
+    };
+    let first = sequence();
+    assert!(
+        (0..3).any(|_| sequence() != first),
+        "every unseeded balancer made the same choices: the seed is not random"
+    );
+}
