@@ -472,6 +472,14 @@ fn refresh_after_a_panicking_source_still_runs() {
     assert!(outcome.is_ok(), "the source's panic reached a picker");
     assert_eq!(calls.load(SeqCst), 2);
     assert_eq!(b.stats().generation, 0);
+    // The snapshot stays below the ratio, but deaths already counted ask for nothing more.
+    pick_rounds(&b, 10);
+    assert_eq!(
+        calls.load(SeqCst),
+        2,
+        "picks past deaths already counted refreshed"
+    );
+    assert_eq!(b.stats().generation, 0);
 
     // The single-flight flag was released: the next death below the ratio refreshes.
     members[3].kill();
