@@ -82,7 +82,7 @@ impl<M: Member> Balancer<M> {
         let mut scan = Scan::default();
         let chosen = policy::scan(&shared.rule, &snap, turn, &mut scan);
         let c = &shared.counters;
-        if scan.extra_turns > 0 {
+        if scan.extra_turns != 0 {
             // Only the balancer writes the cursor: the policy reported what it passed over.
             shared.cursor.skip(scan.extra_turns);
             c.extra_turns.fetch_add(scan.extra_turns as u64, Relaxed);
@@ -101,7 +101,7 @@ impl<M: Member> Balancer<M> {
 
     /// A pick that found no member in `snap`: if a newer snapshot has been stored meanwhile,
     /// look once more there, with the same turn; a pick that lagged behind a refresh must
-    /// not answer `NoMembers` while live members exist.
+    /// not answer `NoMembers` (or `Overloaded`) from members that are gone.
     fn found_nothing(
         &self,
         snap: Guard<Arc<Snapshot<M>>>,
@@ -109,7 +109,7 @@ impl<M: Member> Balancer<M> {
         turn: usize,
         may_retry: bool,
     ) -> Result<Picked<'_, M>, PickError> {
-        if e == PickError::NoMembers && may_retry {
+        if may_retry {
             let now = self.shared.snapshot.load();
             if now.generation != snap.generation {
                 drop(snap);
