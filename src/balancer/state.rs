@@ -176,3 +176,28 @@ impl Drop for Crash<'_> {
         self.0.store(0, Release);
     }
 }
+
+// The loom models in `loom/` check these under every interleaving; this checks the turn
+// arithmetic itself, one step at a time. Not under loom, whose atomics need a model.
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn turns_count_through_a_drain() {
+        let c = Cursor::new();
+        assert_eq!((c.next(), c.next()), (Ok(0), Ok(1)));
+        assert_eq!(c.start_drain(), 2, "turns taken before the drain");
+        assert!(c.is_draining());
+        assert_eq!(
+            (c.next(), c.next()),
+            (Err(2), Err(3)),
+            "refused, with their turns"
+        );
+        assert_eq!(c.end_drain(), 4, "turns taken before the end");
+        assert!(!c.is_draining());
+        c.skip(3);
+        assert_eq!(c.next(), Ok(7));
+        assert_eq!(c.turns(), 8);
+    }
+}
