@@ -781,3 +781,52 @@ fn slow_source_does_not_block_pickers() {
     });
     assert!((0..10).all(|_| b.pick().unwrap().id >= 10));
 }
+
+/// The refresher serves every balancer of the process, but refreshes one only when that one
+/// asked: a balancer left below the ratio by a failed refresh is not refreshed because
+/// another balancer woke the refresher.
+#[test]
+fn a_balancer_is_refreshed_only_when_it_asks() {
+    let members = make(10);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let fail_next = Arc::new(Mutex::new(true));
+    let failing = {
+        let (members, calls, fail_next) =
+            (members.clone(), Arc::clone(&calls), Arc::clone(&fail_next));
+        Balancer::builder()
+            .source(move || {
+                if calls.fetch_add(1, SeqCst) > 0 {
+                    let fail = std::mem::take(&mut *fail_next.lock().unwrap());
+                    assert!(!fail, "source failure (expected by the test)");
+                }
+                members.clone()
+            })
+            .build()
+            .unwrap()
+    };
+    for m in &members[..3] {
+        m.kill();
+    }
+    pick_rounds(&failing, 10);
+    assert_eq!(calls.load(SeqCst), 2, "the refresh ran, and failed");
+    assert_eq!(failing.stats().generation, 0);
+
+    // Another balancer crosses its ratio and wakes the refresher.
+    let others = make(4);
+    let source = SharedSource::new(others.clone());
+    let other = balancer(Policy::RoundRobin, 0.8, &source);
+    others[0].kill();
+    pick_rounds(&other, 4);
+    assert_eq!(
+        other.stats().generation,
+        1,
+        "the other balancer was refreshed"
+    );
+    settle(&failing);
+    assert_eq!(
+        calls.load(SeqCst),
+        2,
+        "the failed balancer was refreshed without asking"
+    );
+    assert_eq!(failing.stats().generation, 0);
+}
