@@ -1,23 +1,35 @@
-//! Mutual challenge-response over a shared cookie that is never sent: each side proves it
-//! knows the cookie with an HMAC-SHA256 over both nonces, both names and the protocol version,
-//! checked in constant time.
+//! The cluster's optional shared secret: sent in each request's metadata and compared in
+//! constant time. A node refuses to run without TLS anywhere but loopback, so a cookie never
+//! crosses a network in the clear.
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use std::sync::Arc;
+
 use subtle::ConstantTimeEq;
+use tonic::{metadata::MetadataValue, service::Interceptor, Request, Status};
 
-use super::wire::VERSION;
+/// The metadata key the cookie travels under (binary metadata: base64 on the wire).
+pub(crate) const COOKIE_KEY: &str = "croupier-cookie-bin";
 
-/// A shared secret that nodes of one cluster prove they know.
+/// A shared secret that nodes of one cluster present to each other.
+///
+/// Each request a master makes carries it; a worker node compares it in constant time and
+/// refuses a request without it, with another, or with one when it has none itself. It is
+/// sent, so it is allowed over plaintext on loopback only: anywhere else the nodes need
+/// [`Tls`](super::Tls), which also authenticates both ends by certificate.
 ///
 /// `Debug` does not print it.
 #[derive(Clone)]
-pub struct Cookie(Vec<u8>);
+pub struct Cookie(Arc<[u8]>);
 
 impl Cookie {
     /// A cookie from any bytes; use at least 16 random ones.
     pub fn new(secret: impl AsRef<[u8]>) -> Self {
-        Self(secret.as_ref().to_vec())
+        Self(secret.as_ref().into())
+    }
+
+    /// Whether `presented` is this cookie: compared in constant time.
+    fn matches(&self, presented: &[u8]) -> bool {
+        self.0.ct_eq(presented).into()
     }
 }
 
@@ -39,62 +51,38 @@ impl From<String> for Cookie {
     }
 }
 
-/// Which side a proof is from: the two proofs differ even over the same transcript.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Side {
-    Connector,
-    Listener,
+/// Puts `cookie`, if any, in a request's metadata.
+pub(crate) fn present<T>(cookie: Option<&Cookie>, req: &mut Request<T>) {
+    if let Some(c) = cookie {
+        req.metadata_mut()
+            .insert_bin(COOKIE_KEY, MetadataValue::from_bytes(&c.0));
+    }
 }
 
-/// What both sides know once the hellos are exchanged.
-pub(crate) struct Transcript<'a> {
-    pub(crate) connector_nonce: &'a [u8; 32],
-    pub(crate) listener_nonce: &'a [u8; 32],
-    pub(crate) connector_name: &'a str,
-    pub(crate) listener_name: &'a str,
+/// Checks each request's cookie before its body is read: both absent passes, one absent or a
+/// different one is `UNAUTHENTICATED`.
+#[derive(Clone)]
+pub(crate) struct Gate {
+    pub(crate) cookie: Option<Cookie>,
 }
 
-impl Cookie {
-    pub(crate) fn prove(&self, side: Side, t: &Transcript<'_>) -> [u8; 32] {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes a key of any length");
-        mac.update(match side {
-            Side::Connector => b"croupier connector",
-            Side::Listener => b"croupier listener\0",
-        });
-        mac.update(&VERSION.to_be_bytes());
-        mac.update(t.connector_nonce);
-        mac.update(t.listener_nonce);
-        for name in [t.connector_name, t.listener_name] {
-            mac.update(&(name.len() as u64).to_be_bytes());
-            mac.update(name.as_bytes());
+impl Interceptor for Gate {
+    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+        let presented = req
+            .metadata()
+            .get_bin(COOKIE_KEY)
+            .map(|v| v.to_bytes().map(|b| b.to_vec()));
+        let ok = match (&self.cookie, presented) {
+            (None, None) => true,
+            (Some(c), Some(Ok(p))) => c.matches(&p),
+            _ => false,
+        };
+        if ok {
+            Ok(req)
+        } else {
+            Err(Status::unauthenticated(
+                "the cluster cookie is missing or wrong (or this node has none)",
+            ))
         }
-        mac.finalize().into_bytes().into()
     }
-
-    /// Whether `proof` is what `side` would send: compared in constant time.
-    pub(crate) fn verify(&self, side: Side, t: &Transcript<'_>, proof: &[u8; 32]) -> bool {
-        self.prove(side, t).ct_eq(proof).into()
-    }
-}
-
-/// Checks a proof against an optional cookie: both absent passes, one absent fails.
-pub(crate) fn check(
-    cookie: Option<&Cookie>,
-    side: Side,
-    t: &Transcript<'_>,
-    proof: Option<&[u8; 32]>,
-) -> bool {
-    match (cookie, proof) {
-        (None, None) => true,
-        (Some(c), Some(p)) => c.verify(side, t, p),
-        _ => false,
-    }
-}
-
-/// A fresh random nonce.
-pub(crate) fn nonce() -> [u8; 32] {
-    let mut n = [0; 32];
-    getrandom::fill(&mut n).expect("the operating system's random source is available");
-    n
 }

@@ -1,8 +1,15 @@
-//! How a master finds worker nodes: a static list, a hosts file, or mDNS on the local network.
+//! How a master finds worker nodes: a static list, a hosts file, DNS (re-resolved, as a
+//! Kubernetes headless service lists its pods), or mDNS on the local network.
 
 use std::{
+    collections::BTreeSet,
+    future::Future,
+    io,
     net::{SocketAddr, ToSocketAddrs},
     path::{Path, PathBuf},
+    pin::Pin,
+    sync::Arc,
+    time::Duration,
 };
 
 use tokio::sync::mpsc;
@@ -188,18 +195,23 @@ impl Discovery for Mdns {
         let events = daemon.browse(MDNS_SERVICE).map_err(|e| e.to_string())?;
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
-            // The daemon runs while this task holds it.
-            let _daemon = daemon;
             let mut known: std::collections::HashMap<String, Vec<SocketAddr>> = Default::default();
-            while let Ok(event) = events.recv_async().await {
+            loop {
+                // The daemon runs until the node stops following (it drops the receiver).
+                let event = tokio::select! {
+                    () = tx.closed() => break,
+                    e = events.recv_async() => match e { Ok(e) => e, Err(_) => break },
+                };
                 match event {
                     mdns_sd::ServiceEvent::ServiceResolved(info) => {
                         let port = info.get_port();
-                        let addrs: Vec<SocketAddr> = info
+                        let mut addrs: Vec<SocketAddr> = info
                             .get_addresses()
                             .iter()
                             .map(|ip| SocketAddr::new(ip.to_ip_addr(), port))
                             .collect();
+                        // Whatever order the answers came in: IPv4 first, then by address.
+                        addrs.sort_by_key(|a| (a.is_ipv6(), *a));
                         let tags = info
                             .get_property_val_str("tags")
                             .map(|t| {
@@ -211,7 +223,7 @@ impl Discovery for Mdns {
                             .unwrap_or_default();
                         if let Some(&addr) = addrs.first() {
                             if tx.send(DiscoveryEvent::Added { addr, tags }).is_err() {
-                                return;
+                                break;
                             }
                         }
                         known.insert(info.get_fullname().to_owned(), addrs);
@@ -219,12 +231,120 @@ impl Discovery for Mdns {
                     mdns_sd::ServiceEvent::ServiceRemoved(_, fullname) => {
                         for addr in known.remove(&fullname).unwrap_or_default() {
                             if tx.send(DiscoveryEvent::Removed { addr }).is_err() {
-                                return;
+                                break;
                             }
                         }
                     }
                     _ => {}
                 }
+            }
+            let _ = daemon.shutdown();
+        });
+        Ok(rx)
+    }
+}
+
+/// What a [`Dns`] discovery resolves its name with.
+pub type Resolve =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send>> + Send + Sync>;
+
+/// Worker nodes behind a DNS name, re-resolved periodically: every address the name
+/// resolves to is a node; an address that stops resolving is removed. This is how a
+/// Kubernetes headless service lists its pods.
+///
+/// A failed lookup changes nothing (the nodes known stay), so a DNS hiccup does not drop the
+/// cluster.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use croupier::remote::Dns;
+///
+/// let workers = Dns::new("croupier-workers.default.svc.cluster.local:7001")
+///     .every(Duration::from_secs(10));
+/// # let _ = workers;
+/// ```
+#[derive(Clone)]
+pub struct Dns {
+    name: String,
+    every: Duration,
+    resolve: Resolve,
+}
+
+impl Dns {
+    /// Resolves `host:port` with the system resolver, every 5 s by default.
+    pub fn new(host_port: impl Into<String>) -> Self {
+        let name: String = host_port.into();
+        let query = name.clone();
+        Self {
+            name,
+            every: Duration::from_secs(5),
+            resolve: Arc::new(move || {
+                let query = query.clone();
+                Box::pin(async move { Ok(tokio::net::lookup_host(query).await?.collect()) })
+            }),
+        }
+    }
+
+    /// Resolves with `resolve` instead of the system resolver (a resolver of your own, or a
+    /// test's); `name` is only for logs.
+    pub fn with_resolver(name: impl Into<String>, resolve: Resolve) -> Self {
+        Self {
+            name: name.into(),
+            every: Duration::from_secs(5),
+            resolve,
+        }
+    }
+
+    /// How often the name is resolved again.
+    #[must_use]
+    pub fn every(mut self, every: Duration) -> Self {
+        self.every = every.max(Duration::from_millis(10));
+        self
+    }
+}
+
+impl std::fmt::Debug for Dns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dns")
+            .field("name", &self.name)
+            .field("every", &self.every)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Discovery for Dns {
+    fn start(self: Box<Self>) -> Result<mpsc::UnboundedReceiver<DiscoveryEvent>, String> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut known = BTreeSet::new();
+            let mut tick = tokio::time::interval(self.every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = tx.closed() => return,
+                    _ = tick.tick() => {}
+                }
+                let found: BTreeSet<SocketAddr> = match (self.resolve)().await {
+                    Ok(addrs) => addrs.into_iter().collect(),
+                    Err(e) => {
+                        tracing::warn!(name = %self.name, error = %e, "croupier could not resolve its workers' name; keeping the nodes known");
+                        continue;
+                    }
+                };
+                for &addr in found.difference(&known) {
+                    let tags = Vec::new();
+                    if tx.send(DiscoveryEvent::Added { addr, tags }).is_err() {
+                        return;
+                    }
+                }
+                for &addr in known.difference(&found) {
+                    if tx.send(DiscoveryEvent::Removed { addr }).is_err() {
+                        return;
+                    }
+                }
+                known = found;
             }
         });
         Ok(rx)

@@ -10,12 +10,16 @@ use crate::ConfigError;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ConnectError {
-    /// No TCP connection could be made, or it broke during the handshake.
+    /// No connection could be made (nobody listening, TLS refused, a certificate from another
+    /// authority), or it broke during the hello.
     NotConnected(io::Error),
-    /// The peer does not speak croupier's protocol.
+    /// The peer answers, but not as a croupier node (no `croupier.v1` service there).
     NotCroupier,
     /// The cookies differ, or only one side has one.
     Unauthenticated,
+    /// The address is not loopback and this node has no TLS: the cookie and the calls would
+    /// cross the network in the clear. Set [`NodeBuilder::tls`](super::NodeBuilder::tls).
+    Insecure(SocketAddr),
     /// The peer speaks another version of the protocol.
     Incompatible {
         /// Our protocol version.
@@ -27,7 +31,7 @@ pub enum ConnectError {
     ModeMismatch,
     /// The peer refused the connection, for the reason given.
     Rejected(String),
-    /// The handshake did not finish within the handshake timeout.
+    /// The connection and hello did not finish within the handshake timeout.
     Timeout,
 }
 
@@ -35,7 +39,13 @@ impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NotConnected(e) => write!(f, "could not connect: {e}"),
-            Self::NotCroupier => f.write_str("the peer is not a croupier node"),
+            Self::NotCroupier => f.write_str(
+                "the peer is not a croupier node (it does not serve croupier.v1): check the address",
+            ),
+            Self::Insecure(a) => write!(
+                f,
+                "refusing to connect to {a} without TLS: only loopback may be plaintext; set .tls(..)"
+            ),
             Self::Unauthenticated => {
                 f.write_str("authentication failed: the nodes' cookies differ (or one has none)")
             }
@@ -47,7 +57,9 @@ impl fmt::Display for ConnectError {
                 "mode mismatch: the peer is a master only, and masters connect to workers",
             ),
             Self::Rejected(why) => write!(f, "the peer rejected the connection: {why}"),
-            Self::Timeout => f.write_str("the handshake timed out"),
+            Self::Timeout => f.write_str(
+                "the connection or the hello timed out: is the node up, and is it croupier?",
+            ),
         }
     }
 }
@@ -70,7 +82,8 @@ pub enum RemoteError {
     /// The node is not connected (or went down while the call was in flight; the call may or
     /// may not have run).
     NodeDown(NodeId),
-    /// No reply within the call timeout; a `Cancel` was sent.
+    /// No reply within the call timeout. The call was cancelled: a job still queued on the
+    /// node never starts, a running handler's future is dropped.
     Timeout,
     /// The handler failed on the remote node (it panicked, or its pool refused the work).
     Remote(String),
@@ -82,6 +95,14 @@ pub enum RemoteError {
     NoNodes,
     /// The node is unknown to this master.
     UnknownNode(NodeId),
+    /// The arguments or the result are larger than the message limit
+    /// ([`NodeBuilder::max_message`](super::NodeBuilder::max_message)); only this call failed.
+    TooLarge(String),
+    /// The node's pool refused the work for now (draining, or every worker over its load);
+    /// another node may take it.
+    Busy(String),
+    /// The node refused this master's credentials (cookie).
+    Unauthenticated(String),
 }
 
 impl fmt::Display for RemoteError {
@@ -95,6 +116,12 @@ impl fmt::Display for RemoteError {
             Self::Encode(e) => write!(f, "could not encode the arguments: {e}"),
             Self::NoNodes => f.write_str("no worker node is connected"),
             Self::UnknownNode(n) => write!(f, "node {n} is not known to this master"),
+            Self::TooLarge(e) => write!(
+                f,
+                "the message is over the size limit (raise .max_message(..) on both nodes): {e}"
+            ),
+            Self::Busy(e) => write!(f, "the node refused the work for now: {e}"),
+            Self::Unauthenticated(e) => write!(f, "the node refused our credentials: {e}"),
         }
     }
 }
@@ -107,7 +134,7 @@ impl std::error::Error for RemoteError {}
 pub enum StartError {
     /// The listening socket could not be bound.
     Listen(io::Error),
-    /// Listening on an address other than loopback needs a cookie.
+    /// Listening on an address other than loopback needs TLS ([`NodeBuilder::tls`](super::NodeBuilder::tls)).
     InsecureListen(SocketAddr),
     /// A worker needs an address to listen on.
     NoListenAddress,
@@ -117,6 +144,8 @@ pub enum StartError {
     Pool(ConfigError),
     /// Discovery could not start.
     Discovery(String),
+    /// The TLS settings could not be used.
+    Tls(io::Error),
 }
 
 impl fmt::Display for StartError {
@@ -125,12 +154,13 @@ impl fmt::Display for StartError {
             Self::Listen(e) => write!(f, "could not listen: {e}"),
             Self::InsecureListen(a) => write!(
                 f,
-                "refusing to listen on {a} without a cookie: set .cookie(..) or listen on loopback"
+                "refusing to listen on {a} without TLS: set .tls(..) (see the cluster example's certs command) or listen on loopback"
             ),
             Self::NoListenAddress => f.write_str("a worker node needs .listen(addr)"),
             Self::BadAddress(a) => write!(f, "not a socket address: {a:?}"),
             Self::Pool(e) => write!(f, "the node's pool: {e}"),
             Self::Discovery(e) => write!(f, "discovery: {e}"),
+            Self::Tls(e) => write!(f, "TLS settings: {e}"),
         }
     }
 }
@@ -138,7 +168,7 @@ impl fmt::Display for StartError {
 impl std::error::Error for StartError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Listen(e) => Some(e),
+            Self::Listen(e) | Self::Tls(e) => Some(e),
             Self::Pool(e) => Some(e),
             _ => None,
         }
@@ -183,6 +213,25 @@ impl std::error::Error for HostsError {
         match self {
             Self::Read { source, .. } => Some(source),
             Self::Malformed { .. } => None,
+        }
+    }
+}
+
+impl RemoteError {
+    /// The error a call to `node`'s handler `handler` ends with when the node answers `status`:
+    /// each gRPC code keeps its meaning.
+    pub(crate) fn from_status(status: &tonic::Status, node: &NodeId, handler: &str) -> Self {
+        use tonic::Code;
+        let msg = status.message().to_owned();
+        match status.code() {
+            Code::NotFound => Self::UnknownHandler(handler.to_owned()),
+            Code::InvalidArgument => Self::Decode(msg),
+            Code::Internal => Self::Remote(msg),
+            Code::DeadlineExceeded => Self::Timeout,
+            Code::OutOfRange => Self::TooLarge(msg),
+            Code::ResourceExhausted => Self::Busy(msg),
+            Code::Unauthenticated | Code::PermissionDenied => Self::Unauthenticated(msg),
+            _ => Self::NodeDown(node.clone()),
         }
     }
 }

@@ -4,7 +4,8 @@ use std::{collections::HashMap, fmt, future::Future, marker::PhantomData, pin::P
 
 use serde::{de::DeserializeOwned, Serialize};
 
-use super::wire::WireError;
+use tokio_util::sync::CancellationToken;
+
 use crate::Worker;
 
 /// A typed name for remote work, declared once in a crate both sides share.
@@ -62,7 +63,18 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// A registered handler with its types erased: bytes in, bytes out.
 pub(crate) type Erased =
-    Arc<dyn Fn(Vec<u8>) -> BoxFuture<Result<Vec<u8>, WireError>> + Send + Sync>;
+    Arc<dyn Fn(Vec<u8>) -> BoxFuture<Result<Vec<u8>, JobError>> + Send + Sync>;
+
+/// Why a job gave no result, as the node answers it.
+#[derive(Debug)]
+pub(crate) enum JobError {
+    /// The arguments did not decode as the handler's type.
+    Decode(String),
+    /// The result could not be encoded.
+    Failed(String),
+    /// The caller went away (or its deadline passed) before the job finished.
+    Cancelled,
+}
 
 pub(crate) fn erase<A, O, F, Fut>(f: F) -> Erased
 where
@@ -75,10 +87,10 @@ where
     Arc::new(move |bytes: Vec<u8>| {
         let f = Arc::clone(&f);
         Box::pin(async move {
-            let args: A = super::wire::decode_exact(&bytes).map_err(WireError::Decode)?;
+            let args: A = decode_exact(&bytes).map_err(JobError::Decode)?;
             let out = f(args).await;
             postcard::to_stdvec(&out)
-                .map_err(|e| WireError::Failed(format!("encoding the result: {e}")))
+                .map_err(|e| JobError::Failed(format!("encoding the result: {e}")))
         })
     })
 }
@@ -86,10 +98,27 @@ where
 /// The handlers a node serves, by name.
 pub(crate) type Registry = HashMap<&'static str, Erased>;
 
+/// Decodes a whole postcard value: bytes left over mean the two sides disagree on the type
+/// (postcard alone would stop where the type ends, reading a `String` as a `u64` as its
+/// length).
+pub(crate) fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let (value, rest) = postcard::take_from_bytes(bytes).map_err(|e| e.to_string())?;
+    if !rest.is_empty() {
+        return Err(format!(
+            "{} bytes left over: the two sides disagree on the type",
+            rest.len()
+        ));
+    }
+    Ok(value)
+}
+
 /// One remote call for the node's pool to run.
 pub(crate) struct Job {
     pub(crate) handler: Erased,
     pub(crate) args: Vec<u8>,
+    /// Fired when the caller goes away: a job that has not started never starts, and a
+    /// running handler's future is dropped.
+    pub(crate) cancel: CancellationToken,
 }
 
 /// The worker of a node's pool: runs whatever handler each job names.
@@ -97,9 +126,17 @@ pub(crate) struct HandlerWorker;
 
 impl Worker for HandlerWorker {
     type Msg = Job;
-    type Reply = Result<Vec<u8>, WireError>;
+    type Reply = Result<Vec<u8>, JobError>;
 
     async fn handle(&mut self, job: Job) -> Self::Reply {
-        (job.handler)(job.args).await
+        if job.cancel.is_cancelled() {
+            return Err(JobError::Cancelled);
+        }
+        let run = (job.handler)(job.args);
+        tokio::select! {
+            biased;
+            () = job.cancel.cancelled() => Err(JobError::Cancelled),
+            done = run => done,
+        }
     }
 }

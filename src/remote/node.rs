@@ -9,24 +9,32 @@ use std::{
     time::Duration,
 };
 
+use backon::BackoffBuilder;
 use futures_util::future::join_all;
 use parking_lot::Mutex;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tokio::{
     net::{TcpListener, ToSocketAddrs},
-    sync::watch,
+    sync::{watch, Semaphore},
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tonic_health::{server::HealthReporter, ServingStatus};
 
 use super::{
     discovery::{self, Discovery, DiscoveryEvent},
     handler::{self, HandlerWorker, Registry},
-    peer::{self, Link, RemoteNode, Welcome},
-    server,
-    wire::Transport,
-    ConnectError, Cookie, Handler, RemoteError, StartError,
+    link::{self, Link, RemoteNode},
+    listener::Bounds,
+    proto::croupier::v1 as pb,
+    service, ConnectError, Cookie, Handler, RemoteError, StartError, Tls,
 };
-use crate::{Balancer, Member, Policy, Pool};
+use crate::{
+    balancer::{Balancer, Wait},
+    error::DrainError,
+    member::Member,
+    policy::Policy,
+    pool::Pool,
+};
 
 /// What a node does in its cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -108,15 +116,26 @@ pub struct NodeInfo {
 /// Timeouts and limits; set through [`NodeBuilder`].
 #[derive(Debug, Clone)]
 pub(crate) struct NodeConfig {
-    pub(crate) max_frame: usize,
+    /// The largest invoke message (arguments or result), each way.
+    pub(crate) max_message: usize,
     pub(crate) handshake_timeout: Duration,
     pub(crate) call_timeout: Duration,
     /// Load reports go out at most this often...
     pub(crate) report_min: Duration,
-    /// ...and at least this often (the heartbeat; masters ping as often).
+    /// ...and at least this often (the heartbeat).
     pub(crate) report_max: Duration,
-    /// How long `shutdown` lets the pool finish its queued work.
+    /// How long `shutdown` lets the pool and the open calls finish.
     pub(crate) shutdown_grace: Duration,
+    /// Open connections a serving node accepts at once.
+    pub(crate) max_connections: usize,
+    /// Concurrent streams (calls) per connection.
+    pub(crate) max_streams: u32,
+    /// Calls in flight from this master to one node.
+    pub(crate) max_in_flight: usize,
+    /// HTTP/2 keepalive: a ping after this much idle time...
+    pub(crate) keepalive: Duration,
+    /// ...and the connection is dead if its answer takes longer than this.
+    pub(crate) keepalive_timeout: Duration,
 }
 
 /// Who this node is, as it says in its hello.
@@ -126,6 +145,7 @@ pub(crate) struct Local {
     pub(crate) mode: Mode,
     pub(crate) tags: Vec<String>,
     pub(crate) cookie: Option<Cookie>,
+    pub(crate) tls: Option<Tls>,
 }
 
 /// What a node's tasks share. Tasks hold this; the last [`Node`] handle stops them.
@@ -140,12 +160,23 @@ pub(crate) struct NodeShared {
     balancer: Balancer<RemoteNode>,
     /// Reconnecting tasks by address, to stop one when discovery removes it.
     keepers: Mutex<HashMap<SocketAddr, CancellationToken>>,
+    /// Stops the node: no new connections, streams end, the server shuts down gracefully.
     pub(crate) stop: CancellationToken,
+    /// Ends every connection at once: fired when the grace period is over.
+    kill: CancellationToken,
     pub(crate) tracker: TaskTracker,
     local_addr: Option<SocketAddr>,
     advertiser: Mutex<Option<mdns_sd::ServiceDaemon>>,
     /// Bumped on every change of the worker nodes' set, liveness or load.
     changes: Arc<watch::Sender<u64>>,
+    /// grpc.health.v1 statuses.
+    pub(crate) health: HealthReporter,
+    /// Calls this node's pool has answered (for the rate in ORCA reports).
+    pub(crate) completed: std::sync::atomic::AtomicU64,
+    /// The masters that said hello to this node, by name.
+    pub(crate) masters: Mutex<BTreeSet<String>>,
+    /// Whether this master wants its workers' logs.
+    logs_here: watch::Sender<bool>,
 }
 
 /// One process's place in a croupier cluster: a master, a worker, or both.
@@ -167,6 +198,10 @@ struct Handle {
 impl Drop for Handle {
     fn drop(&mut self) {
         self.shared.stop.cancel();
+        self.shared.kill.cancel();
+        if let Some(daemon) = self.shared.advertiser.lock().take() {
+            let _ = daemon.shutdown();
+        }
     }
 }
 
@@ -177,6 +212,7 @@ pub struct NodeBuilder {
     mode: Mode,
     listen: Option<String>,
     cookie: Option<Cookie>,
+    tls: Option<Tls>,
     tags: Vec<String>,
     registry: Registry,
     pool_size: usize,
@@ -185,6 +221,28 @@ pub struct NodeBuilder {
     advertise: bool,
     cfg: NodeConfig,
 }
+
+/// The mode as the protocol carries it.
+pub(crate) fn mode_to_wire(mode: Mode) -> i32 {
+    match mode {
+        Mode::Master => pb::Mode::Master as i32,
+        Mode::Worker => pb::Mode::Worker as i32,
+        Mode::Both => pb::Mode::Both as i32,
+    }
+}
+
+/// The mode the protocol carries, if it is one.
+pub(crate) fn mode_from_wire(mode: i32) -> Option<Mode> {
+    match pb::Mode::try_from(mode).ok()? {
+        pb::Mode::Master => Some(Mode::Master),
+        pb::Mode::Worker => Some(Mode::Worker),
+        pb::Mode::Both => Some(Mode::Both),
+        pb::Mode::Unspecified => None,
+    }
+}
+
+/// One result per run of a handler, grouped by node.
+pub type ByNode<O> = Vec<(NodeId, Vec<Result<O, RemoteError>>)>;
 
 impl Node {
     /// Starts configuring a node called `name` (unique in its cluster). By default it is a
@@ -195,6 +253,7 @@ impl Node {
             mode: Mode::Master,
             listen: None,
             cookie: None,
+            tls: None,
             tags: Vec::new(),
             registry: Registry::new(),
             pool_size: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -202,12 +261,17 @@ impl Node {
             discovery: None,
             advertise: false,
             cfg: NodeConfig {
-                max_frame: 16 << 20,
+                max_message: 4 << 20,
                 handshake_timeout: Duration::from_secs(5),
                 call_timeout: Duration::from_secs(30),
                 report_min: Duration::from_millis(100),
                 report_max: Duration::from_secs(1),
                 shutdown_grace: Duration::from_secs(5),
+                max_connections: 1024,
+                max_streams: 256,
+                max_in_flight: 1024,
+                keepalive: Duration::from_secs(10),
+                keepalive_timeout: Duration::from_secs(5),
             },
         }
     }
@@ -234,8 +298,12 @@ impl Node {
         &self.shared().balancer
     }
 
-    /// Connects to the worker node at `addr`, and keeps reconnecting (jittered backoff) if the
-    /// connection drops, until the node is removed or terminated.
+    /// Connects to the worker node at `addr`, and keeps reconnecting (jittered exponential
+    /// backoff) if the connection drops, until the node is removed or terminated.
+    ///
+    /// One connection per node name: while a node of the same name is connected from another
+    /// address, this one is refused ([`ConnectError::Rejected`]), so two processes of one name
+    /// never take turns.
     ///
     /// # Errors
     ///
@@ -252,20 +320,60 @@ impl Node {
             .map_err(ConnectError::NotConnected)?
             .next()
             .ok_or_else(|| ConnectError::NotConnected(std::io::ErrorKind::NotFound.into()))?;
-        let (transport, welcome) = peer::connect(addr, &shared.local, &shared.cfg).await?;
-        let link = shared.adopt(addr, &welcome, &[]);
-        let outbox = link.attach();
+        let (link, attached) = shared.establish(addr, &[]).await?;
         let info = RemoteNode {
             link: Arc::clone(&link),
         }
         .info();
-        shared.keep(addr, Vec::new(), Some((transport, link, outbox)));
+        if let Some(attached) = attached {
+            shared.keep(addr, Vec::new(), Some(attached));
+        }
         Ok(info)
+    }
+
+    /// Connects to the worker node at `addr` (OTP `pool:attach/1`); the same as
+    /// [`connect`](Node::connect).
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Node::connect).
+    pub async fn attach(&self, addr: impl ToSocketAddrs) -> Result<NodeInfo, ConnectError> {
+        self.connect(addr).await
     }
 
     /// The worker nodes connected and reporting now.
     pub fn workers(&self) -> Vec<NodeInfo> {
         self.shared().live().iter().map(RemoteNode::info).collect()
+    }
+
+    /// Every worker node this master knows, up or down, by name (OTP `pool:get_nodes/0`).
+    pub fn get_nodes(&self) -> Vec<NodeId> {
+        let mut ids: Vec<_> = self
+            .shared()
+            .peers
+            .lock()
+            .iter()
+            .map(|p| p.id().clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Whether worker node `node` is connected and reporting now.
+    #[must_use]
+    pub fn is_connected(&self, node: &NodeId) -> bool {
+        self.shared().find(node).is_some_and(|p| p.is_alive())
+    }
+
+    /// The masters that have said hello to this node, by name (Skitter's `master`). A
+    /// worker usually has one.
+    pub fn masters(&self) -> Vec<NodeId> {
+        self.shared()
+            .masters
+            .lock()
+            .iter()
+            .map(|n| NodeId::from(n.as_str()))
+            .collect()
     }
 
     /// The live worker nodes that carry `tag`.
@@ -292,11 +400,13 @@ impl Node {
     /// # Errors
     ///
     /// [`RemoteError::UnknownNode`], [`RemoteError::NodeDown`], [`RemoteError::Timeout`],
-    /// [`RemoteError::UnknownHandler`], [`RemoteError::Remote`], or an encoding error.
+    /// [`RemoteError::UnknownHandler`], [`RemoteError::Remote`], [`RemoteError::TooLarge`],
+    /// [`RemoteError::Busy`], or an encoding error.
     ///
     /// # Cancel safety
     ///
-    /// Dropping the future withdraws the call and asks the node to cancel it.
+    /// Dropping the future cancels the call on the node: a job still queued there never
+    /// starts, and a running handler's future is dropped.
     pub async fn call<A, O>(
         &self,
         node: &NodeId,
@@ -320,6 +430,10 @@ impl Node {
     /// # Errors
     ///
     /// [`RemoteError::NoNodes`] when no worker is live; otherwise as [`call`](Node::call).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`call`](Node::call).
     pub async fn call_least_loaded<A, O>(&self, h: Handler<A, O>, args: A) -> Result<O, RemoteError>
     where
         A: Serialize,
@@ -354,7 +468,7 @@ impl Node {
         let reply = peer
             .call_raw(h.name(), bytes, self.shared().cfg.call_timeout)
             .await?;
-        super::wire::decode_exact(&reply).map_err(RemoteError::Decode)
+        handler::decode_exact(&reply).map_err(RemoteError::Decode)
     }
 
     /// Runs `h` on each of `nodes` at once; one result per node, in order.
@@ -439,29 +553,103 @@ impl Node {
         join_all(calls).await
     }
 
+    /// Runs `h` `n` times on every live worker node, all at once (Skitter's
+    /// `on_all_workers` with a count); results grouped by node, in name order.
+    pub async fn n_times_on_all_workers<A, O>(&self, n: usize, h: Handler<A, O>, args: A) -> ByNode<O>
+    where
+        A: Serialize,
+        O: DeserializeOwned,
+    {
+        let mut live = self.shared().live();
+        live.sort_by(|a, b| a.id().cmp(b.id()));
+        self.runs_on(&live, |_| n, h, &args).await
+    }
+
+    /// Runs `h` once per pool worker of every live worker node, all at once (Skitter's "on
+    /// every core of every worker"); results grouped by node, in name order. The calls of one
+    /// node arrive together, so its least-loaded pool deals them one per worker.
+    pub async fn on_all_worker_cores<A, O>(&self, h: Handler<A, O>, args: A) -> ByNode<O>
+    where
+        A: Serialize,
+        O: DeserializeOwned,
+    {
+        let mut live = self.shared().live();
+        live.sort_by(|a, b| a.id().cmp(b.id()));
+        self.runs_on(&live, |p| p.link.pool_size as usize, h, &args)
+            .await
+    }
+
+    /// Runs `h` once per pool worker of every live worker node tagged `tag`, all at once.
+    pub async fn on_tagged_worker_cores<A, O>(
+        &self,
+        tag: &str,
+        h: Handler<A, O>,
+        args: A,
+    ) -> ByNode<O>
+    where
+        A: Serialize,
+        O: DeserializeOwned,
+    {
+        let mut live: Vec<_> = self
+            .shared()
+            .live()
+            .into_iter()
+            .filter(|p| p.link.tags.iter().any(|t| t == tag))
+            .collect();
+        live.sort_by(|a, b| a.id().cmp(b.id()));
+        self.runs_on(&live, |p| p.link.pool_size as usize, h, &args)
+            .await
+    }
+
+    async fn runs_on<A, O>(
+        &self,
+        peers: &[RemoteNode],
+        times: impl Fn(&RemoteNode) -> usize,
+        h: Handler<A, O>,
+        args: &A,
+    ) -> ByNode<O>
+    where
+        A: Serialize,
+        O: DeserializeOwned,
+    {
+        let per_node = peers.iter().map(|peer| {
+            let runs = (0..times(peer)).map(move |_| self.call_on(peer, h, args));
+            async move { (peer.id().clone(), join_all(runs).await) }
+        });
+        join_all(per_node).await
+    }
+
     /// Asks worker node `node` to stop serving and end (its [`terminated`](Node::terminated)
-    /// resolves), and forgets it.
+    /// resolves), and forgets it. The request goes out in the background.
     ///
     /// # Errors
     ///
-    /// [`RemoteError::UnknownNode`], or [`RemoteError::NodeDown`] if it could not be told.
+    /// [`RemoteError::UnknownNode`], or [`RemoteError::NodeDown`] if it is not connected
+    /// (it is forgotten all the same).
     pub fn terminate_worker(&self, node: &NodeId) -> Result<(), RemoteError> {
         let shared = self.shared();
         let peer = shared
             .find(node)
             .ok_or_else(|| RemoteError::UnknownNode(node.clone()))?;
-        let told = peer.terminate();
+        let told = peer.terminate(&shared.tracker, shared.cfg.handshake_timeout);
         shared.forget(&peer);
         told
     }
 
     /// Asks every known worker node to end; returns how many were told.
     pub fn terminate_all_workers(&self) -> usize {
-        let peers = self.shared().peers.lock().clone();
-        peers
+        self.get_nodes()
             .iter()
-            .filter(|p| self.terminate_worker(p.id()).is_ok())
+            .filter(|id| self.terminate_worker(id).is_ok())
             .count()
+    }
+
+    /// Streams the log events of every worker node, connected now or later, into this
+    /// process's `tracing` (SimpleLocalnet's `redirectLogsHere`): each arrives as an event with
+    /// target [`WORKER_LOG_TARGET`](super::WORKER_LOG_TARGET), its level, and the worker's name
+    /// in the field `node`. Workers capture their events with [`LogLayer`](super::LogLayer).
+    pub fn redirect_logs_here(&self) {
+        self.shared().logs_here.send_replace(true);
     }
 
     /// Waits until something changes among this master's worker nodes: one is added,
@@ -499,48 +687,150 @@ impl Node {
         self.shared().stop.cancelled().await;
     }
 
-    /// Stops the node: closes its connections, stops its pool (letting queued work finish
-    /// for up to the [grace period](NodeBuilder::shutdown_grace); what is left then is
-    /// abandoned), and waits for its tasks.
+    /// Pauses this worker node's pool for maintenance, as [`Pool::apply_within`] does: no
+    /// new job is dealt, the node waits up to `idle_within` for the jobs under way, runs
+    /// `maintenance`, and resumes. Meanwhile its health (grpc.health.v1) reads NOT_SERVING and
+    /// its load reports say it drains, so masters leave it out of selection.
+    ///
+    /// A node that serves no pool has nothing to drain: it runs `maintenance` at once.
+    ///
+    /// # Errors
+    ///
+    /// [`DrainError`] as [`Pool::apply_within`]: jobs not done in time (maintenance not run),
+    /// a panic, or a nested call.
+    pub async fn apply_within<T, F, Fut>(
+        &self,
+        idle_within: Duration,
+        maintenance: F,
+    ) -> Result<T, DrainError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let shared = self.shared();
+        let Some(pool) = &shared.pool else {
+            return Ok(maintenance().await);
+        };
+        shared.set_health(ServingStatus::NotServing).await;
+        let done = pool
+            .apply_within(Wait::idle(idle_within), maintenance)
+            .await;
+        if !shared.stop.is_cancelled() {
+            shared.set_health(ServingStatus::Serving).await;
+        }
+        done
+    }
+
+    /// Stops the node: it stops accepting, reads NOT_SERVING, ends its streams, and lets its
+    /// pool and the calls under way finish for up to the
+    /// [grace period](NodeBuilder::shutdown_grace); then it cuts every connection left (a
+    /// peer that stopped reading included) and waits for its tasks. Always returns.
     pub async fn shutdown(&self) {
         let shared = self.shared();
         shared.stop.cancel();
+        shared.set_health(ServingStatus::NotServing).await;
         if let Some(daemon) = shared.advertiser.lock().take() {
             let _ = daemon.shutdown();
         }
         shared.tracker.close();
-        shared.tracker.wait().await;
-        if let Some(pool) = &shared.pool {
-            if tokio::time::timeout(shared.cfg.shutdown_grace, pool.shutdown())
-                .await
-                .is_err()
-            {
-                tracing::warn!(node = %shared.local.name, "croupier node's pool did not finish within the grace period");
+        let grace = shared.cfg.shutdown_grace;
+        let pool = async {
+            if let Some(pool) = &shared.pool {
+                pool.shutdown().await;
             }
+        };
+        let finished = tokio::time::timeout(
+            grace,
+            futures_util::future::join(pool, shared.tracker.wait()),
+        )
+        .await;
+        if finished.is_err() {
+            tracing::warn!(node = %shared.local.name, "croupier node did not finish within its grace period; cutting its connections");
+        }
+        shared.kill.cancel();
+        if tokio::time::timeout(grace, shared.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(node = %shared.local.name, "croupier node's tasks did not end after its connections were cut");
         }
     }
 }
 
+/// A connection whose link is marked up: its connection and load stream.
+type Attached = (
+    Arc<Link>,
+    Arc<link::Current>,
+    tonic::Streaming<super::proto::xds::data::orca::v3::OrcaLoadReport>,
+);
+
 impl NodeShared {
-    /// The link for the node that sent `w`, made if new (then the balancer refreshes).
-    /// Tags a discovery source gave (a hosts file's) are added to the node's own.
-    fn adopt(&self, addr: SocketAddr, w: &Welcome, extra_tags: &[String]) -> Arc<Link> {
-        let mut peers = self.peers.lock();
-        if let Some(p) = peers.iter().find(|p| p.id().as_str() == w.name) {
-            // It may have come back with another heartbeat.
-            p.link
-                .heartbeat_ms
-                .store(w.heartbeat_ms, std::sync::atomic::Ordering::Relaxed);
-            return Arc::clone(&p.link);
+    async fn set_health(&self, status: ServingStatus) {
+        self.health.set_service_status("", status).await;
+        self.health
+            .set_service_status(super::SERVICE_NAME, status)
+            .await;
+    }
+
+    /// Connects to `addr`, says hello, adopts the node it finds there (or refuses a second
+    /// connection for a name already up elsewhere), and opens its load stream. `None` for the
+    /// connection when the node was already up at that address.
+    async fn establish(
+        &self,
+        addr: SocketAddr,
+        extra_tags: &[String],
+    ) -> Result<(Arc<Link>, Option<Attached>), ConnectError> {
+        let hello = link::hello(addr, &self.local, &self.cfg).await?;
+        let link = self.adopt(addr, &hello.reply, extra_tags)?;
+        if link.is_up() {
+            return Ok((link, None));
         }
-        let link = Link::new(addr, w, extra_tags, Arc::clone(&self.changes));
+        let (reports, first) = link::open_reports(&hello.channel, &self.local, &self.cfg).await?;
+        let current = link.attach(hello.channel, &first);
+        Ok((Arc::clone(&link), Some((link, current, reports))))
+    }
+
+    /// The link for the node that said `hello`, made if new (then the balancer refreshes).
+    /// Tags a discovery source gave (a hosts file's) are added to the node's own.
+    fn adopt(
+        &self,
+        addr: SocketAddr,
+        hello: &pb::HelloReply,
+        extra_tags: &[String],
+    ) -> Result<Arc<Link>, ConnectError> {
+        let mut peers = self.peers.lock();
+        if let Some(p) = peers.iter().find(|p| p.id().as_str() == hello.name) {
+            let link = &p.link;
+            let at = link.addr();
+            if at != addr {
+                if link.is_up() {
+                    return Err(ConnectError::Rejected(format!(
+                        "a node named {:?} is already connected from {at}",
+                        hello.name
+                    )));
+                }
+                link.set_addr(addr);
+            }
+            // It may have come back with another report interval.
+            link.heartbeat_ms
+                .store(hello.heartbeat_ms, std::sync::atomic::Ordering::Relaxed);
+            return Ok(Arc::clone(link));
+        }
+        let link = Link::new(
+            addr,
+            hello,
+            extra_tags,
+            Arc::clone(&self.changes),
+            &self.local,
+            &self.cfg,
+        );
         peers.push(RemoteNode {
             link: Arc::clone(&link),
         });
         drop(peers);
         self.balancer.refresh();
         self.changes.send_modify(|v| *v = v.wrapping_add(1));
-        link
+        Ok(link)
     }
 
     fn find(&self, id: &NodeId) -> Option<RemoteNode> {
@@ -560,7 +850,7 @@ impl NodeShared {
     fn forget(&self, peer: &RemoteNode) {
         peer.link.gone.cancel();
         self.peers.lock().retain(|p| p != peer);
-        if let Some(k) = self.keepers.lock().remove(&peer.link.addr) {
+        if let Some(k) = self.keepers.lock().remove(&peer.link.addr()) {
             k.cancel();
         }
         self.balancer.refresh();
@@ -568,7 +858,9 @@ impl NodeShared {
     }
 
     /// Keeps a connection to `addr`: runs `first` if given, then reconnects with jittered
-    /// backoff whenever it drops, until the node is forgotten or this node stops.
+    /// exponential backoff whenever it drops, until the node is forgotten or this node stops.
+    /// The backoff starts over only after a connection that stayed up for a while, so a node
+    /// that accepts and drops at once is retried ever more slowly.
     fn keep(self: &Arc<Self>, addr: SocketAddr, tags: Vec<String>, first: Option<Attached>) {
         let token = self.stop.child_token();
         if let Some(old) = self.keepers.lock().insert(addr, token.clone()) {
@@ -577,39 +869,50 @@ impl NodeShared {
         let shared = Arc::clone(self);
         self.tracker.spawn(async move {
             let mut first = first;
-            let mut failures = 0_u32;
+            let mut delays = backoff();
+            let stable = shared.cfg.report_max.saturating_mul(3).max(Duration::from_secs(1));
             loop {
                 let attempt = match first.take() {
-                    Some(attached) => Ok(attached),
-                    None => peer::connect(addr, &shared.local, &shared.cfg)
-                        .await
-                        .map(|(transport, welcome)| {
-                            let link = shared.adopt(addr, &welcome, &tags);
-                            let outbox = link.attach();
-                            (transport, link, outbox)
-                        }),
+                    Some(attached) => Ok(Some(attached)),
+                    None => shared.establish(addr, &tags).await.map(|(_, a)| a),
                 };
                 match attempt {
-                    Ok((transport, link, outbox)) => {
-                        failures = 0;
-                        link.run(transport, outbox, &shared.cfg, &token).await;
-                        if link.gone.is_cancelled() {
+                    Ok(Some((link, current, reports))) => {
+                        let since = tokio::time::Instant::now();
+                        let logs = shared.follow_logs(&link, &current);
+                        let run = link.run(&current, reports, &token);
+                        futures_util::future::join(run, logs).await;
+                        if link.gone.is_cancelled() || token.is_cancelled() {
                             return;
+                        }
+                        if since.elapsed() >= stable {
+                            delays = backoff();
                         }
                         tracing::warn!(node = %link.id, %addr, "croupier node down; reconnecting");
                     }
+                    Ok(None) => {}
                     Err(e) => {
-                        failures = failures.saturating_add(1);
-                        tracing::debug!(%addr, error = %e, failures, "croupier could not connect; retrying");
+                        tracing::debug!(%addr, error = %e, "croupier could not connect; retrying");
                     }
                 }
-                let delay = backoff(failures);
+                let delay = delays.next().unwrap_or(Duration::from_secs(5));
                 tokio::select! {
                     () = token.cancelled() => return,
                     () = tokio::time::sleep(delay) => {}
                 }
             }
         });
+    }
+
+    /// Follows the node's log stream on `current` whenever this master wants workers' logs,
+    /// until the connection ends.
+    async fn follow_logs(&self, link: &Link, current: &link::Current) {
+        let mut wanted = self.logs_here.subscribe();
+        tokio::select! {
+            () = current.closed.cancelled() => return,
+            w = wanted.wait_for(|on| *on) => if w.is_err() { return },
+        }
+        link.follow_logs(current).await;
     }
 
     /// Follows a discovery's events: connects to added nodes, forgets removed ones.
@@ -632,7 +935,7 @@ impl NodeShared {
                             .peers
                             .lock()
                             .iter()
-                            .find(|p| p.link.addr == addr)
+                            .find(|p| p.link.addr() == addr)
                             .cloned();
                         match peer {
                             Some(peer) => shared.forget(&peer),
@@ -649,24 +952,16 @@ impl NodeShared {
     }
 }
 
-/// A connection whose link is marked up, with the queue of frames for it.
-type Attached = (
-    Transport,
-    Arc<Link>,
-    tokio::sync::mpsc::UnboundedReceiver<super::wire::Frame>,
-);
-
-/// 100 ms doubled per failure in a row, at most 5 s, jittered to 50–150 %.
-fn backoff(failures: u32) -> Duration {
-    let base = Duration::from_millis(100)
-        .saturating_mul(1 << failures.min(6))
-        .min(Duration::from_secs(5));
-    let mut r = [0_u8; 2];
-    let jitter = match getrandom::fill(&mut r) {
-        Ok(()) => f64::from(u16::from_le_bytes(r)) / f64::from(u16::MAX),
-        Err(_) => 0.5,
-    };
-    base.mul_f64(0.5 + jitter)
+/// Reconnection delays: 100 ms doubled per failure in a row, at most 5 s, with jitter, never
+/// ending.
+fn backoff() -> impl Iterator<Item = Duration> {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build()
 }
 
 impl NodeBuilder {
@@ -677,18 +972,26 @@ impl NodeBuilder {
     }
 
     /// Where the node listens, as `host:port` (port 0 picks a free one): required for a
-    /// worker. A master that listens answers handshakes with its mode, which connectors
-    /// refuse ([`ConnectError::ModeMismatch`]). Listening anywhere but loopback needs a
-    /// [`cookie`](NodeBuilder::cookie).
+    /// worker. A master that listens answers hellos with its mode, which connectors refuse
+    /// ([`ConnectError::ModeMismatch`]). Listening anywhere but loopback needs
+    /// [`tls`](NodeBuilder::tls).
     pub fn listen(mut self, addr: impl Into<String>) -> Self {
         self.listen = Some(addr.into());
         self
     }
 
-    /// The cluster's shared secret. Nodes prove they know it without sending it; a node with
-    /// a cookie and one without cannot connect.
+    /// The cluster's shared secret, sent with every request and compared in constant time; a
+    /// node with a cookie and one without cannot talk. Optional: over TLS, certificates
+    /// already authenticate both ends.
     pub fn cookie(mut self, cookie: impl Into<Cookie>) -> Self {
         self.cookie = Some(cookie.into());
+        self
+    }
+
+    /// TLS with mutual authentication, both when serving and when connecting: required to
+    /// listen on, or connect to, anything but loopback.
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -699,7 +1002,9 @@ impl NodeBuilder {
     }
 
     /// Registers `f` as handler `h`: masters may then call it by name. It runs on the node's
-    /// pool; a panic in it fails that one call with [`RemoteError::Remote`].
+    /// pool; a panic in it fails that one call with [`RemoteError::Remote`]. When the caller
+    /// goes away (its deadline passed, or it dropped the call), a job not yet started never
+    /// starts, and a running one's future is dropped at its next `.await`.
     pub fn handle<A, O, F, Fut>(mut self, h: Handler<A, O>, f: F) -> Self
     where
         A: DeserializeOwned + Send + 'static,
@@ -735,48 +1040,87 @@ impl NodeBuilder {
         self
     }
 
-    /// How long a call may wait for its reply; 30 s by default.
+    /// How long a call may take in all (its gRPC deadline); 30 s by default.
     pub fn call_timeout(mut self, d: Duration) -> Self {
         self.cfg.call_timeout = d;
         self
     }
 
-    /// How long [`Node::shutdown`] lets the pool finish queued work; 5 s by default.
+    /// How long [`Node::shutdown`] lets the pool and open calls finish; 5 s by default.
     pub fn shutdown_grace(mut self, d: Duration) -> Self {
         self.cfg.shutdown_grace = d;
         self
     }
 
-    /// How long a handshake may take; 5 s by default.
+    /// How long a connection may take to connect and say hello, and a peer's TLS handshake
+    /// and HTTP/2 preface may take; 5 s by default.
     pub fn handshake_timeout(mut self, d: Duration) -> Self {
         self.cfg.handshake_timeout = d;
         self
     }
 
-    /// The largest frame accepted; 16 MiB by default. A peer that sends a larger one is
-    /// disconnected.
-    pub fn max_frame(mut self, bytes: usize) -> Self {
-        self.cfg.max_frame = bytes;
+    /// The largest call message (arguments or result) accepted or sent; 4 MiB by default. A
+    /// larger one fails only its own call, with [`RemoteError::TooLarge`].
+    pub fn max_message(mut self, bytes: usize) -> Self {
+        self.cfg.max_message = bytes;
+        self
+    }
+
+    /// The old name of [`max_message`](NodeBuilder::max_message), from when calls travelled
+    /// in frames.
+    #[deprecated(note = "use max_message: calls are gRPC messages now")]
+    pub fn max_frame(self, bytes: usize) -> Self {
+        self.max_message(bytes)
+    }
+
+    /// How many connections a serving node holds open at once (1024 by default); more are
+    /// closed as they arrive. Connections that do not finish their TLS handshake and HTTP/2
+    /// preface within the [handshake timeout](NodeBuilder::handshake_timeout) are closed.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.cfg.max_connections = n;
+        self
+    }
+
+    /// How many calls may run at once on one connection (256 by default; HTTP/2's concurrent
+    /// streams), and from this master to one node (1024 by default; more wait within their
+    /// deadline).
+    pub fn max_in_flight(mut self, per_connection: u32, per_node: usize) -> Self {
+        self.cfg.max_streams = per_connection;
+        self.cfg.max_in_flight = per_node;
+        self
+    }
+
+    /// HTTP/2 keepalive: a ping after `interval` of silence, and the connection is dead when
+    /// its answer takes longer than `timeout`. 10 s and 5 s by default.
+    pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.cfg.keepalive = interval;
+        self.cfg.keepalive_timeout = timeout;
         self
     }
 
     /// Load reports go out when the load changes, at most every `min` and at least every
-    /// `max` (the heartbeat); a peer silent for `3 × max` is marked down. 100 ms and 1 s by
-    /// default.
+    /// `max` (the heartbeat); a master takes a node silent for `3 × max` out of selection.
+    /// 100 ms and 1 s by default.
     pub fn report_interval(mut self, min: Duration, max: Duration) -> Self {
         self.cfg.report_min = min;
         self.cfg.report_max = max.max(min);
         self
     }
 
-    /// Starts the node: its pool and listener if it serves, its discovery if it calls.
+    /// Starts the node: its pool and gRPC server if it serves, its discovery if it calls.
     ///
     /// # Errors
     ///
     /// A [`StartError`]: no or a bad listen address for a worker, a non-loopback address
-    /// without a cookie, a socket that cannot be bound, a pool that refuses its settings, or a
-    /// discovery that cannot start.
+    /// without TLS, TLS settings that cannot be used, a socket that cannot be bound, a pool
+    /// that refuses its settings, or a discovery that cannot start.
     pub async fn start(self) -> Result<Node, StartError> {
+        let acceptor = match &self.tls {
+            Some(tls) => Some(tokio_rustls::TlsAcceptor::from(
+                tls.server_config().map_err(StartError::Tls)?,
+            )),
+            None => None,
+        };
         let listener = match (self.mode.serves(), &self.listen) {
             (false, None) => None,
             (true, None) => return Err(StartError::NoListenAddress),
@@ -786,7 +1130,7 @@ impl NodeBuilder {
                     .map_err(|_| StartError::BadAddress(addr.clone()))?
                     .next()
                     .ok_or_else(|| StartError::BadAddress(addr.clone()))?;
-                if !parsed.ip().is_loopback() && self.cookie.is_none() {
+                if !parsed.ip().is_loopback() && self.tls.is_none() {
                     return Err(StartError::InsecureListen(parsed));
                 }
                 Some(
@@ -817,12 +1161,14 @@ impl NodeBuilder {
                 .expect("the default ratio and no max_load are valid")
         };
         let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+        let health = HealthReporter::new();
         let shared = Arc::new(NodeShared {
             local: Local {
                 name: self.name,
                 mode: self.mode,
                 tags: self.tags,
                 cookie: self.cookie,
+                tls: self.tls,
             },
             cfg: self.cfg,
             registry: self.registry,
@@ -831,15 +1177,33 @@ impl NodeBuilder {
             balancer,
             keepers: Mutex::new(HashMap::new()),
             stop: CancellationToken::new(),
+            kill: CancellationToken::new(),
             tracker: TaskTracker::new(),
             local_addr,
             advertiser: Mutex::new(None),
             changes: Arc::new(watch::channel(0).0),
+            health,
+            completed: std::sync::atomic::AtomicU64::new(0),
+            masters: Mutex::new(BTreeSet::new()),
+            logs_here: watch::channel(false).0,
         });
         if let Some(listener) = listener {
+            let serving = if shared.local.mode.serves() {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            shared.set_health(serving).await;
+            let bounds = Bounds {
+                connections: Arc::new(Semaphore::new(shared.cfg.max_connections)),
+                handshake: shared.cfg.handshake_timeout,
+                tls: acceptor,
+                stop: shared.stop.clone(),
+                kill: shared.kill.clone(),
+            };
             shared
                 .tracker
-                .spawn(server::accept(Arc::clone(&shared), listener));
+                .spawn(service::serve(Arc::clone(&shared), listener, bounds));
         }
         if let (true, Some(addr)) = (self.advertise, local_addr) {
             let daemon = discovery::advertise(&shared.local.name, addr, &shared.local.tags)
@@ -876,6 +1240,7 @@ impl fmt::Debug for NodeBuilder {
             .field("mode", &self.mode)
             .field("listen", &self.listen)
             .field("tags", &self.tags)
+            .field("tls", &self.tls.is_some())
             .field("handlers", &self.registry.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }

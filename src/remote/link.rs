@@ -1,0 +1,505 @@
+//! The calling side: remote worker nodes as [`Member`]s, their connections, and calls.
+
+use std::{
+    error::Error as _,
+    fmt,
+    hash::{Hash, Hasher},
+    io,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+        Arc,
+    },
+    time::Duration,
+};
+
+use arc_swap::ArcSwapOption;
+use parking_lot::Mutex;
+use tokio::sync::{watch, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tonic::{
+    transport::{Channel, Endpoint},
+    Code, Request, Status, Streaming,
+};
+
+use super::{
+    auth,
+    node::{mode_from_wire, mode_to_wire},
+    proto::{
+        croupier::v1::{croupier_client::CroupierClient, HelloReply, HelloRequest, InvokeRequest, LogsRequest, TerminateRequest},
+        xds::{
+            data::orca::v3::OrcaLoadReport,
+            service::orca::v3::{open_rca_service_client::OpenRcaServiceClient, OrcaLoadReportRequest},
+        },
+    },
+    service::metric,
+    ConnectError, Local, Mode, NodeConfig, NodeId, NodeInfo, RemoteError, VERSION,
+};
+use crate::member::Member;
+
+/// A worker node as a master sees it: a [`Member`] of the master's node balancer.
+///
+/// It is alive while connected, not draining, and its ORCA load reports keep coming (a node
+/// silent for three of the report intervals it announced is taken out of selection and
+/// reconnected, as gRFC A58 expires stale weights). Its [`load`](Member::load) is the last
+/// reported run queue plus the calls sent to it since, in thousandths of a job per pool
+/// worker. Two `RemoteNode`s are equal when they name the same node.
+#[derive(Clone)]
+pub struct RemoteNode {
+    pub(crate) link: Arc<Link>,
+}
+
+/// One remote node's state; kept across reconnections.
+pub(crate) struct Link {
+    pub(crate) id: NodeId,
+    addr: Mutex<SocketAddr>,
+    pub(crate) mode: Mode,
+    pub(crate) tags: Vec<String>,
+    pub(crate) pool_size: u32,
+    /// Connected and reporting. Relaxed: a liveness flag; calls go through `current`.
+    up: AtomicBool,
+    /// Its last report said it drains.
+    draining: AtomicBool,
+    /// Last reported load, in thousandths per pool worker.
+    reported: AtomicU64,
+    /// Calls sent since that report.
+    sent_since: AtomicU64,
+    /// The connection calls go on; empty while down.
+    current: ArcSwapOption<Current>,
+    /// Bounds the calls in flight to this node.
+    in_flight: Semaphore,
+    /// The report interval the node announced in its last hello, in ms: silence for three of
+    /// them takes it out of selection.
+    pub(crate) heartbeat_ms: AtomicU64,
+    /// Cancelled when the node is removed or terminated: stop reconnecting.
+    pub(crate) gone: CancellationToken,
+    /// Bumped when this node goes up or down or reports its load: what `Node::changed`
+    /// waits on.
+    changes: Arc<watch::Sender<u64>>,
+    cookie: Option<auth::Cookie>,
+    max_message: usize,
+}
+
+/// One connection to a node.
+pub(crate) struct Current {
+    pub(crate) channel: Channel,
+    /// Cancelled when the connection is given up: calls on it fail at once.
+    pub(crate) closed: CancellationToken,
+}
+
+impl Member for RemoteNode {
+    fn is_alive(&self) -> bool {
+        self.link.up.load(Relaxed) && !self.link.draining.load(Relaxed)
+    }
+
+    /// The last report plus the calls sent since; 0 while the node is down (it is never
+    /// dealt then, and a drain's idle wait must not wait for a node that cannot answer).
+    fn load(&self) -> usize {
+        let l = &self.link;
+        if !l.up.load(Relaxed) {
+            return 0;
+        }
+        let sent = l.sent_since.load(Relaxed) * 1000 / u64::from(l.pool_size.max(1));
+        usize::try_from(l.reported.load(Relaxed) + sent).unwrap_or(usize::MAX)
+    }
+}
+
+impl RemoteNode {
+    /// The node's id (its name).
+    #[must_use]
+    pub fn id(&self) -> &NodeId {
+        &self.link.id
+    }
+
+    /// What is known of the node now.
+    #[must_use]
+    pub fn info(&self) -> NodeInfo {
+        let l = &self.link;
+        NodeInfo {
+            id: l.id.clone(),
+            addr: l.addr(),
+            mode: l.mode,
+            tags: l.tags.clone(),
+            pool_size: l.pool_size,
+            load: self.load() as f64 / 1000.0,
+            alive: self.is_alive(),
+        }
+    }
+
+    /// Calls `handler` with encoded `args`, waiting at most `timeout` in all.
+    pub(crate) async fn call_raw(
+        &self,
+        handler: &str,
+        args: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, RemoteError> {
+        let link = &self.link;
+        let down = || RemoteError::NodeDown(link.id.clone());
+        let deadline = tokio::time::Instant::now() + timeout;
+        let Some(current) = link.current.load_full() else {
+            return Err(down());
+        };
+        let _permit = tokio::select! {
+            () = current.closed.cancelled() => return Err(down()),
+            p = tokio::time::timeout_at(deadline, link.in_flight.acquire()) => match p {
+                Ok(Ok(p)) => p,
+                Ok(Err(_)) => return Err(down()),
+                Err(_) => return Err(RemoteError::Timeout),
+            },
+        };
+        let mut client = CroupierClient::new(current.channel.clone())
+            .max_decoding_message_size(link.max_message)
+            .max_encoding_message_size(link.max_message);
+        let mut req = Request::new(InvokeRequest {
+            handler: handler.to_owned(),
+            args,
+        });
+        req.set_timeout(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        auth::present(link.cookie.as_ref(), &mut req);
+        link.sent_since.fetch_add(1, Relaxed);
+        // Dropping this future resets the stream: the node drops the job (see `invoke`).
+        tokio::select! {
+            () = current.closed.cancelled() => Err(down()),
+            r = tokio::time::timeout_at(deadline, client.invoke(req)) => match r {
+                Err(_) => Err(RemoteError::Timeout),
+                Ok(Ok(reply)) => Ok(reply.into_inner().result),
+                Ok(Err(status)) => Err(RemoteError::from_status(&status, &link.id, handler)),
+            },
+        }
+    }
+
+    /// Asks the node to stop serving and end (SimpleLocalnet's `terminateSlave`): the request
+    /// goes out on a task of `tracker`, and the node is marked gone.
+    pub(crate) fn terminate(
+        &self,
+        tracker: &tokio_util::task::TaskTracker,
+        timeout: Duration,
+    ) -> Result<(), RemoteError> {
+        let link = &self.link;
+        let current = link.current.load_full();
+        link.gone.cancel();
+        let Some(current) = current else {
+            return Err(RemoteError::NodeDown(link.id.clone()));
+        };
+        let mut req = Request::new(TerminateRequest {});
+        req.set_timeout(timeout);
+        auth::present(link.cookie.as_ref(), &mut req);
+        let id = link.id.clone();
+        tracker.spawn(async move {
+            let told = CroupierClient::new(current.channel.clone())
+                .terminate(req)
+                .await;
+            if let Err(status) = told {
+                tracing::warn!(node = %id, error = %status, "croupier could not terminate a node");
+            }
+        });
+        Ok(())
+    }
+}
+
+impl PartialEq for RemoteNode {
+    fn eq(&self, other: &Self) -> bool {
+        self.link.id == other.link.id
+    }
+}
+
+impl Eq for RemoteNode {}
+
+impl Hash for RemoteNode {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.link.id.hash(state);
+    }
+}
+
+impl fmt::Debug for RemoteNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteNode")
+            .field("id", &self.link.id)
+            .field("addr", &self.link.addr())
+            .field("alive", &self.is_alive())
+            .field("load", &self.load())
+            .finish()
+    }
+}
+
+/// A connection that said hello, before its load stream is open.
+pub(crate) struct Hello {
+    pub(crate) channel: Channel,
+    pub(crate) reply: HelloReply,
+}
+
+/// Connects to `addr` and says hello, within the handshake timeout.
+pub(crate) async fn hello(
+    addr: SocketAddr,
+    local: &Local,
+    cfg: &NodeConfig,
+) -> Result<Hello, ConnectError> {
+    if !addr.ip().is_loopback() && local.tls.is_none() {
+        return Err(ConnectError::Insecure(addr));
+    }
+    let attempt = async {
+        let scheme = if local.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+            .map_err(|e| ConnectError::NotConnected(io::Error::other(chain(&e))))?
+            .connect_timeout(cfg.handshake_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(cfg.keepalive)
+            .keep_alive_timeout(cfg.keepalive_timeout)
+            .keep_alive_while_idle(true)
+            .initial_stream_window_size(1 << 20)
+            .initial_connection_window_size(2 << 20);
+        if let Some(tls) = &local.tls {
+            endpoint = endpoint
+                .tls_config(tls.client_config(addr))
+                .map_err(|e| ConnectError::NotConnected(io::Error::other(chain(&e))))?;
+        }
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| ConnectError::NotConnected(io::Error::other(chain(&e))))?;
+        let mut req = Request::new(HelloRequest {
+            name: local.name.clone(),
+            mode: mode_to_wire(local.mode),
+            version: VERSION,
+        });
+        auth::present(local.cookie.as_ref(), &mut req);
+        let reply = CroupierClient::new(channel.clone())
+            .hello(req)
+            .await
+            .map_err(|s| refusal(&s))?
+            .into_inner();
+        if reply.version != VERSION {
+            return Err(ConnectError::Incompatible {
+                ours: VERSION,
+                theirs: reply.version,
+            });
+        }
+        let mode = mode_from_wire(reply.mode).ok_or(ConnectError::NotCroupier)?;
+        if !mode.serves() {
+            return Err(ConnectError::ModeMismatch);
+        }
+        if reply.name == local.name {
+            return Err(ConnectError::Rejected(format!(
+                "the node at {addr} has this node's own name, {:?}",
+                reply.name
+            )));
+        }
+        Ok(Hello { channel, reply })
+    };
+    tokio::time::timeout(cfg.handshake_timeout, attempt)
+        .await
+        .unwrap_or(Err(ConnectError::Timeout))
+}
+
+/// Opens the node's ORCA stream and reads its first report, within the handshake timeout.
+pub(crate) async fn open_reports(
+    channel: &Channel,
+    local: &Local,
+    cfg: &NodeConfig,
+) -> Result<(Streaming<OrcaLoadReport>, OrcaLoadReport), ConnectError> {
+    let attempt = async {
+        let mut req = Request::new(OrcaLoadReportRequest {
+            report_interval: prost_types::Duration::try_from(cfg.report_min).ok(),
+            request_cost_names: Vec::new(),
+        });
+        auth::present(local.cookie.as_ref(), &mut req);
+        let mut reports = OpenRcaServiceClient::new(channel.clone())
+            .stream_core_metrics(req)
+            .await
+            .map_err(|s| refusal(&s))?
+            .into_inner();
+        match reports.message().await {
+            Ok(Some(first)) => Ok((reports, first)),
+            Ok(None) => Err(ConnectError::NotCroupier),
+            Err(s) => Err(refusal(&s)),
+        }
+    };
+    tokio::time::timeout(cfg.handshake_timeout, attempt)
+        .await
+        .unwrap_or(Err(ConnectError::Timeout))
+}
+
+/// What a refused hello means.
+fn refusal(s: &Status) -> ConnectError {
+    match s.code() {
+        Code::Unauthenticated | Code::PermissionDenied => ConnectError::Unauthenticated,
+        Code::AlreadyExists | Code::FailedPrecondition => {
+            ConnectError::Rejected(s.message().to_owned())
+        }
+        Code::Unavailable => ConnectError::NotConnected(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            status_chain(s),
+        )),
+        _ => ConnectError::NotCroupier,
+    }
+}
+
+/// An error and its sources, as one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+fn status_chain(s: &Status) -> String {
+    match s.source() {
+        Some(inner) => format!("{}: {}", s.message(), chain(inner)),
+        None => s.message().to_owned(),
+    }
+}
+
+impl Link {
+    pub(crate) fn new(
+        addr: SocketAddr,
+        hello: &HelloReply,
+        extra_tags: &[String],
+        changes: Arc<watch::Sender<u64>>,
+        local: &Local,
+        cfg: &NodeConfig,
+    ) -> Arc<Self> {
+        let mut tags = hello.tags.clone();
+        for t in extra_tags {
+            if !tags.contains(t) {
+                tags.push(t.clone());
+            }
+        }
+        Arc::new(Self {
+            id: NodeId::from(hello.name.as_str()),
+            addr: Mutex::new(addr),
+            mode: mode_from_wire(hello.mode).unwrap_or(Mode::Worker),
+            tags,
+            pool_size: hello.pool_size,
+            up: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            reported: AtomicU64::new(0),
+            heartbeat_ms: AtomicU64::new(hello.heartbeat_ms),
+            sent_since: AtomicU64::new(0),
+            current: ArcSwapOption::empty(),
+            in_flight: Semaphore::new(cfg.max_in_flight),
+            gone: CancellationToken::new(),
+            changes,
+            cookie: local.cookie.clone(),
+            max_message: cfg.max_message,
+        })
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        *self.addr.lock()
+    }
+
+    pub(crate) fn set_addr(&self, addr: SocketAddr) {
+        *self.addr.lock() = addr;
+    }
+
+    pub(crate) fn is_up(&self) -> bool {
+        self.up.load(Relaxed)
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Applies a load report.
+    fn apply(&self, r: &OrcaLoadReport) {
+        let get = |k: &str| r.named_metrics.get(k).copied().unwrap_or(0.0);
+        let run_queue = get(metric::RUN_QUEUE).max(0.0);
+        let pool = get(metric::POOL_SIZE).max(1.0);
+        // Thousandths of a job per worker; f64 to u64 saturates.
+        self.reported
+            .store((run_queue * 1000.0 / pool) as u64, Relaxed);
+        self.draining.store(get(metric::DRAINING) > 0.0, Relaxed);
+        self.sent_since.store(0, Relaxed);
+    }
+
+    /// Marks the node up on a new connection whose first report is `first`: calls can be
+    /// sent at once.
+    pub(crate) fn attach(&self, channel: Channel, first: &OrcaLoadReport) -> Arc<Current> {
+        let current = Arc::new(Current {
+            channel,
+            closed: CancellationToken::new(),
+        });
+        self.apply(first);
+        self.current.store(Some(Arc::clone(&current)));
+        self.up.store(true, Relaxed);
+        self.changed();
+        current
+    }
+
+    /// Follows one connection's load reports until it closes, goes silent for three of the
+    /// node's report intervals, the node is removed, or `cancel` fires; then marks the node
+    /// down and fails the calls still on that connection.
+    pub(crate) async fn run(
+        &self,
+        current: &Current,
+        mut reports: Streaming<OrcaLoadReport>,
+        cancel: &CancellationToken,
+    ) {
+        let silence = silence_limit(self.heartbeat_ms.load(Relaxed));
+        loop {
+            let next = tokio::select! {
+                () = cancel.cancelled() => break,
+                () = self.gone.cancelled() => break,
+                next = tokio::time::timeout(silence, reports.message()) => next,
+            };
+            match next {
+                Err(_silent) => {
+                    tracing::warn!(node = %self.id, "croupier node's load reports stopped; taking it out of selection");
+                    break;
+                }
+                Ok(Ok(Some(report))) => {
+                    self.apply(&report);
+                    self.changed();
+                }
+                Ok(Ok(None)) => break,
+                Ok(Err(status)) => {
+                    tracing::warn!(node = %self.id, error = %status_chain(&status), "croupier node's connection failed");
+                    break;
+                }
+            }
+        }
+        self.up.store(false, Relaxed);
+        self.current.store(None);
+        current.closed.cancel();
+        self.changed();
+    }
+
+    /// Streams the node's log records into this process's `tracing` until the connection
+    /// closes.
+    pub(crate) async fn follow_logs(&self, current: &Current) {
+        let mut req = Request::new(LogsRequest {});
+        auth::present(self.cookie.as_ref(), &mut req);
+        let mut client = CroupierClient::new(current.channel.clone());
+        let mut stream = tokio::select! {
+            () = current.closed.cancelled() => return,
+            s = client.logs(req) => match s {
+                Ok(s) => s.into_inner(),
+                Err(status) => {
+                    tracing::warn!(node = %self.id, error = %status, "croupier node refused its log stream");
+                    return;
+                }
+            },
+        };
+        loop {
+            let next = tokio::select! {
+                () = current.closed.cancelled() => return,
+                next = stream.message() => next,
+            };
+            match next {
+                Ok(Some(record)) => super::logs::emit(self.id.as_str(), &record),
+                Ok(None) | Err(_) => return,
+            }
+        }
+    }
+}
+
+/// How long a node that announced a report interval of `heartbeat_ms` may stay silent before
+/// it is taken out of selection: three of its intervals, the announced one held between 1 ms
+/// and 10 minutes.
+pub(crate) fn silence_limit(heartbeat_ms: u64) -> Duration {
+    Duration::from_millis(heartbeat_ms.clamp(1, 600_000)) * 3
+}

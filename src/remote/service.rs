@@ -1,0 +1,321 @@
+//! The serving side: croupier's gRPC service, ORCA load reports and grpc.health.v1, on one
+//! bounded listener.
+
+use std::{
+    collections::HashMap,
+    pin::Pin,
+    sync::{atomic::Ordering::Relaxed, Arc},
+    time::Duration,
+};
+
+use futures_util::Stream;
+use tokio::{net::TcpListener, sync::broadcast, time::Instant};
+use tonic::{service::interceptor::InterceptedService, Request, Response, Status};
+
+use super::{
+    auth::Gate,
+    handler::{Job, JobError},
+    listener::{self, Bounds},
+    logs,
+    proto::{
+        croupier::v1::{
+            croupier_server::{Croupier, CroupierServer},
+            HelloReply, HelloRequest, InvokeReply, InvokeRequest, LogRecord, LogsRequest,
+            TerminateReply, TerminateRequest,
+        },
+        xds::{
+            data::orca::v3::OrcaLoadReport,
+            service::orca::v3::{
+                open_rca_service_server::{OpenRcaService, OpenRcaServiceServer},
+                OrcaLoadReportRequest,
+            },
+        },
+    },
+    NodeShared, VERSION,
+};
+use crate::{member::Member, pool::error::PoolCallError};
+
+/// Named metrics in croupier's ORCA reports.
+pub(crate) mod metric {
+    /// Jobs queued or running, over the whole pool.
+    pub(crate) const RUN_QUEUE: &str = "croupier.run_queue";
+    /// The pool's size.
+    pub(crate) const POOL_SIZE: &str = "croupier.pool_size";
+    /// 1 while the pool drains (it takes no work), else 0.
+    pub(crate) const DRAINING: &str = "croupier.draining";
+}
+
+/// The services a node serves, from its shared state.
+struct Svc {
+    node: Arc<NodeShared>,
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Croupier for Svc {
+    async fn hello(&self, req: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
+        let node = &self.node;
+        let peer = req.extensions().get::<listener::ConnInfo>().cloned();
+        let hello = req.into_inner();
+        if let Some(peer) = peer {
+            tracing::debug!(master = %hello.name, remote = %peer.remote, tls = peer.tls, "croupier node said hello to a master");
+        }
+        if hello.name == node.local.name {
+            return Err(Status::already_exists(format!(
+                "a node named {:?} cannot connect to itself, or to another node of its name",
+                hello.name
+            )));
+        }
+        if hello.version == VERSION {
+            node.masters.lock().insert(hello.name.clone());
+        }
+        Ok(Response::new(HelloReply {
+            name: node.local.name.clone(),
+            mode: super::node::mode_to_wire(node.local.mode),
+            version: VERSION,
+            tags: node.local.tags.clone(),
+            pool_size: node.pool_size(),
+            heartbeat_ms: u64::try_from(node.cfg.report_max.as_millis()).unwrap_or(u64::MAX),
+        }))
+    }
+
+    async fn invoke(&self, req: Request<InvokeRequest>) -> Result<Response<InvokeReply>, Status> {
+        let node = &self.node;
+        let InvokeRequest { handler, args } = req.into_inner();
+        let Some(h) = node.registry.get(handler.as_str()).cloned() else {
+            return Err(Status::not_found(format!(
+                "no handler named {handler:?} is registered on node {}",
+                node.local.name
+            )));
+        };
+        let Some(pool) = &node.pool else {
+            return Err(Status::unimplemented("this node serves no pool"));
+        };
+        // Dropped with this future (the caller cancelled, or its deadline passed): the job
+        // does not start, or its handler's future is dropped.
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let _cancel_on_drop = cancel.clone().drop_guard();
+        let job = Job {
+            handler: h,
+            args,
+            cancel,
+        };
+        let answer = match pool.call(job).await {
+            Ok(Ok(result)) => Ok(Response::new(InvokeReply { result })),
+            Ok(Err(JobError::Decode(e))) => Err(Status::invalid_argument(e)),
+            Ok(Err(JobError::Failed(e))) => Err(Status::internal(e)),
+            Ok(Err(JobError::Cancelled)) => Err(Status::cancelled("the call was cancelled")),
+            Err(PoolCallError::WorkerDied) => Err(Status::internal(format!(
+                "handler {handler:?} panicked (or its worker was stopped while running it)"
+            ))),
+            Err(e @ PoolCallError::Shutdown(_)) => Err(Status::unavailable(e.to_string())),
+            Err(e) => Err(Status::resource_exhausted(e.to_string())),
+        };
+        node.completed.fetch_add(1, Relaxed);
+        answer
+    }
+
+    async fn terminate(
+        &self,
+        _req: Request<TerminateRequest>,
+    ) -> Result<Response<TerminateReply>, Status> {
+        tracing::info!(node = %self.node.local.name, "croupier node terminated by a master");
+        let stop = self.node.stop.clone();
+        // After this reply is on its way: a graceful stop lets it finish.
+        tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            stop.cancel();
+        });
+        Ok(Response::new(TerminateReply {}))
+    }
+
+    type LogsStream = BoxStream<LogRecord>;
+
+    async fn logs(&self, _req: Request<LogsRequest>) -> Result<Response<Self::LogsStream>, Status> {
+        let rx = logs::records().subscribe();
+        let stop = self.node.stop.clone();
+        let stream = futures_util::stream::unfold((rx, stop), |(mut rx, stop)| async move {
+            loop {
+                let next = tokio::select! {
+                    () = stop.cancelled() => return None,
+                    next = rx.recv() => next,
+                };
+                match next {
+                    Ok(r) => return Some((Ok(r), (rx, stop))),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        let lost = LogRecord {
+                            level: "WARN".into(),
+                            target: "croupier::remote".into(),
+                            message: format!("{n} log records were dropped: the master read too slowly"),
+                            unix_micros: 0,
+                        };
+                        return Some((Ok(lost), (rx, stop)));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+#[tonic::async_trait]
+impl OpenRcaService for Svc {
+    type StreamCoreMetricsStream = BoxStream<OrcaLoadReport>;
+
+    /// Reports when the load changes, at most every `report_min` (or the interval the client
+    /// asked for, if longer, up to `report_max`), and at least every `report_max`.
+    async fn stream_core_metrics(
+        &self,
+        req: Request<OrcaLoadReportRequest>,
+    ) -> Result<Response<Self::StreamCoreMetricsStream>, Status> {
+        let node = Arc::clone(&self.node);
+        let asked = req
+            .into_inner()
+            .report_interval
+            .and_then(|d| Duration::try_from(d).ok())
+            .unwrap_or_default();
+        let min = asked.clamp(node.cfg.report_min, node.cfg.report_max);
+        let max = node.cfg.report_max;
+        let mut tick = tokio::time::interval(min);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let state = Reporter {
+            node,
+            tick,
+            max,
+            last: None,
+        };
+        let stream = futures_util::stream::unfold(state, |mut st| async move {
+            loop {
+                tokio::select! {
+                    () = st.node.stop.cancelled() => return None,
+                    _ = st.tick.tick() => {}
+                }
+                let now = Instant::now();
+                let load = st.node.load();
+                let due = match &st.last {
+                    None => true,
+                    Some((at, last, _)) => *last != load || now - *at >= st.max,
+                };
+                if due {
+                    let completed = st.node.completed.load(Relaxed);
+                    let report = st.node.report(load, completed, st.last.as_ref(), now);
+                    st.last = Some((now, load, completed));
+                    return Some((Ok(report), st));
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// One ORCA stream's state.
+struct Reporter {
+    node: Arc<NodeShared>,
+    tick: tokio::time::Interval,
+    max: Duration,
+    /// When the last report went, the load it carried, and the calls completed by then.
+    last: Option<(Instant, Load, u64)>,
+}
+
+/// What a report carries of the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Load {
+    pub(crate) run_queue: u64,
+    pub(crate) pool_size: u32,
+    pub(crate) draining: bool,
+}
+
+impl NodeShared {
+    /// The pool's run queue (jobs queued or running), its size, and whether it drains.
+    pub(crate) fn load(&self) -> Load {
+        let Some(pool) = &self.pool else {
+            return Load {
+                run_queue: 0,
+                pool_size: 0,
+                draining: false,
+            };
+        };
+        let run_queue: usize = pool.balancer().members().iter().map(Member::load).sum();
+        Load {
+            run_queue: run_queue as u64,
+            pool_size: self.pool_size(),
+            draining: pool.balancer().is_draining(),
+        }
+    }
+
+    pub(crate) fn pool_size(&self) -> u32 {
+        self.pool.as_ref().map_or(0, |p| {
+            u32::try_from(p.supervisor().size()).unwrap_or(u32::MAX)
+        })
+    }
+
+    /// An ORCA report of `load`: the run queue and pool size as named metrics, the queue per
+    /// worker (at most 1) as application utilisation, and the calls completed per second since
+    /// the last report (for gRFC A58's weighted round robin).
+    fn report(
+        &self,
+        load: Load,
+        completed: u64,
+        last: Option<&(Instant, Load, u64)>,
+        now: Instant,
+    ) -> OrcaLoadReport {
+        let per_worker = load.run_queue as f64 / f64::from(load.pool_size.max(1));
+        let rps = last.map_or(0.0, |(at, _, before)| {
+            let secs = (now - *at).as_secs_f64();
+            if secs > 0.0 {
+                completed.saturating_sub(*before) as f64 / secs
+            } else {
+                0.0
+            }
+        });
+        OrcaLoadReport {
+            application_utilization: per_worker.min(1.0),
+            rps_fractional: rps,
+            named_metrics: HashMap::from([
+                (metric::RUN_QUEUE.to_owned(), load.run_queue as f64),
+                (metric::POOL_SIZE.to_owned(), f64::from(load.pool_size)),
+                (metric::DRAINING.to_owned(), f64::from(u8::from(load.draining))),
+            ]),
+            ..OrcaLoadReport::default()
+        }
+    }
+}
+
+/// Serves until the node stops; then ends gracefully within the grace period, and cuts
+/// every connection left after it.
+pub(crate) async fn serve(node: Arc<NodeShared>, listener: TcpListener, bounds: Bounds) {
+    let incoming = listener::incoming(listener, bounds.clone(), &node.tracker);
+    let cfg = &node.cfg;
+    let gate = Gate {
+        cookie: node.local.cookie.clone(),
+    };
+    let croupier = CroupierServer::new(Svc {
+        node: Arc::clone(&node),
+    })
+    .max_decoding_message_size(cfg.max_message)
+    .max_encoding_message_size(cfg.max_message);
+    let orca = OpenRcaServiceServer::new(Svc {
+        node: Arc::clone(&node),
+    });
+    let health = tonic_health::pb::health_server::HealthServer::new(
+        tonic_health::server::HealthService::from_health_reporter(node.health.clone()),
+    );
+    let server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(cfg.keepalive))
+        .http2_keepalive_timeout(Some(cfg.keepalive_timeout))
+        .max_concurrent_streams(cfg.max_streams)
+        .concurrency_limit_per_connection(cfg.max_streams as usize)
+        .http2_max_header_list_size(16 << 10)
+        .http2_max_pending_accept_reset_streams(Some(64))
+        .initial_stream_window_size(1 << 20)
+        .initial_connection_window_size(2 << 20)
+        .add_service(health)
+        .add_service(InterceptedService::new(croupier, gate.clone()))
+        .add_service(InterceptedService::new(orca, gate))
+        .serve_with_incoming_shutdown(incoming, node.stop.clone().cancelled_owned());
+    if let Err(e) = server.await {
+        tracing::warn!(node = %node.local.name, error = %e, "croupier node's server failed");
+    }
+}
