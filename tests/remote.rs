@@ -170,15 +170,7 @@ async fn connect_errors_are_precise() {
     ));
 
     // A croupier of another protocol version.
-    let future = fake(|mut s| async move {
-        let mut preamble = b"CROUPIER".to_vec();
-        preamble.extend_from_slice(&99_u32.to_be_bytes());
-        let _ = s.write_all(&(preamble.len() as u32).to_be_bytes()).await;
-        let _ = s.write_all(&preamble).await;
-        let mut sink = [0; 64];
-        let _ = s.read(&mut sink).await;
-    })
-    .await;
+    let future = future_croupier(99).await;
     match within(m.connect(future)).await {
         Err(ConnectError::Incompatible { ours, theirs }) => {
             assert_eq!(theirs, 99);
@@ -242,36 +234,74 @@ where
     addr
 }
 
+/// A croupier.v1 server of the test's own that answers every hello with protocol `version`.
+async fn future_croupier(version: u32) -> SocketAddr {
+    use croupier::remote::proto::croupier::v1::{
+        croupier_server::{Croupier, CroupierServer},
+        HelloReply, HelloRequest, InvokeReply, InvokeRequest, LogRecord, LogsRequest,
+        TerminateReply, TerminateRequest,
+    };
+    use tonic::{Request, Response, Status};
+    struct Future(u32);
+    #[tonic::async_trait]
+    impl Croupier for Future {
+        async fn hello(&self, _: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
+            Ok(Response::new(HelloReply {
+                name: "from-the-future".into(),
+                mode: 2,
+                version: self.0,
+                ..HelloReply::default()
+            }))
+        }
+        async fn invoke(&self, _: Request<InvokeRequest>) -> Result<Response<InvokeReply>, Status> {
+            Err(Status::unimplemented("test"))
+        }
+        async fn terminate(
+            &self,
+            _: Request<TerminateRequest>,
+        ) -> Result<Response<TerminateReply>, Status> {
+            Err(Status::unimplemented("test"))
+        }
+        type LogsStream = futures_util::stream::Empty<Result<LogRecord, Status>>;
+        async fn logs(&self, _: Request<LogsRequest>) -> Result<Response<Self::LogsStream>, Status> {
+            Err(Status::unimplemented("test"))
+        }
+    }
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let incoming = futures_util::stream::unfold(l, |l| async move {
+        Some((l.accept().await.map(|(s, _)| s), l))
+    });
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(CroupierServer::new(Future(version)))
+            .serve_with_incoming(incoming),
+    );
+    addr
+}
+
 #[tokio::test]
 async fn oversized_and_garbage_frames_close_only_their_connection() {
-    let w = start(worker("w").max_frame(1024)).await;
+    let w = start(worker("w").handshake_timeout(Duration::from_millis(300))).await;
     let addr = w.local_addr().unwrap();
 
-    // A frame announced far over the limit.
-    let mut big = TcpStream::connect(addr).await.unwrap();
-    big.write_all(&(1_u32 << 30).to_be_bytes()).await.unwrap();
-    let mut buf = [0; 16];
-    assert_eq!(within(big.read(&mut buf)).await.unwrap(), 0, "closed");
-
-    // Garbage inside a well-formed length prefix.
+    // Garbage instead of the HTTP/2 preface: the node closes the connection.
     let mut junk = TcpStream::connect(addr).await.unwrap();
-    junk.write_all(&12_u32.to_be_bytes()).await.unwrap();
-    junk.write_all(b"\xff\xfe garbage!").await.unwrap();
+    junk.write_all(b"\xff\xfe garbage, not HTTP/2 at all.....").await.unwrap();
     let mut all = Vec::new();
-    let _ = within(junk.read_to_end(&mut all)).await;
-    assert!(all.len() < 64, "only a preamble at most came back");
+    let closed = within(junk.read_to_end(&mut all)).await;
+    assert!(
+        closed.is_ok() || closed.unwrap_err().kind() == std::io::ErrorKind::ConnectionReset,
+        "the node closed the garbage connection"
+    );
 
-    // Truncated: a length, then a few of its bytes, then the end of the stream. The node
-    // closes the connection instead of waiting for the rest.
+    // Truncated: a few bytes of the preface, then nothing: closed at the handshake timeout.
     let mut cut = TcpStream::connect(addr).await.unwrap();
-    cut.write_all(&100_u32.to_be_bytes()).await.unwrap();
-    cut.write_all(b"CROUP").await.unwrap();
-    cut.shutdown().await.unwrap();
+    cut.write_all(b"PRI * HTTP").await.unwrap();
     let mut all = Vec::new();
     within(cut.read_to_end(&mut all))
         .await
         .expect("the node closed the truncated connection");
-    assert!(all.len() < 64, "only a preamble at most came back");
 
     // The node still serves a proper master.
     let m = start(master()).await;
@@ -294,14 +324,16 @@ async fn insecure_listen_is_refused() {
         .await
         .unwrap_err();
     assert!(matches!(err, StartError::NoListenAddress));
-    // With a cookie it may listen anywhere.
-    let ok = Node::builder("w")
+    // A cookie is not enough: it would cross the network in the clear.
+    let err = Node::builder("w")
         .mode(Mode::Worker)
         .listen("0.0.0.0:0")
         .cookie("secret")
         .start()
-        .await;
-    assert!(ok.is_ok());
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StartError::InsecureListen(_)), "{err}");
+    assert!(err.to_string().contains(".tls("), "says what to do: {err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -163,6 +163,13 @@ impl RemoteNode {
             r = tokio::time::timeout_at(deadline, client.invoke(req)) => match r {
                 Err(_) => Err(RemoteError::Timeout),
                 Ok(Ok(reply)) => Ok(reply.into_inner().result),
+                // The node's side of the deadline (gRPC's `grpc-timeout`) may answer first.
+                Ok(Err(status))
+                    if matches!(status.code(), Code::Cancelled | Code::DeadlineExceeded)
+                        && tokio::time::Instant::now() >= deadline =>
+                {
+                    Err(RemoteError::Timeout)
+                }
                 Ok(Err(status)) => Err(RemoteError::from_status(&status, &link.id, handler)),
             },
         }
