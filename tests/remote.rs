@@ -263,15 +263,20 @@ async fn future_croupier(version: u32) -> SocketAddr {
             Err(Status::unimplemented("test"))
         }
         type LogsStream = futures_util::stream::Empty<Result<LogRecord, Status>>;
-        async fn logs(&self, _: Request<LogsRequest>) -> Result<Response<Self::LogsStream>, Status> {
+        async fn logs(
+            &self,
+            _: Request<LogsRequest>,
+        ) -> Result<Response<Self::LogsStream>, Status> {
             Err(Status::unimplemented("test"))
         }
     }
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    let incoming = futures_util::stream::unfold(l, |l| async move {
-        Some((l.accept().await.map(|(s, _)| s), l))
-    });
+    let incoming =
+        futures_util::stream::unfold(
+            l,
+            |l| async move { Some((l.accept().await.map(|(s, _)| s), l)) },
+        );
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(CroupierServer::new(Future(version)))
@@ -287,7 +292,9 @@ async fn oversized_and_garbage_frames_close_only_their_connection() {
 
     // Garbage instead of the HTTP/2 preface: the node closes the connection.
     let mut junk = TcpStream::connect(addr).await.unwrap();
-    junk.write_all(b"\xff\xfe garbage, not HTTP/2 at all.....").await.unwrap();
+    junk.write_all(b"\xff\xfe garbage, not HTTP/2 at all.....")
+        .await
+        .unwrap();
     let mut all = Vec::new();
     let closed = within(junk.read_to_end(&mut all)).await;
     assert!(

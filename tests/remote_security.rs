@@ -91,7 +91,10 @@ async fn peer_without_a_client_certificate_is_refused() {
         Ok(ch) => health(ch).await,
         Err(e) => Err(e),
     };
-    assert!(probe.is_err(), "answered a peer without a certificate: {probe:?}");
+    assert!(
+        probe.is_err(),
+        "answered a peer without a certificate: {probe:?}"
+    );
 
     // Shows a certificate, but from another authority.
     let rogue_ca = Authority::new("rogue");
@@ -104,7 +107,10 @@ async fn peer_without_a_client_certificate_is_refused() {
         Ok(ch) => health(ch).await,
         Err(e) => Err(e),
     };
-    assert!(probe.is_err(), "answered a certificate from another authority: {probe:?}");
+    assert!(
+        probe.is_err(),
+        "answered a certificate from another authority: {probe:?}"
+    );
     // A croupier master of the other authority fails the same way (it does not trust the
     // node's certificate either).
     let m = start(master().tls(rogue_ca.tls("rogue-master"))).await;
@@ -170,9 +176,7 @@ async fn wrong_cookie_is_refused() {
         ));
     }
     // A raw gRPC call without the cookie is refused before its body is read...
-    use croupier::remote::proto::croupier::v1::{
-        croupier_client::CroupierClient, InvokeRequest,
-    };
+    use croupier::remote::proto::croupier::v1::{croupier_client::CroupierClient, InvokeRequest};
     let ch = channel(addr, None).await.unwrap();
     let status = CroupierClient::new(ch.clone())
         .invoke(InvokeRequest {
@@ -384,7 +388,10 @@ async fn half_open_connections_do_not_block_a_real_peer() {
     }
     let m = start(master()).await;
     within(m.connect(addr)).await.unwrap();
-    assert_eq!(within(m.call_least_loaded(WHO, ())).await.unwrap(), "besieged");
+    assert_eq!(
+        within(m.call_least_loaded(WHO, ())).await.unwrap(),
+        "besieged"
+    );
     // The node closes each of them once the handshake timeout passes (after its own
     // HTTP/2 settings, which it sends first).
     for mut s in idle {
@@ -410,7 +417,12 @@ async fn half_open_connections_do_not_block_a_real_peer() {
         let _closed = within(s.read_to_end(&mut sink)).await;
     }
     within(m.connect(addr)).await.unwrap();
-    assert_eq!(within(m.call(&NodeId::from("capped"), WHO, ())).await.unwrap(), "capped");
+    assert_eq!(
+        within(m.call(&NodeId::from("capped"), WHO, ()))
+            .await
+            .unwrap(),
+        "capped"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -419,7 +431,9 @@ async fn second_connection_for_a_name_does_not_flap() {
     let first = start(worker("twin")).await;
     let second = start(worker("twin")).await;
     let m = start(master()).await;
-    within(m.connect(first.local_addr().unwrap())).await.unwrap();
+    within(m.connect(first.local_addr().unwrap()))
+        .await
+        .unwrap();
     assert!(matches!(
         within(m.connect(second.local_addr().unwrap())).await,
         Err(ConnectError::Rejected(_))
@@ -436,7 +450,9 @@ async fn second_connection_for_a_name_does_not_flap() {
     first.shutdown().await;
     drop(first);
     until(&m, |m| m.workers().is_empty()).await;
-    within(m.connect(second.local_addr().unwrap())).await.unwrap();
+    within(m.connect(second.local_addr().unwrap()))
+        .await
+        .unwrap();
     let workers = m.workers();
     assert_eq!(workers.len(), 1);
     assert_eq!(workers[0].addr, second.local_addr().unwrap());

@@ -245,8 +245,9 @@ impl Discovery for Mdns {
 }
 
 /// What a [`Dns`] discovery resolves its name with.
-pub type Resolve =
-    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send>> + Send + Sync>;
+pub type Resolve = Arc<
+    dyn Fn() -> Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send>> + Send + Sync,
+>;
 
 /// Worker nodes behind a DNS name, re-resolved periodically: every address the name
 /// resolves to is a node; an address that stops resolving is removed. This is how a

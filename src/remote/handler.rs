@@ -62,8 +62,7 @@ impl<A, O> fmt::Debug for Handler<A, O> {
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// A registered handler with its types erased: bytes in, bytes out.
-pub(crate) type Erased =
-    Arc<dyn Fn(Vec<u8>) -> BoxFuture<Result<Vec<u8>, JobError>> + Send + Sync>;
+pub(crate) type Erased = Arc<dyn Fn(Vec<u8>) -> BoxFuture<Result<Vec<u8>, JobError>> + Send + Sync>;
 
 /// Why a job gave no result, as the node answers it.
 #[derive(Debug)]

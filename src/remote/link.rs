@@ -26,10 +26,15 @@ use super::{
     auth,
     node::{mode_from_wire, mode_to_wire},
     proto::{
-        croupier::v1::{croupier_client::CroupierClient, HelloReply, HelloRequest, InvokeRequest, LogsRequest, TerminateRequest},
+        croupier::v1::{
+            croupier_client::CroupierClient, HelloReply, HelloRequest, InvokeRequest, LogsRequest,
+            TerminateRequest,
+        },
         xds::{
             data::orca::v3::OrcaLoadReport,
-            service::orca::v3::{open_rca_service_client::OpenRcaServiceClient, OrcaLoadReportRequest},
+            service::orca::v3::{
+                open_rca_service_client::OpenRcaServiceClient, OrcaLoadReportRequest,
+            },
         },
     },
     service::metric,
@@ -475,22 +480,26 @@ impl Link {
         self.changed();
     }
 
-    /// Streams the node's log records into this process's `tracing` until the connection
-    /// closes.
-    pub(crate) async fn follow_logs(&self, current: &Current) {
+    /// Opens the node's log stream on `channel`: once this returns, the node is sending.
+    pub(crate) async fn open_logs(
+        &self,
+        channel: &Channel,
+    ) -> Result<Streaming<super::proto::croupier::v1::LogRecord>, Status> {
         let mut req = Request::new(LogsRequest {});
         auth::present(self.cookie.as_ref(), &mut req);
-        let mut client = CroupierClient::new(current.channel.clone());
-        let mut stream = tokio::select! {
-            () = current.closed.cancelled() => return,
-            s = client.logs(req) => match s {
-                Ok(s) => s.into_inner(),
-                Err(status) => {
-                    tracing::warn!(node = %self.id, error = %status, "croupier node refused its log stream");
-                    return;
-                }
-            },
-        };
+        Ok(CroupierClient::new(channel.clone())
+            .logs(req)
+            .await?
+            .into_inner())
+    }
+
+    /// Streams the node's log records into this process's `tracing` until the connection
+    /// closes.
+    pub(crate) async fn follow_logs(
+        &self,
+        current: &Current,
+        mut stream: Streaming<super::proto::croupier::v1::LogRecord>,
+    ) {
         loop {
             let next = tokio::select! {
                 () = current.closed.cancelled() => return,

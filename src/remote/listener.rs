@@ -136,9 +136,10 @@ pub(crate) fn incoming(
             });
         }
     });
-    futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|c| (Ok(c), rx))
-    })
+    futures_util::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|c| (Ok(c), rx)) },
+    )
 }
 
 impl Conn {

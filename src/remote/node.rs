@@ -555,7 +555,12 @@ impl Node {
 
     /// Runs `h` `n` times on every live worker node, all at once (Skitter's
     /// `on_all_workers` with a count); results grouped by node, in name order.
-    pub async fn n_times_on_all_workers<A, O>(&self, n: usize, h: Handler<A, O>, args: A) -> ByNode<O>
+    pub async fn n_times_on_all_workers<A, O>(
+        &self,
+        n: usize,
+        h: Handler<A, O>,
+        args: A,
+    ) -> ByNode<O>
     where
         A: Serialize,
         O: DeserializeOwned,
@@ -648,6 +653,11 @@ impl Node {
     /// process's `tracing` (SimpleLocalnet's `redirectLogsHere`): each arrives as an event with
     /// target [`WORKER_LOG_TARGET`](super::WORKER_LOG_TARGET), its level, and the worker's name
     /// in the field `node`. Workers capture their events with [`LogLayer`](super::LogLayer).
+    ///
+    /// For a node connected after this call, the stream is open by the time
+    /// [`connect`](Node::connect) returns: nothing it logs from then on is missed (up to the
+    /// bounded buffer; see [`LogLayer`](super::LogLayer)). Nodes already connected open theirs
+    /// in the background.
     pub fn redirect_logs_here(&self) {
         self.shared().logs_here.send_replace(true);
     }
@@ -757,11 +767,13 @@ impl Node {
     }
 }
 
-/// A connection whose link is marked up: its connection and load stream.
+/// A connection whose link is marked up: its connection, load stream, and log stream if this
+/// master wants its workers' logs.
 type Attached = (
     Arc<Link>,
     Arc<link::Current>,
     tonic::Streaming<super::proto::xds::data::orca::v3::OrcaLoadReport>,
+    Option<tonic::Streaming<pb::LogRecord>>,
 );
 
 impl NodeShared {
@@ -786,8 +798,18 @@ impl NodeShared {
             return Ok((link, None));
         }
         let (reports, first) = link::open_reports(&hello.channel, &self.local, &self.cfg).await?;
+        // Open before the node counts as connected, so that its logs flow from then on.
+        let wanted = *self.logs_here.borrow();
+        let logs = match wanted {
+            false => None,
+            true => Some(
+                link.open_logs(&hello.channel)
+                    .await
+                    .map_err(|s| ConnectError::Rejected(format!("the log stream: {s}")))?,
+            ),
+        };
         let current = link.attach(hello.channel, &first);
-        Ok((Arc::clone(&link), Some((link, current, reports))))
+        Ok((Arc::clone(&link), Some((link, current, reports, logs))))
     }
 
     /// The link for the node that said `hello`, made if new (then the balancer refreshes).
@@ -870,16 +892,20 @@ impl NodeShared {
         self.tracker.spawn(async move {
             let mut first = first;
             let mut delays = backoff();
-            let stable = shared.cfg.report_max.saturating_mul(3).max(Duration::from_secs(1));
+            let stable = shared
+                .cfg
+                .report_max
+                .saturating_mul(3)
+                .max(Duration::from_secs(1));
             loop {
                 let attempt = match first.take() {
                     Some(attached) => Ok(Some(attached)),
                     None => shared.establish(addr, &tags).await.map(|(_, a)| a),
                 };
                 match attempt {
-                    Ok(Some((link, current, reports))) => {
+                    Ok(Some((link, current, reports, logs))) => {
                         let since = tokio::time::Instant::now();
-                        let logs = shared.follow_logs(&link, &current);
+                        let logs = shared.follow_logs(&link, &current, logs);
                         let run = link.run(&current, reports, &token);
                         futures_util::future::join(run, logs).await;
                         if link.gone.is_cancelled() || token.is_cancelled() {
@@ -904,15 +930,36 @@ impl NodeShared {
         });
     }
 
-    /// Follows the node's log stream on `current` whenever this master wants workers' logs,
-    /// until the connection ends.
-    async fn follow_logs(&self, link: &Link, current: &link::Current) {
-        let mut wanted = self.logs_here.subscribe();
-        tokio::select! {
-            () = current.closed.cancelled() => return,
-            w = wanted.wait_for(|on| *on) => if w.is_err() { return },
-        }
-        link.follow_logs(current).await;
+    /// Follows the node's log stream on `current` (`opened` already, or once this master
+    /// wants its workers' logs), until the connection ends.
+    async fn follow_logs(
+        &self,
+        link: &Link,
+        current: &link::Current,
+        opened: Option<tonic::Streaming<pb::LogRecord>>,
+    ) {
+        let stream = match opened {
+            Some(stream) => stream,
+            None => {
+                let mut wanted = self.logs_here.subscribe();
+                tokio::select! {
+                    () = current.closed.cancelled() => return,
+                    w = wanted.wait_for(|on| *on) => if w.is_err() { return },
+                }
+                let opened = tokio::select! {
+                    () = current.closed.cancelled() => return,
+                    s = link.open_logs(&current.channel) => s,
+                };
+                match opened {
+                    Ok(stream) => stream,
+                    Err(status) => {
+                        tracing::warn!(node = %link.id, error = %status, "croupier node refused its log stream");
+                        return;
+                    }
+                }
+            }
+        };
+        link.follow_logs(current, stream).await;
     }
 
     /// Follows a discovery's events: connects to added nodes, forgets removed ones.

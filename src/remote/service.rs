@@ -136,25 +136,21 @@ impl Croupier for Svc {
         let rx = logs::records().subscribe();
         let stop = self.node.stop.clone();
         let stream = futures_util::stream::unfold((rx, stop), |(mut rx, stop)| async move {
-            loop {
-                let next = tokio::select! {
-                    () = stop.cancelled() => return None,
-                    next = rx.recv() => next,
-                };
-                match next {
-                    Ok(r) => return Some((Ok(r), (rx, stop))),
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        let lost = LogRecord {
-                            level: "WARN".into(),
-                            target: "croupier::remote".into(),
-                            message: format!("{n} log records were dropped: the master read too slowly"),
-                            unix_micros: 0,
-                        };
-                        return Some((Ok(lost), (rx, stop)));
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                }
-            }
+            let next = tokio::select! {
+                () = stop.cancelled() => return None,
+                next = rx.recv() => next,
+            };
+            let record = match next {
+                Ok(r) => r,
+                Err(broadcast::error::RecvError::Lagged(n)) => LogRecord {
+                    level: "WARN".into(),
+                    target: "croupier::remote".into(),
+                    message: format!("{n} log records were dropped: the master read too slowly"),
+                    unix_micros: 0,
+                },
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            Some((Ok(record), (rx, stop)))
         });
         Ok(Response::new(Box::pin(stream)))
     }
@@ -276,7 +272,10 @@ impl NodeShared {
             named_metrics: HashMap::from([
                 (metric::RUN_QUEUE.to_owned(), load.run_queue as f64),
                 (metric::POOL_SIZE.to_owned(), f64::from(load.pool_size)),
-                (metric::DRAINING.to_owned(), f64::from(u8::from(load.draining))),
+                (
+                    metric::DRAINING.to_owned(),
+                    f64::from(u8::from(load.draining)),
+                ),
             ]),
             ..OrcaLoadReport::default()
         }
