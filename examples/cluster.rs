@@ -1,6 +1,6 @@
 //! A croupier cluster across processes, like Cloud Haskell's SimpleLocalnet: start workers,
 //! then a master that finds them in a hosts file, shows their loads, and spreads calls over
-//! them by least load.
+//! them by least load. Over gRPC; with `--tls DIR`, mutual TLS.
 //!
 //! ```sh
 //! cargo run --example cluster --features remote -- worker 127.0.0.1 7001
@@ -9,39 +9,113 @@
 //! cargo run --example cluster --features remote -- master 127.0.0.1 7000 --hosts hosts.txt
 //! ```
 //!
-//! Master options: `--calls N` (default 20000), `--terminate` (end the workers afterwards).
+//! With TLS (needed for any address but loopback): write a development authority and a node
+//! certificate, then pass the folder to every process.
+//!
+//! ```sh
+//! cargo run --example cluster --features remote -- certs dev-certs
+//! cargo run --example cluster --features remote -- worker 127.0.0.1 7001 --tls dev-certs
+//! cargo run --example cluster --features remote -- master 127.0.0.1 7000 --hosts hosts.txt --tls dev-certs
+//! ```
 
 use std::{
     collections::BTreeMap,
+    path::Path,
+    process::ExitCode,
     time::{Duration, Instant},
 };
 
-use croupier::remote::{Handler, HostsFile, Mode, Node, RemoteError};
+use croupier::remote::{Handler, HostsFile, Mode, Node, NodeBuilder, RemoteError, Tls};
 
 /// Spins for the given number of microseconds on the worker, then says which worker it was.
 const WORK: Handler<u64, String> = Handler::new("cluster.work");
 
-type Error = Box<dyn std::error::Error>;
+const USAGE: &str = "\
+usage: cluster worker HOST PORT [--tls DIR] [--cookie SECRET]
+       cluster master HOST PORT --hosts FILE [--calls N] [--terminate] [--tls DIR] [--cookie SECRET]
+       cluster certs DIR
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("worker") if args.len() >= 3 => worker(&args[1], &args[2]).await,
-        Some("master") if args.len() >= 3 => master(&args[1], &args[2], &args[3..]).await,
-        _ => {
-            eprintln!(
-                "usage: cluster worker HOST PORT\n       cluster master HOST PORT --hosts FILE [--calls N] [--terminate]"
-            );
-            std::process::exit(2);
+  worker     serve a pool of workers on HOST:PORT (port 0 picks a free one)
+  master     find the workers listed in FILE (one `host:port [tag,tag]` per line), spread
+             N calls (20000) over them by least load, and print the shares
+  certs      write a development certificate authority and a node certificate to DIR
+             (ca.pem, node.pem, node.key; valid for 127.0.0.1, ::1 and localhost)
+  --tls DIR  mutual TLS with the certificates in DIR (needed for any address but loopback)";
+
+/// An error for people: what went wrong, and what to do about it.
+struct Failure {
+    what: String,
+    hint: &'static str,
+}
+
+impl<E: std::fmt::Display> From<(E, &'static str)> for Failure {
+    fn from((e, hint): (E, &'static str)) -> Self {
+        Self {
+            what: e.to_string(),
+            hint,
         }
     }
 }
 
-async fn worker(host: &str, port: &str) -> Result<(), Error> {
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let run = match args.first().map(String::as_str) {
+        Some("worker") if args.len() >= 3 => worker(&args[1], &args[2], &args[3..]).await,
+        Some("master") if args.len() >= 3 => master(&args[1], &args[2], &args[3..]).await,
+        Some("certs") if args.len() == 2 => certs(Path::new(&args[1])),
+        _ => Err(Failure {
+            what: "missing or unknown command".into(),
+            hint: USAGE,
+        }),
+    };
+    match run {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {}\n{}", f.what, f.hint);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The options every command shares: `--tls DIR` and `--cookie SECRET`; the rest are left.
+fn security(mut b: NodeBuilder, opts: &[String]) -> Result<(NodeBuilder, Vec<String>), Failure> {
+    let mut rest = Vec::new();
+    let mut it = opts.iter();
+    while let Some(opt) = it.next() {
+        match opt.as_str() {
+            "--tls" => {
+                let dir = it
+                    .next()
+                    .ok_or(("--tls needs a folder", "e.g. --tls dev-certs"))?;
+                let tls = Tls::from_dir(dir).map_err(|e| {
+                    (
+                        e,
+                        "make one with: cargo run --example cluster --features remote -- certs DIR",
+                    )
+                })?;
+                b = b.tls(tls);
+            }
+            "--cookie" => {
+                let c = it
+                    .next()
+                    .ok_or(("--cookie needs a secret", "e.g. --cookie s3cret"))?;
+                b = b.cookie(c.as_str());
+            }
+            other => rest.push(other.to_owned()),
+        }
+    }
+    Ok((b, rest))
+}
+
+async fn worker(host: &str, port: &str, opts: &[String]) -> Result<(), Failure> {
     let name = format!("worker-{port}-{}", std::process::id());
     let me = name.clone();
-    let node = Node::builder(name.as_str())
+    let b = Node::builder(name.as_str())
         .mode(Mode::Worker)
         .listen(format!("{host}:{port}"))
         .handle(WORK, move |micros| {
@@ -53,9 +127,17 @@ async fn worker(host: &str, port: &str) -> Result<(), Error> {
                 }
                 me
             }
-        })
-        .start()
-        .await?;
+        });
+    let (b, rest) = security(b, opts)?;
+    if let Some(extra) = rest.first() {
+        return Err((format!("unknown option {extra:?}"), USAGE).into());
+    }
+    let node = b.start().await.map_err(|e| {
+        (
+            e,
+            "listen on 127.0.0.1, or pass --tls DIR (see `cluster certs DIR`) to listen elsewhere",
+        )
+    })?;
     // The line tests and scripts read to find the worker.
     println!(
         "{name} listening on {}",
@@ -67,27 +149,43 @@ async fn worker(host: &str, port: &str) -> Result<(), Error> {
     Ok(())
 }
 
-async fn master(host: &str, port: &str, opts: &[String]) -> Result<(), Error> {
+async fn master(host: &str, port: &str, opts: &[String]) -> Result<(), Failure> {
+    let b = Node::builder("master").mode(Mode::Master);
+    let (mut b, rest) = security(b, opts)?;
     let mut hosts = None;
     let mut calls = 20_000_usize;
     let mut terminate = false;
-    let mut it = opts.iter();
+    let mut it = rest.iter();
     while let Some(opt) = it.next() {
         match opt.as_str() {
             "--hosts" => hosts = it.next().cloned(),
-            "--calls" => calls = it.next().ok_or("--calls needs a number")?.parse()?,
+            "--calls" => {
+                calls = it
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .ok_or(("--calls needs a number", "e.g. --calls 5000"))?;
+            }
             "--terminate" => terminate = true,
-            other => return Err(format!("unknown option {other:?}").into()),
+            other => return Err((format!("unknown option {other:?}"), USAGE).into()),
         }
     }
-    let hosts = HostsFile::open(hosts.ok_or("the master needs --hosts FILE")?)?;
+    let hosts = hosts.ok_or(("the master needs --hosts FILE", USAGE))?;
+    let hosts = HostsFile::open(&hosts).map_err(|e| {
+        (
+            e,
+            "the hosts file lists one worker per line: `host:port [tag,tag]`, e.g. `127.0.0.1:7001 gpu`",
+        )
+    })?;
     let expected = hosts.entries().len();
-    let node = Node::builder("master")
-        .mode(Mode::Master)
-        .listen(format!("{host}:{port}"))
-        .discovery(hosts)
-        .start()
-        .await?;
+    if host != "-" {
+        b = b.listen(format!("{host}:{port}"));
+    }
+    let node = b.discovery(hosts).start().await.map_err(|e| {
+        (
+            e,
+            "listen on 127.0.0.1, or pass --tls DIR (see `cluster certs DIR`) to listen elsewhere",
+        )
+    })?;
 
     // Wait (at most 10 s) for every listed worker to connect.
     let found = tokio::time::timeout(Duration::from_secs(10), async {
@@ -98,7 +196,7 @@ async fn master(host: &str, port: &str, opts: &[String]) -> Result<(), Error> {
     .await;
     if found.is_err() {
         eprintln!(
-            "only {} of {expected} workers answered within 10 s",
+            "only {} of {expected} workers answered within 10 s (are they running, with the same --tls and --cookie?)",
             node.workers().len()
         );
     }
@@ -138,7 +236,7 @@ async fn master(host: &str, port: &str, opts: &[String]) -> Result<(), Error> {
     let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
     let mut failed = 0;
     for t in tasks {
-        let (counts, f) = t.await?;
+        let (counts, f) = t.await.map_err(|e| (e, "a caller task failed"))?;
         failed += f;
         for (k, v) in counts {
             *per_node.entry(k).or_default() += v;
@@ -161,5 +259,50 @@ async fn master(host: &str, port: &str, opts: &[String]) -> Result<(), Error> {
         println!("terminated {} workers", node.terminate_all_workers());
     }
     node.shutdown().await;
+    Ok(())
+}
+
+/// Writes a development authority and one node certificate (for every node: the cluster
+/// trusts the authority, and every node presents the same kind of certificate).
+fn certs(dir: &Path) -> Result<(), Failure> {
+    const HINT: &str = "give a folder you can write to, e.g. `cluster certs dev-certs`";
+    let fail = |e: rcgen::Error| Failure::from((e, HINT));
+    std::fs::create_dir_all(dir).map_err(|e| (e, HINT))?;
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "croupier development CA");
+    ca.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    let ca_key = rcgen::KeyPair::generate().map_err(fail)?;
+    let ca_cert = ca.self_signed(&ca_key).map_err(fail)?;
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let mut node = rcgen::CertificateParams::new(vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ])
+    .map_err(fail)?;
+    node.distinguished_name
+        .push(rcgen::DnType::CommonName, "croupier node");
+    node.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let node_key = rcgen::KeyPair::generate().map_err(fail)?;
+    let node_cert = node.signed_by(&node_key, &issuer).map_err(fail)?;
+    for (name, pem) in [
+        ("ca.pem", ca_cert.pem()),
+        ("node.pem", node_cert.pem()),
+        ("node.key", node_key.serialize_pem()),
+    ] {
+        std::fs::write(dir.join(name), pem).map_err(|e| (e, HINT))?;
+    }
+    println!(
+        "wrote {}/ca.pem, node.pem and node.key (for development only: the CA's key is not kept)",
+        dir.display()
+    );
     Ok(())
 }

@@ -1,22 +1,33 @@
 //! The remote layer (cargo feature `remote`): nodes in separate processes that select each
 //! other with a [`Balancer`](crate::Balancer) and run named handlers on each other's pools.
 //!
-//! It is OTP's `pool` and Cloud Haskell's SimpleLocalnet for croupier:
+//! It is OTP's `pool` and Cloud Haskell's SimpleLocalnet for croupier, on gRPC (tonic):
 //!
 //! - a [`Node`] runs in each process, as a [`Mode::Master`] (selects and calls), a
 //!   [`Mode::Worker`] (serves its local [`Pool`](crate::Pool) to the cluster), or both;
 //! - a master sees each worker node as a [`RemoteNode`], a [`Member`](crate::Member) whose
-//!   load is the node's last reported load plus the calls sent since: node selection is a
+//!   load is the node's last reported run queue plus the calls sent since: node selection is a
 //!   `Balancer<RemoteNode>`, with the same policies as everywhere else;
-//! - workers push their load when it changes, at most every 100 ms and at least every second
-//!   (the heartbeat); a node silent for three of those is marked down;
+//! - workers report their load on xDS ORCA's standard stream
+//!   (`xds.service.orca.v3.OpenRcaService/StreamCoreMetrics`): when it changes, at most every
+//!   100 ms and at least every second. A node silent for three of its intervals is taken out
+//!   of selection and reconnected, as gRFC A58 expires stale weights. Envoy and gRPC clients
+//!   in other languages read the same reports;
+//! - workers serve `grpc.health.v1` (SERVING, or NOT_SERVING while draining or stopping) to
+//!   any probe: it needs no cookie and reveals nothing but the status;
 //! - remote work is done by named, typed [`Handler`]s registered at start, because closures
-//!   cannot travel between processes;
-//! - the transport is TCP, length-delimited frames (16 MiB at most by default) and postcard;
-//!   nodes authenticate each other with a shared [`Cookie`] that is never sent (mutual
-//!   HMAC-SHA256 challenge-response);
+//!   cannot travel between processes; arguments and results are postcard inside croupier's
+//!   own `croupier.v1` service (see [`proto`]);
+//! - [`Tls`]: TLS with mutual authentication through rustls (ring). Anything but loopback needs
+//!   it, both to listen and to connect. A [`Cookie`] may be added as a shared secret in each
+//!   request's metadata;
+//! - everything is bounded: message sizes, connections, streams per connection, calls in
+//!   flight per node, the TLS handshake and HTTP/2 preface, and shutdown, which cuts what is
+//!   left after its grace period;
+//! - a call's deadline travels with it; a call that times out or is dropped cancels its job;
 //! - masters find workers by [`connect`](Node::connect), a [`StaticList`], a [`HostsFile`],
-//!   or [`Mdns`] on the local network.
+//!   [`Dns`] (re-resolved), or [`Mdns`] on the local network, and can receive their logs
+//!   ([`Node::redirect_logs_here`], [`LogLayer`]).
 //!
 //! # Example
 //!
