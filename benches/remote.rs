@@ -1,16 +1,26 @@
-//! Remote calls over loopback: one call's round trip, and calls per second over one
-//! connection with many in flight. Baseline in the same run: a raw tokio TCP echo of the same
-//! size, one request at a time, so the figures read as a ratio to the transport.
+//! Remote calls over loopback (gRPC): one call's round trip, and calls per second over one
+//! connection with 1, 16 and 64 in flight. Baselines in the same run: a bare tonic unary echo
+//! service (the same `croupier.v1` messages, with no pool, balancer or cookie behind them) and
+//! a raw tokio TCP echo, so the figures read as ratios to the gRPC stack and to the transport.
 
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use croupier::remote::{Handler, Mode, Node, NodeId};
+use croupier::remote::{
+    proto::croupier::v1::{
+        croupier_client::CroupierClient,
+        croupier_server::{Croupier, CroupierServer},
+        HelloReply, HelloRequest, InvokeReply, InvokeRequest, LogRecord, LogsRequest,
+        TerminateReply, TerminateRequest,
+    },
+    Handler, Mode, Node, NodeId,
+};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
     runtime::Runtime,
 };
+use tonic::{transport::Channel, Request, Response, Status};
 
 const ECHO: Handler<u64, u64> = Handler::new("bench.echo");
 
@@ -22,9 +32,70 @@ fn runtime() -> Runtime {
         .unwrap()
 }
 
+/// The baseline: a tonic service that answers every invoke with its own arguments.
+struct BareEcho;
+
+#[tonic::async_trait]
+impl Croupier for BareEcho {
+    async fn hello(&self, _: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
+        Err(Status::unimplemented("bench"))
+    }
+    async fn invoke(&self, req: Request<InvokeRequest>) -> Result<Response<InvokeReply>, Status> {
+        Ok(Response::new(InvokeReply {
+            result: req.into_inner().args,
+        }))
+    }
+    async fn terminate(
+        &self,
+        _: Request<TerminateRequest>,
+    ) -> Result<Response<TerminateReply>, Status> {
+        Err(Status::unimplemented("bench"))
+    }
+    type LogsStream = futures_util::stream::Empty<Result<LogRecord, Status>>;
+    async fn logs(&self, _: Request<LogsRequest>) -> Result<Response<Self::LogsStream>, Status> {
+        Err(Status::unimplemented("bench"))
+    }
+}
+
+async fn bare_echo() -> Channel {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let incoming = futures_util::stream::unfold(l, |l| async move {
+        let accepted = l.accept().await.map(|(s, _)| {
+            s.set_nodelay(true).unwrap();
+            s
+        });
+        Some((accepted, l))
+    });
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(CroupierServer::new(BareEcho))
+            .serve_with_incoming(incoming),
+    );
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .unwrap()
+}
+
+async fn bare_call(client: &CroupierClient<Channel>, i: u64) {
+    let mut client = client.clone();
+    let args = postcard::to_stdvec(&i).unwrap();
+    let reply = client
+        .invoke(InvokeRequest {
+            handler: "bench.echo".into(),
+            args,
+        })
+        .await
+        .unwrap();
+    assert!(!reply.into_inner().result.is_empty());
+}
+
 fn bench(c: &mut Criterion) {
     let rt = runtime();
-    let (worker, master) = rt.block_on(async {
+    let (worker, master, bare) = rt.block_on(async {
         let worker = Node::builder("bench-worker")
             .mode(Mode::Worker)
             .listen("127.0.0.1:0")
@@ -35,7 +106,7 @@ fn bench(c: &mut Criterion) {
             .unwrap();
         let master = Node::builder("bench-master").start().await.unwrap();
         master.connect(worker.local_addr().unwrap()).await.unwrap();
-        (worker, master)
+        (worker, master, CroupierClient::new(bare_echo().await))
     });
     let node = NodeId::from("bench-worker");
 
@@ -78,6 +149,17 @@ fn bench(c: &mut Criterion) {
             })
         });
     });
+    g.bench_function("tonic_unary_echo", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for i in 0..iters {
+                    bare_call(&bare, i).await;
+                }
+                start.elapsed()
+            })
+        });
+    });
     g.bench_function("croupier_call", |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {
@@ -97,6 +179,18 @@ fn bench(c: &mut Criterion) {
     g.sample_size(20);
     for in_flight in [1_u64, 16, 64] {
         g.throughput(Throughput::Elements(in_flight));
+        g.bench_function(format!("tonic_unary_echo/{in_flight}"), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let calls = (0..in_flight).map(|i| bare_call(&bare, i));
+                        futures_util::future::join_all(calls).await;
+                    }
+                    start.elapsed()
+                })
+            });
+        });
         g.bench_function(format!("calls_in_flight/{in_flight}"), |b| {
             b.iter_custom(|iters| {
                 rt.block_on(async {
