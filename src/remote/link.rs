@@ -159,19 +159,28 @@ impl RemoteNode {
             handler: handler.to_owned(),
             args,
         });
-        req.set_timeout(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        // The node holds the deadline and answers DEADLINE_EXCEEDED once it has cancelled the
+        // job (see `invoke`); gRPC's `grpc-timeout` a margin later is the node's backstop, and
+        // the master waits a margin more for the answer, so that a `Timeout` it returns means
+        // the job is cancelled there. Dropping this future resets the stream, which cancels
+        // the job too, a moment later.
+        let margin = (timeout / 10).clamp(Duration::from_millis(20), Duration::from_secs(1));
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        req.set_timeout(left + margin);
+        req.metadata_mut().insert(
+            super::service::DEADLINE_KEY,
+            u64::try_from(left.as_millis()).unwrap_or(u64::MAX).into(),
+        );
         auth::present(link.cookie.as_ref(), &mut req);
         link.sent_since.fetch_add(1, Relaxed);
-        // Dropping this future resets the stream: the node drops the job (see `invoke`).
         tokio::select! {
             () = current.closed.cancelled() => Err(down()),
-            r = tokio::time::timeout_at(deadline, client.invoke(req)) => match r {
+            r = tokio::time::timeout_at(deadline + margin * 2, client.invoke(req)) => match r {
                 Err(_) => Err(RemoteError::Timeout),
                 Ok(Ok(reply)) => Ok(reply.into_inner().result),
                 // The node's side of the deadline (gRPC's `grpc-timeout`) may answer first.
                 Ok(Err(status))
-                    if matches!(status.code(), Code::Cancelled | Code::DeadlineExceeded)
-                        && tokio::time::Instant::now() >= deadline =>
+                    if matches!(status.code(), Code::Cancelled | Code::DeadlineExceeded) =>
                 {
                     Err(RemoteError::Timeout)
                 }

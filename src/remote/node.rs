@@ -1087,7 +1087,9 @@ impl NodeBuilder {
         self
     }
 
-    /// How long a call may take in all (its gRPC deadline); 30 s by default.
+    /// How long a call may take in all (its gRPC deadline, which the node enforces); 30 s by
+    /// default. The master waits a tenth longer (20 ms to 1 s) for the node's answer, so a
+    /// [`RemoteError::Timeout`] means the node has cancelled the job.
     pub fn call_timeout(mut self, d: Duration) -> Self {
         self.cfg.call_timeout = d;
         self

@@ -45,6 +45,11 @@ pub(crate) mod metric {
     pub(crate) const DRAINING: &str = "croupier.draining";
 }
 
+/// The metadata key of a croupier caller's deadline, in milliseconds from the request's
+/// arrival. The node enforces it itself, cancelling the job before it answers
+/// `DEADLINE_EXCEEDED`; gRPC's own `grpc-timeout`, a little later, is the backstop.
+pub(crate) const DEADLINE_KEY: &str = "croupier-deadline-ms";
+
 /// The services a node serves, from its shared state.
 struct Svc {
     node: Arc<NodeShared>,
@@ -82,6 +87,11 @@ impl Croupier for Svc {
 
     async fn invoke(&self, req: Request<InvokeRequest>) -> Result<Response<InvokeReply>, Status> {
         let node = &self.node;
+        let deadline = req
+            .metadata()
+            .get(DEADLINE_KEY)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
         let InvokeRequest { handler, args } = req.into_inner();
         let Some(h) = node.registry.get(handler.as_str()).cloned() else {
             return Err(Status::not_found(format!(
@@ -99,9 +109,24 @@ impl Croupier for Svc {
         let job = Job {
             handler: h,
             args,
-            cancel,
+            cancel: cancel.clone(),
         };
-        let answer = match pool.call(job).await {
+        let call = pool.call(job);
+        let done = match deadline {
+            None => call.await,
+            Some(deadline) => match tokio::time::timeout_at(deadline, call).await {
+                Ok(done) => done,
+                Err(_) => {
+                    // Cancelled before the answer goes out: a caller told DEADLINE_EXCEEDED
+                    // knows the job will not start (or has been dropped).
+                    cancel.cancel();
+                    return Err(Status::deadline_exceeded(format!(
+                        "handler {handler:?} did not answer within the caller's deadline"
+                    )));
+                }
+            },
+        };
+        let answer = match done {
             Ok(Ok(result)) => Ok(Response::new(InvokeReply { result })),
             Ok(Err(JobError::Decode(e))) => Err(Status::invalid_argument(e)),
             Ok(Err(JobError::Failed(e))) => Err(Status::internal(e)),
