@@ -1,8 +1,11 @@
 //! The remote layer on 127.0.0.1: several nodes in one test process.
 #![cfg(feature = "remote")]
 
+mod common_remote;
+
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
+use common_remote::{master, start, until, within, ECHO, WHO};
 use croupier::remote::{
     ConnectError, Cookie, Handler, HostsFile, Mode, Node, NodeId, RemoteError, StartError,
     StaticList,
@@ -13,62 +16,14 @@ use tokio::{
     sync::Semaphore,
 };
 
-const ECHO: Handler<u64, u64> = Handler::new("test.echo");
-const WHO: Handler<(), String> = Handler::new("test.who");
 const WAIT: Handler<(), ()> = Handler::new("test.wait");
 const PANIC: Handler<(), ()> = Handler::new("test.panic");
 
-/// Everything a test waits for comes within this; a hang fails the test instead.
-const GUARD: Duration = Duration::from_secs(10);
-
-async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(GUARD, f).await.expect("hung")
-}
-
+/// The shared worker, with a handler that panics.
 fn worker(name: &str) -> croupier::remote::NodeBuilder {
-    let me = name.to_owned();
-    Node::builder(name)
-        .mode(Mode::Worker)
-        .shutdown_grace(Duration::from_millis(200))
-        .listen("127.0.0.1:0")
-        .pool_size(2)
-        // Idle heartbeats of 500 ms: a peer is marked down after 1.5 s of silence, which a
-        // loaded 2-core machine does not reach by accident.
-        .report_interval(Duration::from_millis(10), Duration::from_millis(500))
-        .handle(ECHO, |n| async move { n })
-        .handle(WHO, move |()| {
-            let me = me.clone();
-            async move { me }
-        })
-        .handle(PANIC, |()| async {
-            panic!("handler failed (expected by the test)")
-        })
-}
-
-fn master() -> croupier::remote::NodeBuilder {
-    Node::builder("master")
-        .mode(Mode::Master)
-        .report_interval(Duration::from_millis(10), Duration::from_millis(500))
-        .call_timeout(Duration::from_secs(5))
-        .handshake_timeout(Duration::from_secs(2))
-}
-
-async fn start(b: croupier::remote::NodeBuilder) -> Node {
-    b.start().await.expect("node starts")
-}
-
-/// Waits, by the master's change notifications, until `cond` holds.
-async fn until(master: &Node, mut cond: impl FnMut(&Node) -> bool) {
-    within(async {
-        loop {
-            let changed = master.changed();
-            if cond(master) {
-                return;
-            }
-            changed.await;
-        }
+    common_remote::worker(name).handle(PANIC, |()| async {
+        panic!("handler failed (expected by the test)")
     })
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

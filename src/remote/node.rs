@@ -540,8 +540,7 @@ impl Node {
         A: Serialize,
         O: DeserializeOwned,
     {
-        let mut live = self.shared().live();
-        live.sort_by(|a, b| a.id().cmp(b.id()));
+        let live = self.shared().live();
         if live.is_empty() {
             return Vec::new();
         }
@@ -565,9 +564,7 @@ impl Node {
         A: Serialize,
         O: DeserializeOwned,
     {
-        let mut live = self.shared().live();
-        live.sort_by(|a, b| a.id().cmp(b.id()));
-        self.runs_on(&live, |_| n, h, &args).await
+        self.runs_on(&self.shared().live(), |_| n, h, &args).await
     }
 
     /// Runs `h` once per pool worker of every live worker node, all at once (Skitter's "on
@@ -578,10 +575,13 @@ impl Node {
         A: Serialize,
         O: DeserializeOwned,
     {
-        let mut live = self.shared().live();
-        live.sort_by(|a, b| a.id().cmp(b.id()));
-        self.runs_on(&live, |p| p.link.pool_size as usize, h, &args)
-            .await
+        self.runs_on(
+            &self.shared().live(),
+            |p| p.link.pool_size as usize,
+            h,
+            &args,
+        )
+        .await
     }
 
     /// Runs `h` once per pool worker of every live worker node tagged `tag`, all at once.
@@ -595,13 +595,12 @@ impl Node {
         A: Serialize,
         O: DeserializeOwned,
     {
-        let mut live: Vec<_> = self
+        let live: Vec<_> = self
             .shared()
             .live()
             .into_iter()
             .filter(|p| p.link.tags.iter().any(|t| t == tag))
             .collect();
-        live.sort_by(|a, b| a.id().cmp(b.id()));
         self.runs_on(&live, |p| p.link.pool_size as usize, h, &args)
             .await
     }
@@ -859,13 +858,17 @@ impl NodeShared {
         self.peers.lock().iter().find(|p| p.id() == id).cloned()
     }
 
+    /// The live worker nodes, in name order.
     fn live(&self) -> Vec<RemoteNode> {
-        self.peers
+        let mut live: Vec<_> = self
+            .peers
             .lock()
             .iter()
             .filter(|p| p.is_alive())
             .cloned()
-            .collect()
+            .collect();
+        live.sort_by(|a, b| a.id().cmp(b.id()));
+        live
     }
 
     /// Drops a node from the list and stops reconnecting to it.
