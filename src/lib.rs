@@ -70,6 +70,8 @@
 )]
 #![doc(test(attr(deny(warnings))))]
 
+#[cfg(feature = "tower")]
+pub mod balance;
 mod balancer;
 pub mod docs;
 pub mod error;

@@ -1,0 +1,540 @@
+//! [`Balance`]: a tower `Service` that picks a member service with a croupier balancer.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    future::Future,
+    hash::Hash,
+    pin::Pin,
+    sync::{atomic::Ordering::Relaxed, Arc},
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use parking_lot::Mutex;
+use tokio::time::Instant;
+use tower::{BoxError, Layer, Service, ServiceExt};
+
+use super::endpoint::{Endpoint, Load, State};
+use crate::{
+    balancer::Balancer,
+    error::{ConfigError, PickError},
+    member::Source,
+    policy::Policy,
+};
+
+/// A tower `Service` over member services `S`, chosen by a croupier
+/// [`Balancer`](crate::Balancer). See the [module documentation](super).
+///
+/// `K` is the key members are known by: their index for [`Balance::new`], the `Discover`
+/// key for [`BalanceBuilder::discover`].
+pub struct Balance<S, K = usize> {
+    inner: Arc<Inner<S, K>>,
+}
+
+impl<S, K> Clone for Balance<S, K> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+pub(super) struct Inner<S, K> {
+    balancer: Balancer<Endpoint<K, S>>,
+    /// The members, as the balancer's source reads them. Slow path only.
+    members: Arc<Mutex<Vec<Endpoint<K, S>>>>,
+    /// Load state by key: members present, and removed ones with requests still in flight.
+    states: Arc<Mutex<HashMap<K, Arc<State>>>>,
+    settings: Settings,
+    epoch: Instant,
+    /// Set while a discover task feeds this balance; it stops when the last handle goes.
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl<S, K> Drop for Inner<S, K> {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    policy: Policy,
+    max_load: Option<usize>,
+    seed: Option<u64>,
+    load: Load,
+    cooldown: Duration,
+    tries: usize,
+}
+
+/// Configures a [`Balance`]; made by [`Balance::builder`].
+#[derive(Debug, Clone, Copy)]
+#[must_use = "a builder does nothing until .build()"]
+pub struct BalanceBuilder {
+    settings: Settings,
+}
+
+/// Why a [`Balance`] gave no response of a member's.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum BalanceError {
+    /// The balancer refused to pick: no member, every member over `max_load`, or draining.
+    /// The request was not sent.
+    Refused(PickError),
+    /// Every member tried failed its `poll_ready` (each is out of rotation for the cooldown);
+    /// the request was not sent, so it is safe to retry.
+    NoReadyMember {
+        /// How many members were tried.
+        tries: usize,
+    },
+}
+
+impl fmt::Display for BalanceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Refused(e) => write!(f, "no member was picked: {e}"),
+            Self::NoReadyMember { tries } => write!(
+                f,
+                "{tries} member(s) tried and none was ready; the request was not sent (retry later)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for BalanceError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Refused(e) => Some(e),
+            Self::NoReadyMember { .. } => None,
+        }
+    }
+}
+
+impl Default for BalanceBuilder {
+    fn default() -> Self {
+        Self {
+            settings: Settings {
+                policy: Policy::PowerOfTwo,
+                max_load: None,
+                seed: None,
+                load: Load::InFlight,
+                cooldown: Duration::from_secs(1),
+                tries: 3,
+            },
+        }
+    }
+}
+
+impl BalanceBuilder {
+    /// How a member is picked; [`Policy::PowerOfTwo`] by default (as tower's balancer).
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.settings.policy = policy;
+        self
+    }
+
+    /// Members whose load is at least `n` are passed over; when all are, the request fails
+    /// with [`BalanceError::Refused`] (`Overloaded`).
+    pub fn max_load(mut self, n: usize) -> Self {
+        self.settings.max_load = Some(n);
+        self
+    }
+
+    /// A fixed seed for the power of two choices, for repeatable tests.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.settings.seed = Some(seed);
+        self
+    }
+
+    /// How a member's load is measured; [`Load::InFlight`] by default.
+    pub fn load(mut self, load: Load) -> Self {
+        self.settings.load = load;
+        self
+    }
+
+    /// How long a member whose `poll_ready` failed stays out of rotation; 1 s by default.
+    pub fn cooldown(mut self, d: Duration) -> Self {
+        self.settings.cooldown = d;
+        self
+    }
+
+    /// How many members one request may try before it fails; 3 by default (at least 1).
+    pub fn tries(mut self, n: usize) -> Self {
+        self.settings.tries = n.max(1);
+        self
+    }
+
+    fn balancer<K, S>(
+        &self,
+        source: impl Source<Endpoint<K, S>>,
+    ) -> Result<Balancer<Endpoint<K, S>>, ConfigError>
+    where
+        K: Clone + PartialEq + Send + Sync + 'static,
+        S: Clone + Send + Sync + 'static,
+    {
+        let mut b = Balancer::builder()
+            .policy(self.settings.policy)
+            .source(source);
+        if let Some(n) = self.settings.max_load {
+            b = b.max_load(n);
+        }
+        if let Some(seed) = self.settings.seed {
+            b = b.seed(seed);
+        }
+        b.build()
+    }
+
+    pub(super) fn make<K, S>(self, members: Vec<(K, S)>) -> Result<Balance<S, K>, ConfigError>
+    where
+        K: Clone + Eq + Hash + Send + Sync + 'static,
+        S: Clone + Send + Sync + 'static,
+    {
+        let epoch = Instant::now();
+        let mut states = HashMap::new();
+        let endpoints: Vec<_> = members
+            .into_iter()
+            .map(|(key, service)| {
+                let state = State::new(self.settings.load, epoch);
+                states.insert(key.clone(), Arc::clone(&state));
+                Endpoint {
+                    key,
+                    service,
+                    state,
+                    load: self.settings.load,
+                }
+            })
+            .collect();
+        let members = Arc::new(Mutex::new(endpoints));
+        let source = Arc::clone(&members);
+        let balancer = self.balancer(move || source.lock().clone())?;
+        Ok(Balance::assemble(
+            balancer,
+            members,
+            Arc::new(Mutex::new(states)),
+            self.settings,
+            epoch,
+        ))
+    }
+
+    /// A balance over `services`, known by their index.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] for a bad setting (`max_load(0)`).
+    pub fn build<S>(self, services: Vec<S>) -> Result<Balance<S>, ConfigError>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        self.make(services.into_iter().enumerate().collect())
+    }
+
+    /// A balance whose members come from a croupier [`Source`], read again on every
+    /// [`refresh`](Balance::refresh) and whenever the balancer's live share falls below its
+    /// ratio. Members are known by their index in what the source returns.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] for a bad setting.
+    pub fn from_source<S>(self, source: impl Source<S>) -> Result<Balance<S>, ConfigError>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let epoch = Instant::now();
+        let load = self.settings.load;
+        let members: Arc<Mutex<Vec<Endpoint<usize, S>>>> = Arc::default();
+        let states: Arc<Mutex<HashMap<usize, Arc<State>>>> = Arc::default();
+        // The balancer reads the source; what it read becomes the members list, with each
+        // index's load state kept.
+        let fresh = {
+            let (members, states) = (Arc::clone(&members), Arc::clone(&states));
+            move || {
+                let services = source.members();
+                let mut states = states.lock();
+                let n = services.len();
+                states.retain(|&key, s| key < n || s.in_flight.load(Relaxed) > 0);
+                let endpoints: Vec<_> = services
+                    .into_iter()
+                    .enumerate()
+                    .map(|(key, service)| Endpoint {
+                        key,
+                        service,
+                        state: Arc::clone(
+                            states.entry(key).or_insert_with(|| State::new(load, epoch)),
+                        ),
+                        load,
+                    })
+                    .collect();
+                drop(states);
+                members.lock().clone_from(&endpoints);
+                endpoints
+            }
+        };
+        let balancer = self.balancer(fresh)?;
+        Ok(Balance::assemble(
+            balancer,
+            members,
+            states,
+            self.settings,
+            epoch,
+        ))
+    }
+
+    /// A [`BalanceLayer`] that makes a balance with these settings over a `Vec` of services.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] for a bad setting, found now rather than when the layer is used.
+    pub fn into_layer(self) -> Result<BalanceLayer, ConfigError> {
+        self.build::<()>(Vec::new())?;
+        Ok(BalanceLayer { builder: self })
+    }
+}
+
+impl<S> Balance<S> {
+    /// A balance over `services` with the default settings: power of two choices over
+    /// requests in flight.
+    ///
+    /// # Errors
+    ///
+    /// None with the default settings; the `Result` is [`BalanceBuilder::build`]'s.
+    pub fn new(services: Vec<S>) -> Result<Self, ConfigError>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        BalanceBuilder::default().build(services)
+    }
+}
+
+impl Balance<()> {
+    /// Starts configuring a balance (the member type comes with
+    /// [`build`](BalanceBuilder::build), [`discover`](BalanceBuilder::discover) or
+    /// [`from_source`](BalanceBuilder::from_source)).
+    pub fn builder() -> BalanceBuilder {
+        BalanceBuilder::default()
+    }
+}
+
+impl<S, K> Balance<S, K> {
+    fn assemble(
+        balancer: Balancer<Endpoint<K, S>>,
+        members: Arc<Mutex<Vec<Endpoint<K, S>>>>,
+        states: Arc<Mutex<HashMap<K, Arc<State>>>>,
+        settings: Settings,
+        epoch: Instant,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                balancer,
+                members,
+                states,
+                settings,
+                epoch,
+                stop: tokio_util::sync::CancellationToken::new(),
+            }),
+        }
+    }
+}
+
+impl<S, K> Balance<S, K>
+where
+    K: Clone + Eq + Hash + Send + Sync + 'static,
+    S: Clone + Send + Sync + 'static,
+{
+    /// The croupier balancer that picks the members.
+    #[must_use]
+    pub fn balancer(&self) -> &Balancer<impl crate::Member> {
+        &self.inner.balancer
+    }
+
+    /// Reads the members again (from the source, or the current list).
+    pub fn refresh(&self) -> usize {
+        self.inner.balancer.refresh()
+    }
+
+    /// The members' keys and their requests in flight now, in membership order.
+    pub fn in_flight(&self) -> Vec<(K, usize)> {
+        self.inner
+            .members
+            .lock()
+            .iter()
+            .map(|e| (e.key.clone(), e.state.in_flight.load(Relaxed)))
+            .collect()
+    }
+
+    /// Adds `service` under `key`, or replaces the service of a member of that key (keeping
+    /// its load state: requests in flight, latency estimate).
+    pub fn insert(&self, key: K, service: S) {
+        let inner = &self.inner;
+        let state = Arc::clone(
+            inner
+                .states
+                .lock()
+                .entry(key.clone())
+                .or_insert_with(|| State::new(inner.settings.load, inner.epoch)),
+        );
+        {
+            let mut members = inner.members.lock();
+            let endpoint = Endpoint {
+                key: key.clone(),
+                service,
+                state,
+                load: inner.settings.load,
+            };
+            match members.iter_mut().find(|e| e.key == key) {
+                Some(slot) => *slot = endpoint,
+                None => members.push(endpoint),
+            }
+        }
+        inner.balancer.refresh();
+    }
+
+    /// Removes the member of `key`. Its load state is kept while requests to it are in
+    /// flight, so that it comes back with it if the key returns meanwhile.
+    pub fn remove(&self, key: &K) {
+        let inner = &self.inner;
+        inner.members.lock().retain(|e| &e.key != key);
+        {
+            let mut states = inner.states.lock();
+            if states
+                .get(key)
+                .is_some_and(|s| s.in_flight.load(Relaxed) == 0)
+            {
+                states.remove(key);
+            }
+        }
+        inner.balancer.refresh();
+    }
+
+    pub(super) fn stop_token(&self) -> tokio_util::sync::CancellationToken {
+        self.inner.stop.clone()
+    }
+
+    pub(super) fn downgrade(&self) -> std::sync::Weak<Inner<S, K>> {
+        Arc::downgrade(&self.inner)
+    }
+
+    pub(super) fn upgrade(weak: &std::sync::Weak<Inner<S, K>>) -> Option<Self> {
+        weak.upgrade().map(|inner| Self { inner })
+    }
+}
+
+/// Counts a request in flight from the pick until it is answered or dropped.
+struct InFlight(Arc<State>);
+
+impl InFlight {
+    fn new(state: &Arc<State>) -> Self {
+        state.in_flight.fetch_add(1, Relaxed);
+        Self(Arc::clone(state))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+impl<S, K> Inner<S, K>
+where
+    K: Clone + Eq + Hash + Send + Sync + fmt::Debug + 'static,
+    S: Clone + Send + Sync + 'static,
+{
+    /// Puts members whose cooldown is over back in rotation.
+    fn readmit_due(&self) {
+        let mut any = false;
+        for e in self.members.lock().iter() {
+            any |= e.state.readmit_if_due();
+        }
+        if any {
+            self.balancer.refresh();
+        }
+    }
+
+    async fn call<Req>(&self, req: Req) -> Result<S::Response, BoxError>
+    where
+        S: Service<Req>,
+        S::Error: Into<BoxError>,
+    {
+        self.readmit_due();
+        let tries = self.settings.tries;
+        for _ in 0..tries {
+            let endpoint = match self.balancer.pick() {
+                Ok(picked) => picked.cloned(),
+                Err(e) => return Err(BalanceError::Refused(e).into()),
+            };
+            let counted = InFlight::new(&endpoint.state);
+            let mut service = endpoint.service.clone();
+            let ready: Result<(), BoxError> = service.ready().await.map(|_| ()).map_err(Into::into);
+            match ready {
+                Ok(()) => {
+                    let start = Instant::now();
+                    let response = service.call(req).await;
+                    if let Load::PeakEwma { decay, .. } = self.settings.load {
+                        endpoint.state.observe(start.elapsed(), decay);
+                    }
+                    drop(counted);
+                    return response.map_err(Into::into);
+                }
+                Err(e) => {
+                    tracing::warn!(member = ?endpoint.key, error = %e, "croupier balance: a member failed poll_ready; out of rotation for its cooldown");
+                    endpoint.state.eject(self.settings.cooldown);
+                    drop(counted);
+                }
+            }
+        }
+        Err(BalanceError::NoReadyMember { tries }.into())
+    }
+}
+
+impl<S, K, Req> Service<Req> for Balance<S, K>
+where
+    K: Clone + Eq + Hash + Send + Sync + fmt::Debug + 'static,
+    S: Service<Req> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
+    S::Response: Send + 'static,
+    Req: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send>>;
+
+    /// Always ready: the member is picked, and waited for, in `call`.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move { inner.call(req).await })
+    }
+}
+
+impl<S, K: fmt::Debug> fmt::Debug for Balance<S, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Balance")
+            .field("members", &self.inner.members.lock().len())
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A tower [`Layer`] that balances over a `Vec` of services with fixed settings; made by
+/// [`BalanceBuilder::into_layer`].
+#[derive(Debug, Clone, Copy)]
+pub struct BalanceLayer {
+    builder: BalanceBuilder,
+}
+
+impl<S> Layer<Vec<S>> for BalanceLayer
+where
+    S: Clone + Send + Sync + 'static,
+{
+    type Service = Balance<S>;
+
+    fn layer(&self, services: Vec<S>) -> Balance<S> {
+        self.builder
+            .build(services)
+            .expect("the settings were checked by BalanceBuilder::into_layer")
+    }
+}
