@@ -165,8 +165,8 @@ impl std::error::Error for DrainError {}
 pub(super) struct DrainState {
     /// One drain at a time; the next waits its turn.
     serial: Mutex<()>,
-    /// Woken when a drain ends, for `pick_wait`.
-    resumed: Notify,
+    /// Woken when a drain ends, for `pick_wait` and a pool's `poll_ready`.
+    pub(crate) resumed: std::sync::Arc<Notify>,
 }
 
 tokio::task_local! {
@@ -316,6 +316,12 @@ impl<M: Member> Balancer<M> {
                 return Err(PickError::Draining);
             }
         }
+    }
+
+    /// What a drain's end wakes.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn resumed(&self) -> std::sync::Arc<Notify> {
+        std::sync::Arc::clone(&self.shared.drain.resumed)
     }
 
     /// Whether an [`apply_within`](Balancer::apply_within) is in progress.

@@ -1,6 +1,8 @@
 //! [`Pool`]: a supervisor and a balancer in one value, the everyday entry point.
 
 pub(crate) mod error;
+#[cfg(feature = "tower")]
+mod service;
 
 use std::{fmt, future::Future};
 
@@ -52,6 +54,9 @@ use crate::{
 pub struct Pool<W: Worker> {
     supervisor: Supervisor<W>,
     balancer: Balancer<WorkerRef<W>>,
+    /// As a tower `Service`: this handle's reserved worker or what it waits for.
+    #[cfg(feature = "tower")]
+    ready: service::Readiness<W>,
 }
 
 /// A pool's balancer and supervisor statistics together, from [`Pool::stats`].
@@ -253,6 +258,8 @@ impl<W: Worker> Clone for Pool<W> {
         Self {
             supervisor: self.supervisor.clone(),
             balancer: self.balancer.clone(),
+            #[cfg(feature = "tower")]
+            ready: service::Readiness::default(),
         }
     }
 }
@@ -352,6 +359,8 @@ impl<W: Worker> PoolBuilder<W> {
         Ok(Pool {
             supervisor,
             balancer,
+            #[cfg(feature = "tower")]
+            ready: service::Readiness::default(),
         })
     }
 }

@@ -26,7 +26,7 @@ use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 /// ```no_run
 /// use croupier::remote::{Mode, Node, Tls};
 ///
-/// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+/// # #[allow(dead_code)] async fn f() -> Result<(), Box<dyn std::error::Error>> {
 /// let tls = Tls::from_dir("certs")?.server_name("croupier.internal");
 /// let worker = Node::builder("w1")
 ///     .mode(Mode::Worker)

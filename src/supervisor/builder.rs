@@ -17,6 +17,7 @@ use super::{runner, Core, Inner, Signal, Supervisor};
 use crate::{
     error::ConfigError,
     worker::{
+        capacity::Capacity,
         mailbox::{mailbox, Mailbox},
         slot::Slot,
         Worker, WorkerId,
@@ -198,15 +199,17 @@ impl<W: Worker> SupervisorBuilder<W> {
     pub fn start(self) -> Result<Supervisor<W>, ConfigError> {
         self.check()?;
         let mut receivers = Vec::with_capacity(self.size);
+        let capacity = Arc::new(Capacity::default());
         let slots = (0..self.size)
             .map(|index| {
                 let (tx, rx) = mailbox(self.mailbox);
                 receivers.push(rx);
-                Arc::new(Slot::new(index, tx))
+                Arc::new(Slot::new(index, tx, Arc::clone(&capacity)))
             })
             .collect();
         let core = Arc::new(Core {
             slots,
+            capacity,
             factory: self.factory,
             restart: self.restart,
             intensity: self.intensity,

@@ -29,7 +29,7 @@ pub use self::builder::{Backoff, Restart, SupervisorBuilder};
 use crate::{
     balancer::{Balancer, WeakBalancer},
     member::{Member, Source},
-    worker::{slot::Slot, Worker, WorkerId, WorkerRef},
+    worker::{capacity::Capacity, slot::Slot, Worker, WorkerId, WorkerRef},
 };
 
 /// Runs a fixed number of [`Worker`]s, each in its own tokio task, and restarts those that
@@ -139,6 +139,8 @@ impl Signal {
 /// `Supervisor` is seen.
 pub(crate) struct Core<W: Worker> {
     slots: Box<[Arc<Slot<W>>]>,
+    /// Wakes those waiting for a worker's load to fall.
+    pub(crate) capacity: Arc<Capacity>,
     factory: Box<dyn Fn(WorkerId) -> W + Send + Sync>,
     restart: Restart,
     intensity: u32,
@@ -193,6 +195,12 @@ pub struct WorkerStats {
 }
 
 impl<W: Worker> Supervisor<W> {
+    /// The signal that some worker's load fell.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn capacity(&self) -> &Arc<Capacity> {
+        &self.inner.core.capacity
+    }
+
     /// Starts configuring a supervisor whose workers `factory` makes; it is called with the id
     /// of each incarnation it makes. See [`SupervisorBuilder`].
     pub fn builder<F>(factory: F) -> SupervisorBuilder<W>

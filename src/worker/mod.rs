@@ -1,5 +1,6 @@
 //! Workers: tokio tasks with a mailbox, handed out through [`WorkerRef`]s.
 
+pub(crate) mod capacity;
 pub(crate) mod error;
 pub(crate) mod mailbox;
 pub(crate) mod slot;

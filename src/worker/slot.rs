@@ -1,11 +1,17 @@
 //! One place in a supervisor: the mailbox, load and state that outlive the incarnations
 //! serving it.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{
+    atomic::{
+        AtomicU64, AtomicUsize,
+        Ordering::{Relaxed, SeqCst},
+    },
+    Arc,
+};
 
 use crossbeam_utils::CachePadded;
 
-use super::{mailbox::MailboxTx, state::SlotState, Worker};
+use super::{capacity::Capacity, mailbox::MailboxTx, state::SlotState, Worker};
 
 /// One place in a supervisor: its mailbox and load outlive the incarnations that serve it, so
 /// that messages queued for a worker that crashed go, in order, to its successor.
@@ -18,16 +24,19 @@ pub(crate) struct Slot<W: Worker> {
     pub(crate) state: SlotState,
     /// The last incarnation started, kept once the slot has stopped (for stats).
     last: AtomicU64,
+    /// The supervisor's signal that some worker's load fell.
+    capacity: Arc<Capacity>,
 }
 
 impl<W: Worker> Slot<W> {
-    pub(crate) fn new(index: usize, tx: MailboxTx<W>) -> Self {
+    pub(crate) fn new(index: usize, tx: MailboxTx<W>, capacity: Arc<Capacity>) -> Self {
         Self {
             index,
             tx,
             load: CachePadded::new(AtomicUsize::new(0)),
             state: SlotState::new(),
             last: AtomicU64::new(0),
+            capacity,
         }
     }
 
@@ -46,8 +55,10 @@ impl<W: Worker> Slot<W> {
         self.load.load(Relaxed)
     }
 
-    /// One message fewer queued or in progress.
+    /// One message fewer queued or in progress; wakes those waiting for capacity.
     pub(crate) fn unload(&self) {
-        self.load.fetch_sub(1, Relaxed);
+        // SeqCst: ordered before the look at the waiters in `released` (see there).
+        self.load.fetch_sub(1, SeqCst);
+        self.capacity.released();
     }
 }

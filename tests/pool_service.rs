@@ -1,0 +1,174 @@
+//! A `Pool` as a tower `Service`: readiness is backpressure, woken by the pool itself.
+#![cfg(feature = "tower")]
+
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering::SeqCst},
+        Arc,
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use croupier::{Member, Pool, PoolCallError, Wait, Worker};
+use futures_util::task::{waker, ArcWake};
+use tokio::sync::{Notify, Semaphore};
+use tower::{Service, ServiceBuilder, ServiceExt};
+
+/// Doubles; waits at its gate first when asked to (an odd number).
+struct Gated(Arc<Semaphore>);
+
+impl Worker for Gated {
+    type Msg = u64;
+    type Reply = u64;
+    async fn handle(&mut self, n: u64) -> u64 {
+        if n % 2 == 1 {
+            self.0.acquire().await.unwrap().forget();
+        }
+        n * 2
+    }
+}
+
+fn pool(size: usize, max_load: Option<usize>) -> (Pool<Gated>, Arc<Semaphore>) {
+    let gate = Arc::new(Semaphore::new(0));
+    let g = Arc::clone(&gate);
+    let mut b = Pool::builder(move |_| Gated(Arc::clone(&g))).size(size);
+    if let Some(n) = max_load {
+        b = b.max_load(n);
+    }
+    (b.start().unwrap(), gate)
+}
+
+/// A waker that counts its wakes.
+#[derive(Default)]
+struct Counting(AtomicUsize);
+
+impl ArcWake for Counting {
+    fn wake_by_ref(arc_self: &Arc<Self>) {
+        arc_self.0.fetch_add(1, SeqCst);
+    }
+}
+
+fn poll_ready(
+    svc: &mut Pool<Gated>,
+    wakes: &Arc<Counting>,
+) -> Poll<Result<(), PoolCallError<u64>>> {
+    let w = waker(Arc::clone(wakes));
+    Service::<u64>::poll_ready(svc, &mut Context::from_waker(&w))
+}
+
+async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), f)
+        .await
+        .expect("hung")
+}
+
+#[tokio::test]
+async fn pool_is_a_tower_service() {
+    let (pool, _gate) = pool(2, None);
+    let mut svc = pool.clone();
+    assert_eq!(
+        within(svc.ready().await.unwrap().call(20)).await.unwrap(),
+        40
+    );
+    assert_eq!(within(pool.clone().oneshot(4)).await.unwrap(), 8);
+    // A call without poll_ready works as Pool::call does.
+    assert_eq!(
+        within(Service::call(&mut pool.clone(), 5 - 1))
+            .await
+            .unwrap(),
+        8
+    );
+    // One pick per request: poll_ready reserves the worker the call then uses.
+    let picks = pool.stats().balancer.picks;
+    let mut svc = pool.clone();
+    for n in [2, 4, 6] {
+        assert_eq!(
+            within(svc.ready().await.unwrap().call(n)).await.unwrap(),
+            n * 2
+        );
+    }
+    assert_eq!(pool.stats().balancer.picks - picks, 3);
+    // After shutdown the call hands the message back.
+    within(pool.shutdown()).await;
+    let mut svc = pool.clone();
+    let err = within(within(svc.ready()).await.unwrap().call(10))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PoolCallError::Shutdown(10)), "{err}");
+}
+
+#[tokio::test]
+async fn poll_ready_pends_while_overloaded_and_wakes() {
+    let (pool, gate) = pool(1, Some(1));
+    // The only worker takes a job that waits at the gate: its load is 1, the limit.
+    let mut first = pool.clone();
+    let busy = tokio::spawn(async move { first.ready().await.unwrap().call(1).await });
+    let load_of = |p: &Pool<Gated>| p.balancer().members()[0].load();
+    within(async {
+        while load_of(&pool) < 1 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+
+    let wakes = Arc::new(Counting::default());
+    let mut svc = pool.clone();
+    assert!(poll_ready(&mut svc, &wakes).is_pending());
+    assert!(poll_ready(&mut svc, &wakes).is_pending(), "still full");
+    assert_eq!(wakes.0.load(SeqCst), 0);
+    // The job finishes: the worker's load falls, which wakes the waiter.
+    gate.add_permits(1);
+    assert_eq!(within(busy).await.unwrap().unwrap(), 2);
+    assert!(
+        wakes.0.load(SeqCst) >= 1,
+        "not woken when capacity returned"
+    );
+    assert!(poll_ready(&mut svc, &wakes).is_ready());
+    assert_eq!(svc.call(3 - 1).await.unwrap(), 4);
+}
+
+#[tokio::test]
+async fn poll_ready_pends_while_draining_and_wakes() {
+    let (pool, _gate) = pool(2, None);
+    let (inside, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let drain = {
+        let (pool, inside, release) = (pool.clone(), Arc::clone(&inside), Arc::clone(&release));
+        tokio::spawn(async move {
+            pool.apply_within(Wait::none(), || async move {
+                inside.notify_one();
+                release.notified().await;
+            })
+            .await
+        })
+    };
+    within(inside.notified()).await;
+    let wakes = Arc::new(Counting::default());
+    let mut svc = pool.clone();
+    assert!(poll_ready(&mut svc, &wakes).is_pending());
+    assert_eq!(wakes.0.load(SeqCst), 0);
+    release.notify_one();
+    within(drain).await.unwrap().unwrap();
+    assert!(wakes.0.load(SeqCst) >= 1, "not woken when the drain ended");
+    assert!(poll_ready(&mut svc, &wakes).is_ready());
+    assert_eq!(svc.call(8).await.unwrap(), 16);
+}
+
+#[tokio::test]
+async fn pool_behind_timeout_and_concurrency_limit_layers() {
+    let (pool, gate) = pool(2, None);
+    let svc = ServiceBuilder::new()
+        .timeout(Duration::from_millis(200))
+        .concurrency_limit(2)
+        .service(pool.clone());
+    assert_eq!(svc.clone().oneshot(10).await.unwrap(), 20);
+    // A job that outlasts the timeout: the layer's error, the pool's worker still fine.
+    let err = svc.clone().oneshot(1).await.unwrap_err();
+    assert!(err.is::<tower::timeout::error::Elapsed>(), "{err}");
+    gate.add_permits(1);
+    assert_eq!(svc.clone().oneshot(6).await.unwrap(), 12);
+    // The pool's own errors come through as themselves.
+    pool.shutdown().await;
+    let err = svc.oneshot(4).await.unwrap_err();
+    assert!(err.is::<PoolCallError<u64>>(), "{err}");
+}
