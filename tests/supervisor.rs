@@ -924,3 +924,42 @@ async fn size_reports_the_slot_count_whatever_the_slots_do() {
     within(sup.shutdown()).await;
     assert_eq!(sup.size(), 3);
 }
+
+/// A worker's refusals say what happened to the message and what to do next, and hand it
+/// back (all but `WorkerDied`, whose message was taken).
+#[test]
+fn worker_errors_say_what_to_do_and_hand_the_message_back() {
+    let sends = [
+        (SendError::Dead(7_u32), "pick a live worker and resend"),
+        (SendError::Full(7), "use call, which waits for room"),
+        (SendError::Shutdown(7), "the supervisor has shut down"),
+    ];
+    for (e, says) in sends {
+        let text = e.to_string();
+        assert!(text.contains(says), "{e:?} displays {text:?}");
+        assert!(text.contains("not queued"), "{e:?} displays {text:?}");
+        assert_eq!(e.into_inner(), 7);
+    }
+    let calls = [
+        (
+            CallError::Dead(7_u32),
+            "pick a live worker and retry",
+            Some(7),
+        ),
+        (
+            CallError::WorkerDied,
+            "retry only if it is idempotent",
+            None,
+        ),
+        (
+            CallError::Shutdown(7),
+            "the supervisor has shut down",
+            Some(7),
+        ),
+    ];
+    for (e, says, back) in calls {
+        let text = e.to_string();
+        assert!(text.contains(says), "{e:?} displays {text:?}");
+        assert_eq!(e.into_inner(), back);
+    }
+}
