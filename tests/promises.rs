@@ -16,6 +16,7 @@ use std::{
 
 use croupier::{
     Backoff, Balancer, CallError, Member, Pool, PoolCallError, Restart, Supervisor, Wait, Worker,
+    WorkerId,
 };
 use tokio::time::Instant;
 
@@ -91,6 +92,37 @@ async fn panic_before_the_first_poll_restarts_the_worker() {
     assert_eq!(now[0].id().incarnation(), 1);
     assert_eq!(pool.stats().supervisor.restarts, 1);
     within(pool.shutdown()).await;
+}
+
+/// A worker whose first incarnation panics in `started`; it answers with its id.
+struct FirstStartFails(WorkerId);
+
+impl Worker for FirstStartFails {
+    type Msg = u32;
+    type Reply = WorkerId;
+
+    async fn started(&mut self) {
+        assert!(self.0.incarnation() > 0, "the first start fails on purpose");
+    }
+
+    async fn handle(&mut self, _: u32) -> WorkerId {
+        self.0
+    }
+}
+
+/// A panic in `started`, before the worker has taken any message, restarts it like any other
+/// crash; what was queued for the crashed incarnation goes to its successor.
+#[tokio::test]
+async fn panic_in_started_restarts_the_worker_and_its_successor_takes_the_queue() {
+    quiet_panics();
+    let sup = Supervisor::builder(FirstStartFails).start().unwrap();
+    let first = sup.children()[0].clone();
+    // Queued before the first incarnation has even started.
+    let by = within(first.call(7)).await.unwrap();
+    assert_eq!(by, WorkerId::new(0, 1));
+    assert!(!first.is_alive());
+    assert_eq!(sup.stats().restarts, 1);
+    within(sup.shutdown()).await;
 }
 
 /// Says it has finished after a message it is told to finish on, and panics in `is_finished`

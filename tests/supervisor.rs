@@ -963,3 +963,49 @@ fn worker_errors_say_what_to_do_and_hand_the_message_back() {
         assert_eq!(e.into_inner(), back);
     }
 }
+
+/// During a graceful shutdown, a worker that crashes after taking a message from its queue is
+/// restarted to finish the rest of the queue: nothing queued is dropped.
+#[tokio::test]
+async fn a_worker_that_crashes_while_finishing_its_queue_at_shutdown_is_restarted_to_finish_it() {
+    let (probe, mut events) = Probe::new(1);
+    let sup = Supervisor::builder(probe.factory()).start().unwrap();
+    let w = sup.children()[0].clone();
+    let blocked = tokio::spawn({
+        let w = w.clone();
+        async move { w.call(Msg::Block(1)).await }
+    });
+    events.wait_for(Event::Entered(id(0, 0))).await;
+    w.send(Msg::Panic).unwrap();
+    w.send(Msg::Work(2)).unwrap();
+
+    let shutdown = tokio::spawn({
+        let sup = sup.clone();
+        async move { sup.shutdown().await }
+    });
+    until("shutdown begun", || sup.is_stopped()).await;
+    probe.open(1);
+    within(shutdown).await.unwrap();
+
+    assert_eq!(within(blocked).await.unwrap().unwrap().n, 1);
+    assert_eq!(
+        probe.handled(),
+        vec![1, 2],
+        "the successor finished the queue"
+    );
+    assert!(events.drain().contains(&Event::Started(id(0, 1))));
+    let stats = sup.stats();
+    assert_eq!((stats.deaths, stats.restarts, stats.dropped), (1, 1, 0));
+}
+
+/// A plain `Duration` given as a backoff is a fixed delay before every restart, however many
+/// crashes came in a row; `Backoff::none` restarts at once.
+#[test]
+fn a_duration_is_a_fixed_backoff() {
+    let d = Duration::from_millis(250);
+    assert_eq!(Backoff::from(d), Backoff::fixed(d));
+    for crashes in [0, 1, 5, 40] {
+        assert_eq!(Backoff::from(d).delay(crashes), d);
+        assert_eq!(Backoff::none().delay(crashes), Duration::ZERO);
+    }
+}
