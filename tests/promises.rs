@@ -241,6 +241,59 @@ fn panicking_stopping_does_not_restart_at_shutdown() {
     });
 }
 
+/// Counts the error events logged on the thread it is the default subscriber of.
+struct ErrorCount(Arc<AtomicU64>);
+
+impl tracing::Subscriber for ErrorCount {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        if *event.metadata().level() == tracing::Level::ERROR {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// The errors logged on this thread while `f` runs to the end on a current-thread runtime.
+fn errors_logged(f: impl Future<Output = ()>) -> u64 {
+    let errors = Arc::new(AtomicU64::new(0));
+    let _logging = tracing::subscriber::set_default(ErrorCount(Arc::clone(&errors)));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(within(f));
+    drop(rt);
+    errors.load(SeqCst)
+}
+
+/// A `stopping` hook that panics at shutdown is logged as an error, once for each worker; a
+/// shutdown whose hooks return cleanly logs no error.
+#[test]
+fn a_panicking_stopping_hook_at_shutdown_is_logged_as_an_error() {
+    quiet_panics();
+    let bad = errors_logged(async {
+        let pool = Pool::builder(|_| BadStop).size(2).start().unwrap();
+        pool.call(()).await.unwrap();
+        pool.shutdown().await;
+    });
+    assert_eq!(bad, 2, "one error for each panicking stopping hook");
+    let clean = errors_logged(async {
+        let pool = Pool::builder(|_| Strict).size(2).start().unwrap();
+        assert_eq!(pool.call(1).await.unwrap(), 1);
+        pool.shutdown().await;
+    });
+    assert_eq!(clean, 0, "a clean shutdown logs no error");
+}
+
 #[tokio::test(start_paused = true)]
 async fn shutdown_interrupts_a_restart_backoff() {
     quiet_panics();
