@@ -294,6 +294,112 @@ fn a_panicking_stopping_hook_at_shutdown_is_logged_as_an_error() {
     assert_eq!(clean, 0, "a clean shutdown logs no error");
 }
 
+/// A log sink that panics at the first warning logged on its thread (and only then): a fault
+/// outside the worker's code, in the middle of the slot's own work.
+#[derive(Default)]
+struct FailsAtFirstWarning(AtomicBool);
+
+impl tracing::Subscriber for FailsAtFirstWarning {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        if *event.metadata().level() == tracing::Level::WARN && !self.0.swap(true, SeqCst) {
+            panic!("the log sink fails on purpose");
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// Runs `f` to the end on a current-thread runtime whose log sink fails at the first warning.
+fn with_failing_log_sink(f: impl Future<Output = ()>) {
+    quiet_panics();
+    let _logging = tracing::subscriber::set_default(FailsAtFirstWarning::default());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(within(f));
+}
+
+/// A panic in the slot's own work, outside the worker's code (here the log sink fails as the
+/// slot restarts a crashed worker), ends the slot visibly: no handle reads alive with nobody
+/// serving it, and the calls queued behind the crash come back `Dead`, message inside.
+#[test]
+fn a_panic_outside_the_workers_code_ends_the_slot_and_hands_its_queue_back() {
+    with_failing_log_sink(async {
+        let (probe, mut events) = Probe::new(1);
+        let sup = Supervisor::builder(probe.factory()).start().unwrap();
+        let w = sup.children()[0].clone();
+        let crashing = tokio::spawn({
+            let w = w.clone();
+            async move { w.call(Msg::BlockThenPanic).await }
+        });
+        events
+            .wait_for(Event::Entered(croupier::WorkerId::new(0, 0)))
+            .await;
+        let queued = tokio::spawn({
+            let w = w.clone();
+            async move { w.call(Msg::Work(1)).await }
+        });
+        until("the call queued", || w.load() == 2).await;
+
+        probe.open(1);
+        let r = crashing.await.unwrap();
+        assert!(matches!(r, Err(CallError::WorkerDied)), "{r:?}");
+        let r = queued.await.unwrap();
+        assert!(matches!(r, Err(CallError::Dead(Msg::Work(1)))), "{r:?}");
+        assert!(!w.is_alive());
+        assert!(sup.children().is_empty(), "an ended slot has no live child");
+        assert!(sup.stats().workers.iter().all(|w| !w.alive));
+        assert!(probe.handled().is_empty());
+        sup.shutdown().await;
+    });
+}
+
+/// The same fault during a graceful shutdown: the slot stays shut, and what was queued comes
+/// back `Shutdown`.
+#[test]
+fn a_panic_outside_the_workers_code_during_shutdown_hands_the_queue_back_as_shutdown() {
+    with_failing_log_sink(async {
+        let (probe, mut events) = Probe::new(1);
+        let sup = Supervisor::builder(probe.factory()).start().unwrap();
+        let w = sup.children()[0].clone();
+        let crashing = tokio::spawn({
+            let w = w.clone();
+            async move { w.call(Msg::BlockThenPanic).await }
+        });
+        events
+            .wait_for(Event::Entered(croupier::WorkerId::new(0, 0)))
+            .await;
+        let queued = tokio::spawn({
+            let w = w.clone();
+            async move { w.call(Msg::Work(1)).await }
+        });
+        until("the call queued", || w.load() == 2).await;
+        let shutdown = tokio::spawn({
+            let sup = sup.clone();
+            async move { sup.shutdown().await }
+        });
+        until("shutdown begun", || sup.is_stopped()).await;
+
+        probe.open(1);
+        shutdown.await.unwrap();
+        let r = crashing.await.unwrap();
+        assert!(matches!(r, Err(CallError::WorkerDied)), "{r:?}");
+        let r = queued.await.unwrap();
+        assert!(matches!(r, Err(CallError::Shutdown(Msg::Work(1)))), "{r:?}");
+        assert!(sup.children().is_empty());
+        assert!(probe.handled().is_empty());
+    });
+}
+
 #[tokio::test(start_paused = true)]
 async fn shutdown_interrupts_a_restart_backoff() {
     quiet_panics();
