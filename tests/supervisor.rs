@@ -10,7 +10,7 @@ use std::{sync::Mutex, time::Duration};
 
 use croupier::{
     Backoff, Balancer, CallError, ConfigError, Mailbox, Member, Pool, PoolCallError, PoolSendError,
-    Restart, SendError, Supervisor, Worker, WorkerId,
+    Restart, SendError, Supervisor, Worker, WorkerId, WorkerRef,
 };
 
 use crate::common_workers::{until, within, Event, Msg, Probe, Reply};
@@ -1008,4 +1008,30 @@ fn a_duration_is_a_fixed_backoff() {
         assert_eq!(Backoff::from(d).delay(crashes), d);
         assert_eq!(Backoff::none().delay(crashes), Duration::ZERO);
     }
+}
+
+/// A handle hashes by the worker it points at: clones hash alike, and handles to another
+/// slot or to a successor in the same slot hash apart (so they spread in a `HashMap`).
+#[tokio::test]
+async fn a_handle_hashes_by_the_worker_it_points_at() {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    let hash = |w: &WorkerRef<common_workers::TestWorker>| {
+        BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(w)
+    };
+    let (probe, _events) = Probe::new(2);
+    let sup = Supervisor::builder(probe.factory())
+        .size(2)
+        .start()
+        .unwrap();
+    let first = sup.children()[0].clone();
+    let neighbour = sup.children()[1].clone();
+    assert_eq!(hash(&first), hash(&first.clone()));
+    assert_ne!(hash(&first), hash(&neighbour));
+
+    let crash = within(first.call(Msg::Panic)).await;
+    assert!(matches!(crash, Err(CallError::WorkerDied)), "{crash:?}");
+    let successor = sup.children()[0].clone();
+    assert_eq!(successor.id(), id(0, 1));
+    assert_ne!(hash(&first), hash(&successor));
+    within(sup.shutdown()).await;
 }
