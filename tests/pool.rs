@@ -465,3 +465,86 @@ async fn pool_call_overloaded_hands_the_message_back() {
         "the refused messages were never handled"
     );
 }
+
+/// A pool's refusals say what to do next, and hand the message back (all but `WorkerDied`,
+/// whose message was taken).
+#[test]
+fn pool_errors_say_what_to_do_and_hand_the_message_back() {
+    let sends = [
+        (PoolSendError::Dead(7_u32), "crash storm"),
+        (PoolSendError::Full(7), "use call, which waits for room"),
+        (PoolSendError::Shutdown(7), "the pool has shut down"),
+        (
+            PoolSendError::Overloaded(7),
+            "back off and retry, or shed the work",
+        ),
+        (
+            PoolSendError::NoMembers(7),
+            "retry once a worker has restarted",
+        ),
+        (PoolSendError::Draining(7), "retry once it resumes"),
+    ];
+    for (e, says) in sends {
+        let text = e.to_string();
+        assert!(text.contains(says), "{e:?} displays {text:?}");
+        assert_eq!(e.into_inner(), 7);
+    }
+    let calls = [
+        (PoolCallError::Dead(7_u32), "crash storm", Some(7)),
+        (
+            PoolCallError::WorkerDied,
+            "retry only if it is idempotent",
+            None,
+        ),
+        (
+            PoolCallError::Shutdown(7),
+            "the pool has shut down",
+            Some(7),
+        ),
+        (
+            PoolCallError::Overloaded(7),
+            "back off and retry, or shed the work",
+            Some(7),
+        ),
+        (
+            PoolCallError::NoMembers(7),
+            "retry once a worker has restarted",
+            Some(7),
+        ),
+        (PoolCallError::Draining(7), "retry once it resumes", Some(7)),
+    ];
+    for (e, says, back) in calls {
+        let text = e.to_string();
+        assert!(text.contains(says), "{e:?} displays {text:?}");
+        assert_eq!(e.into_inner(), back);
+    }
+}
+
+/// A worker's refusal reaches the pool's caller as the same refusal, message inside.
+#[test]
+fn worker_errors_become_the_pool_errors_of_the_same_name() {
+    assert_eq!(
+        PoolSendError::from(SendError::Dead(1)),
+        PoolSendError::Dead(1)
+    );
+    assert_eq!(
+        PoolSendError::from(SendError::Full(2)),
+        PoolSendError::Full(2)
+    );
+    assert_eq!(
+        PoolSendError::from(SendError::Shutdown(3)),
+        PoolSendError::Shutdown(3)
+    );
+    assert_eq!(
+        PoolCallError::from(CallError::Dead(1)),
+        PoolCallError::Dead(1)
+    );
+    assert_eq!(
+        PoolCallError::<u32>::from(CallError::WorkerDied),
+        PoolCallError::WorkerDied
+    );
+    assert_eq!(
+        PoolCallError::from(CallError::Shutdown(3)),
+        PoolCallError::Shutdown(3)
+    );
+}

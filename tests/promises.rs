@@ -16,6 +16,7 @@ use std::{
 
 use croupier::{
     Backoff, Balancer, CallError, Member, Pool, PoolCallError, Restart, Supervisor, Wait, Worker,
+    WorkerId,
 };
 use tokio::time::Instant;
 
@@ -91,6 +92,37 @@ async fn panic_before_the_first_poll_restarts_the_worker() {
     assert_eq!(now[0].id().incarnation(), 1);
     assert_eq!(pool.stats().supervisor.restarts, 1);
     within(pool.shutdown()).await;
+}
+
+/// A worker whose first incarnation panics in `started`; it answers with its id.
+struct FirstStartFails(WorkerId);
+
+impl Worker for FirstStartFails {
+    type Msg = u32;
+    type Reply = WorkerId;
+
+    async fn started(&mut self) {
+        assert!(self.0.incarnation() > 0, "the first start fails on purpose");
+    }
+
+    async fn handle(&mut self, _: u32) -> WorkerId {
+        self.0
+    }
+}
+
+/// A panic in `started`, before the worker has taken any message, restarts it like any other
+/// crash; what was queued for the crashed incarnation goes to its successor.
+#[tokio::test]
+async fn panic_in_started_restarts_the_worker_and_its_successor_takes_the_queue() {
+    quiet_panics();
+    let sup = Supervisor::builder(FirstStartFails).start().unwrap();
+    let first = sup.children()[0].clone();
+    // Queued before the first incarnation has even started.
+    let by = within(first.call(7)).await.unwrap();
+    assert_eq!(by, WorkerId::new(0, 1));
+    assert!(!first.is_alive());
+    assert_eq!(sup.stats().restarts, 1);
+    within(sup.shutdown()).await;
 }
 
 /// Says it has finished after a message it is told to finish on, and panics in `is_finished`
@@ -206,6 +238,165 @@ fn panicking_stopping_does_not_restart_at_shutdown() {
                 assert!(!w.is_alive());
             }
         });
+    });
+}
+
+/// Counts the error events logged on the thread it is the default subscriber of.
+struct ErrorCount(Arc<AtomicU64>);
+
+impl tracing::Subscriber for ErrorCount {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        if *event.metadata().level() == tracing::Level::ERROR {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// The errors logged on this thread while `f` runs to the end on a current-thread runtime.
+fn errors_logged(f: impl Future<Output = ()>) -> u64 {
+    let errors = Arc::new(AtomicU64::new(0));
+    let _logging = tracing::subscriber::set_default(ErrorCount(Arc::clone(&errors)));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(within(f));
+    drop(rt);
+    errors.load(SeqCst)
+}
+
+/// A `stopping` hook that panics at shutdown is logged as an error, once for each worker; a
+/// shutdown whose hooks return cleanly logs no error.
+#[test]
+fn a_panicking_stopping_hook_at_shutdown_is_logged_as_an_error() {
+    quiet_panics();
+    let bad = errors_logged(async {
+        let pool = Pool::builder(|_| BadStop).size(2).start().unwrap();
+        pool.call(()).await.unwrap();
+        pool.shutdown().await;
+    });
+    assert_eq!(bad, 2, "one error for each panicking stopping hook");
+    let clean = errors_logged(async {
+        let pool = Pool::builder(|_| Strict).size(2).start().unwrap();
+        assert_eq!(pool.call(1).await.unwrap(), 1);
+        pool.shutdown().await;
+    });
+    assert_eq!(clean, 0, "a clean shutdown logs no error");
+}
+
+/// A log sink that panics at the first warning logged on its thread (and only then): a fault
+/// outside the worker's code, in the middle of the slot's own work.
+#[derive(Default)]
+struct FailsAtFirstWarning(AtomicBool);
+
+impl tracing::Subscriber for FailsAtFirstWarning {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        if *event.metadata().level() == tracing::Level::WARN && !self.0.swap(true, SeqCst) {
+            panic!("the log sink fails on purpose");
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// Runs `f` to the end on a current-thread runtime whose log sink fails at the first warning.
+fn with_failing_log_sink(f: impl Future<Output = ()>) {
+    quiet_panics();
+    let _logging = tracing::subscriber::set_default(FailsAtFirstWarning::default());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(within(f));
+}
+
+/// A panic in the slot's own work, outside the worker's code (here the log sink fails as the
+/// slot restarts a crashed worker), ends the slot visibly: no handle reads alive with nobody
+/// serving it, and the calls queued behind the crash come back `Dead`, message inside.
+#[test]
+fn a_panic_outside_the_workers_code_ends_the_slot_and_hands_its_queue_back() {
+    with_failing_log_sink(async {
+        let (probe, mut events) = Probe::new(1);
+        let sup = Supervisor::builder(probe.factory()).start().unwrap();
+        let w = sup.children()[0].clone();
+        let crashing = tokio::spawn({
+            let w = w.clone();
+            async move { w.call(Msg::BlockThenPanic).await }
+        });
+        events
+            .wait_for(Event::Entered(croupier::WorkerId::new(0, 0)))
+            .await;
+        let queued = tokio::spawn({
+            let w = w.clone();
+            async move { w.call(Msg::Work(1)).await }
+        });
+        until("the call queued", || w.load() == 2).await;
+
+        probe.open(1);
+        let r = crashing.await.unwrap();
+        assert!(matches!(r, Err(CallError::WorkerDied)), "{r:?}");
+        let r = queued.await.unwrap();
+        assert!(matches!(r, Err(CallError::Dead(Msg::Work(1)))), "{r:?}");
+        assert!(!w.is_alive());
+        assert!(sup.children().is_empty(), "an ended slot has no live child");
+        assert!(sup.stats().workers.iter().all(|w| !w.alive));
+        assert!(probe.handled().is_empty());
+        sup.shutdown().await;
+    });
+}
+
+/// The same fault during a graceful shutdown: the slot stays shut, and what was queued comes
+/// back `Shutdown`.
+#[test]
+fn a_panic_outside_the_workers_code_during_shutdown_hands_the_queue_back_as_shutdown() {
+    with_failing_log_sink(async {
+        let (probe, mut events) = Probe::new(1);
+        let sup = Supervisor::builder(probe.factory()).start().unwrap();
+        let w = sup.children()[0].clone();
+        let crashing = tokio::spawn({
+            let w = w.clone();
+            async move { w.call(Msg::BlockThenPanic).await }
+        });
+        events
+            .wait_for(Event::Entered(croupier::WorkerId::new(0, 0)))
+            .await;
+        let queued = tokio::spawn({
+            let w = w.clone();
+            async move { w.call(Msg::Work(1)).await }
+        });
+        until("the call queued", || w.load() == 2).await;
+        let shutdown = tokio::spawn({
+            let sup = sup.clone();
+            async move { sup.shutdown().await }
+        });
+        until("shutdown begun", || sup.is_stopped()).await;
+
+        probe.open(1);
+        shutdown.await.unwrap();
+        let r = crashing.await.unwrap();
+        assert!(matches!(r, Err(CallError::WorkerDied)), "{r:?}");
+        let r = queued.await.unwrap();
+        assert!(matches!(r, Err(CallError::Shutdown(Msg::Work(1)))), "{r:?}");
+        assert!(sup.children().is_empty());
+        assert!(probe.handled().is_empty());
     });
 }
 

@@ -10,7 +10,7 @@ use std::{sync::Mutex, time::Duration};
 
 use croupier::{
     Backoff, Balancer, CallError, ConfigError, Mailbox, Member, Pool, PoolCallError, PoolSendError,
-    Restart, SendError, Supervisor, Worker, WorkerId,
+    Restart, SendError, Supervisor, Worker, WorkerId, WorkerRef,
 };
 
 use crate::common_workers::{until, within, Event, Msg, Probe, Reply};
@@ -923,4 +923,115 @@ async fn size_reports_the_slot_count_whatever_the_slots_do() {
     assert_eq!(sup.size(), 3, "an ended slot is still a slot");
     within(sup.shutdown()).await;
     assert_eq!(sup.size(), 3);
+}
+
+/// A worker's refusals say what happened to the message and what to do next, and hand it
+/// back (all but `WorkerDied`, whose message was taken).
+#[test]
+fn worker_errors_say_what_to_do_and_hand_the_message_back() {
+    let sends = [
+        (SendError::Dead(7_u32), "pick a live worker and resend"),
+        (SendError::Full(7), "use call, which waits for room"),
+        (SendError::Shutdown(7), "the supervisor has shut down"),
+    ];
+    for (e, says) in sends {
+        let text = e.to_string();
+        assert!(text.contains(says), "{e:?} displays {text:?}");
+        assert!(text.contains("not queued"), "{e:?} displays {text:?}");
+        assert_eq!(e.into_inner(), 7);
+    }
+    let calls = [
+        (
+            CallError::Dead(7_u32),
+            "pick a live worker and retry",
+            Some(7),
+        ),
+        (
+            CallError::WorkerDied,
+            "retry only if it is idempotent",
+            None,
+        ),
+        (
+            CallError::Shutdown(7),
+            "the supervisor has shut down",
+            Some(7),
+        ),
+    ];
+    for (e, says, back) in calls {
+        let text = e.to_string();
+        assert!(text.contains(says), "{e:?} displays {text:?}");
+        assert_eq!(e.into_inner(), back);
+    }
+}
+
+/// During a graceful shutdown, a worker that crashes after taking a message from its queue is
+/// restarted to finish the rest of the queue: nothing queued is dropped.
+#[tokio::test]
+async fn a_worker_that_crashes_while_finishing_its_queue_at_shutdown_is_restarted_to_finish_it() {
+    let (probe, mut events) = Probe::new(1);
+    let sup = Supervisor::builder(probe.factory()).start().unwrap();
+    let w = sup.children()[0].clone();
+    let blocked = tokio::spawn({
+        let w = w.clone();
+        async move { w.call(Msg::Block(1)).await }
+    });
+    events.wait_for(Event::Entered(id(0, 0))).await;
+    w.send(Msg::Panic).unwrap();
+    w.send(Msg::Work(2)).unwrap();
+
+    let shutdown = tokio::spawn({
+        let sup = sup.clone();
+        async move { sup.shutdown().await }
+    });
+    until("shutdown begun", || sup.is_stopped()).await;
+    probe.open(1);
+    within(shutdown).await.unwrap();
+
+    assert_eq!(within(blocked).await.unwrap().unwrap().n, 1);
+    assert_eq!(
+        probe.handled(),
+        vec![1, 2],
+        "the successor finished the queue"
+    );
+    assert!(events.drain().contains(&Event::Started(id(0, 1))));
+    let stats = sup.stats();
+    assert_eq!((stats.deaths, stats.restarts, stats.dropped), (1, 1, 0));
+}
+
+/// A plain `Duration` given as a backoff is a fixed delay before every restart, however many
+/// crashes came in a row; `Backoff::none` restarts at once.
+#[test]
+fn a_duration_is_a_fixed_backoff() {
+    let d = Duration::from_millis(250);
+    assert_eq!(Backoff::from(d), Backoff::fixed(d));
+    for crashes in [0, 1, 5, 40] {
+        assert_eq!(Backoff::from(d).delay(crashes), d);
+        assert_eq!(Backoff::none().delay(crashes), Duration::ZERO);
+    }
+}
+
+/// A handle hashes by the worker it points at: clones hash alike, and handles to another
+/// slot or to a successor in the same slot hash apart (so they spread in a `HashMap`).
+#[tokio::test]
+async fn a_handle_hashes_by_the_worker_it_points_at() {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    let hash = |w: &WorkerRef<common_workers::TestWorker>| {
+        BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(w)
+    };
+    let (probe, _events) = Probe::new(2);
+    let sup = Supervisor::builder(probe.factory())
+        .size(2)
+        .start()
+        .unwrap();
+    let first = sup.children()[0].clone();
+    let neighbour = sup.children()[1].clone();
+    assert_eq!(hash(&first), hash(&first.clone()));
+    assert_ne!(hash(&first), hash(&neighbour));
+
+    let crash = within(first.call(Msg::Panic)).await;
+    assert!(matches!(crash, Err(CallError::WorkerDied)), "{crash:?}");
+    let successor = sup.children()[0].clone();
+    assert_eq!(successor.id(), id(0, 1));
+    assert_ne!(hash(&first), hash(&successor));
+    within(sup.shutdown()).await;
 }

@@ -111,4 +111,22 @@ mod tests {
             }
         }
     }
+
+    /// The second sample is not tied to the first: over a few hundred turns every ordered
+    /// pair of distinct slots is sampled, in pools of every small size.
+    #[test]
+    fn every_pair_of_slots_is_sampled() {
+        for n in 2..12 {
+            let mut seen = vec![vec![false; n]; n];
+            for turn in 0..2_000 {
+                let (a, b) = samples(n, turn, 0x5eed);
+                seen[a][b.expect("two samples")] = true;
+            }
+            for (a, row) in seen.iter().enumerate() {
+                for (b, &hit) in row.iter().enumerate() {
+                    assert_eq!(hit, a != b, "n {n}: pair ({a}, {b})");
+                }
+            }
+        }
+    }
 }

@@ -78,14 +78,6 @@ impl<M> SendError<M> {
             Closed::Shutdown => Self::Shutdown(msg),
         }
     }
-
-    fn name(&self) -> &'static str {
-        match self {
-            Self::Dead(_) => "Dead",
-            Self::Full(_) => "Full",
-            Self::Shutdown(_) => "Shutdown",
-        }
-    }
 }
 
 impl<M> CallError<M> {
@@ -125,7 +117,11 @@ predicates!(CallError {
 
 impl<M> fmt::Debug for SendError<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SendError::{}(..)", self.name())
+        f.write_str(match self {
+            Self::Dead(_) => "SendError::Dead(..)",
+            Self::Full(_) => "SendError::Full(..)",
+            Self::Shutdown(_) => "SendError::Shutdown(..)",
+        })
     }
 }
 
