@@ -14,9 +14,9 @@
 //!   and the request goes to another member, up to a bounded number of tries; the request is
 //!   never lost: it is sent once, to a member that was ready, or comes back in the error.
 //! - **Membership**: from a `Vec<S>` ([`Balance::new`]), from any
-//!   `tower::discover::Discover` ([`Balance::discover`]: Insert/Remove by key, a member's
+//!   `tower::discover::Discover` ([`BalanceBuilder::discover`]: Insert/Remove by key, a member's
 //!   load state kept as long as its key stays or returns), or from a croupier
-//!   [`Source`](crate::Source) ([`Balance::from_source`]).
+//!   [`Source`](crate::Source) ([`BalanceBuilder::from_source`]).
 //!
 //! # Example
 //!
