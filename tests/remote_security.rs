@@ -457,3 +457,47 @@ async fn second_connection_for_a_name_does_not_flap() {
     assert_eq!(workers.len(), 1);
     assert_eq!(workers[0].addr, second.local_addr().unwrap());
 }
+
+/// A master holds at most `max_in_flight` calls to one node; the next waits for a place
+/// within its own deadline, and a node bounds the streams of one connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_in_flight_to_a_node_are_bounded() {
+    let gate = Arc::new(Semaphore::new(0));
+    let w = {
+        let gate = Arc::clone(&gate);
+        start(worker("bounded").handle(WAIT, move |()| {
+            let gate = Arc::clone(&gate);
+            async move { gate.acquire().await.unwrap().forget() }
+        }))
+        .await
+    };
+    let m = start(
+        master()
+            .max_in_flight(256, 1)
+            .call_timeout(Duration::from_secs(8)),
+    )
+    .await;
+    within(m.connect(w.local_addr().unwrap())).await.unwrap();
+    let node = NodeId::from("bounded");
+    let first = {
+        let (m, node) = (m.clone(), node.clone());
+        tokio::spawn(async move { m.call(&node, WAIT, ()).await })
+    };
+    until(&m, |m| m.workers().first().is_some_and(|w| w.load > 0.0)).await;
+    // The one place is taken: this call waits at the master (the node, with a free worker,
+    // would answer it at once), and goes once the first is answered.
+    let second = {
+        let (m, node) = (m.clone(), node.clone());
+        tokio::spawn(async move { m.call(&node, ECHO, 1).await })
+    };
+    let mut second = std::pin::pin!(second);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), &mut second)
+            .await
+            .is_err(),
+        "the second call went out while the first held the only place"
+    );
+    gate.add_permits(1);
+    assert_eq!(within(first).await.unwrap(), Ok(()));
+    assert_eq!(within(second).await.unwrap(), Ok(1));
+}
