@@ -894,12 +894,7 @@ impl NodeShared {
         let shared = Arc::clone(self);
         self.tracker.spawn(async move {
             let mut first = first;
-            let mut delays = backoff();
-            let stable = shared
-                .cfg
-                .report_max
-                .saturating_mul(3)
-                .max(Duration::from_secs(1));
+            let mut delays = Reconnect::new(shared.cfg.report_max);
             loop {
                 let attempt = match first.take() {
                     Some(attached) => Ok(Some(attached)),
@@ -914,9 +909,7 @@ impl NodeShared {
                         if link.gone.is_cancelled() || token.is_cancelled() {
                             return;
                         }
-                        if since.elapsed() >= stable {
-                            delays = backoff();
-                        }
+                        delays.connection_ended(since.elapsed());
                         tracing::warn!(node = %link.id, %addr, "croupier node down; reconnecting");
                     }
                     Ok(None) => {}
@@ -924,7 +917,7 @@ impl NodeShared {
                         tracing::debug!(%addr, error = %e, "croupier could not connect; retrying");
                     }
                 }
-                let delay = delays.next().unwrap_or(Duration::from_secs(5));
+                let delay = delays.next_delay();
                 tokio::select! {
                     () = token.cancelled() => return,
                     () = tokio::time::sleep(delay) => {}
@@ -1002,16 +995,76 @@ impl NodeShared {
     }
 }
 
-/// Reconnection delays: 100 ms doubled per failure in a row, at most 5 s, with jitter, never
-/// ending.
-fn backoff() -> impl Iterator<Item = Duration> {
-    backon::ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(5))
-        .with_factor(2.0)
-        .with_jitter()
-        .without_max_times()
-        .build()
+/// When to try a node again: 100 ms doubled per failure in a row, at most 5 s, each plus a
+/// random jitter of up to itself
+/// (backon's exponential backoff). It starts over only after a connection that stayed up
+/// `stable` (three report intervals, at least 1 s), so a node that accepts and drops at once
+/// is retried ever more slowly instead of in a tight loop.
+struct Reconnect {
+    delays: backon::ExponentialBackoff,
+    stable: Duration,
+}
+
+impl Reconnect {
+    fn new(report_max: Duration) -> Self {
+        Self {
+            delays: Self::fresh(),
+            stable: report_max.saturating_mul(3).max(Duration::from_secs(1)),
+        }
+    }
+
+    fn fresh() -> backon::ExponentialBackoff {
+        backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(5))
+            .with_factor(2.0)
+            .with_jitter()
+            .without_max_times()
+            .build()
+    }
+
+    /// A connection ended after being up for `lived`.
+    fn connection_ended(&mut self, lived: Duration) {
+        if lived >= self.stable {
+            self.delays = Self::fresh();
+        }
+    }
+
+    fn next_delay(&mut self) -> Duration {
+        self.delays.next().unwrap_or(Duration::from_secs(5))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Jitter adds up to the base delay again: a delay of base `b` lies in `[b, 2b]`.
+    fn within_jitter(d: Duration, base_ms: u64) -> bool {
+        d >= Duration::from_millis(base_ms) && d <= Duration::from_millis(2 * base_ms)
+    }
+
+    #[test]
+    fn reconnect_backs_off_and_does_not_reset_on_a_connection_that_dies_at_once() {
+        let mut r = Reconnect::new(Duration::from_millis(500));
+        assert!(within_jitter(r.next_delay(), 100));
+        assert!(within_jitter(r.next_delay(), 200));
+        // Up for 10 ms, then gone: the next delay keeps growing.
+        r.connection_ended(Duration::from_millis(10));
+        assert!(within_jitter(r.next_delay(), 400));
+        r.connection_ended(Duration::from_millis(1400));
+        assert!(
+            within_jitter(r.next_delay(), 800),
+            "1.4 s is under the 1.5 s that count"
+        );
+        for _ in 0..10 {
+            r.next_delay();
+        }
+        assert!(within_jitter(r.next_delay(), 5000), "capped at 5 s");
+        // Up for three report intervals: it starts over.
+        r.connection_ended(Duration::from_millis(1500));
+        assert!(within_jitter(r.next_delay(), 100));
+    }
 }
 
 impl NodeBuilder {
