@@ -1035,38 +1035,6 @@ impl Reconnect {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Jitter adds up to the base delay again: a delay of base `b` lies in `[b, 2b]`.
-    fn within_jitter(d: Duration, base_ms: u64) -> bool {
-        d >= Duration::from_millis(base_ms) && d <= Duration::from_millis(2 * base_ms)
-    }
-
-    #[test]
-    fn reconnect_backs_off_and_does_not_reset_on_a_connection_that_dies_at_once() {
-        let mut r = Reconnect::new(Duration::from_millis(500));
-        assert!(within_jitter(r.next_delay(), 100));
-        assert!(within_jitter(r.next_delay(), 200));
-        // Up for 10 ms, then gone: the next delay keeps growing.
-        r.connection_ended(Duration::from_millis(10));
-        assert!(within_jitter(r.next_delay(), 400));
-        r.connection_ended(Duration::from_millis(1400));
-        assert!(
-            within_jitter(r.next_delay(), 800),
-            "1.4 s is under the 1.5 s that count"
-        );
-        for _ in 0..10 {
-            r.next_delay();
-        }
-        assert!(within_jitter(r.next_delay(), 5000), "capped at 5 s");
-        // Up for three report intervals: it starts over.
-        r.connection_ended(Duration::from_millis(1500));
-        assert!(within_jitter(r.next_delay(), 100));
-    }
-}
-
 impl NodeBuilder {
     /// Master, worker or both; [`Mode::Master`] by default.
     pub fn mode(mut self, mode: Mode) -> Self {
@@ -1348,5 +1316,37 @@ impl fmt::Debug for NodeBuilder {
             .field("tls", &self.tls.is_some())
             .field("handlers", &self.registry.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Jitter adds up to the base delay again: a delay of base `b` lies in `[b, 2b]`.
+    fn within_jitter(d: Duration, base_ms: u64) -> bool {
+        d >= Duration::from_millis(base_ms) && d <= Duration::from_millis(2 * base_ms)
+    }
+
+    #[test]
+    fn reconnect_backs_off_and_does_not_reset_on_a_connection_that_dies_at_once() {
+        let mut r = Reconnect::new(Duration::from_millis(500));
+        assert!(within_jitter(r.next_delay(), 100));
+        assert!(within_jitter(r.next_delay(), 200));
+        // Up for 10 ms, then gone: the next delay keeps growing.
+        r.connection_ended(Duration::from_millis(10));
+        assert!(within_jitter(r.next_delay(), 400));
+        r.connection_ended(Duration::from_millis(1400));
+        assert!(
+            within_jitter(r.next_delay(), 800),
+            "1.4 s is under the 1.5 s that count"
+        );
+        for _ in 0..10 {
+            r.next_delay();
+        }
+        assert!(within_jitter(r.next_delay(), 5000), "capped at 5 s");
+        // Up for three report intervals: it starts over.
+        r.connection_ended(Duration::from_millis(1500));
+        assert!(within_jitter(r.next_delay(), 100));
     }
 }
