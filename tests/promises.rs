@@ -20,7 +20,7 @@ use croupier::{
 };
 use tokio::time::Instant;
 
-use crate::common_workers::{until, within, Event, Msg, Probe};
+use crate::common_workers::{until, within, Event, Msg, Probe, Reply, TestWorker};
 
 /// Keeps the panics these tests cause on purpose out of the output; any other panic (a
 /// failed assertion) is reported as usual.
@@ -328,27 +328,39 @@ fn with_failing_log_sink(f: impl Future<Output = ()>) {
     rt.block_on(within(f));
 }
 
+/// One worker whose call blocks and will panic when let go, and one call queued behind it.
+async fn crash_with_one_queued() -> (
+    Arc<Probe>,
+    Supervisor<TestWorker>,
+    croupier::WorkerRef<TestWorker>,
+    tokio::task::JoinHandle<Result<Reply, CallError<Msg>>>,
+    tokio::task::JoinHandle<Result<Reply, CallError<Msg>>>,
+) {
+    let (probe, mut events) = Probe::new(1);
+    let sup = Supervisor::builder(probe.factory()).start().unwrap();
+    let w = sup.children()[0].clone();
+    let crashing = tokio::spawn({
+        let w = w.clone();
+        async move { w.call(Msg::BlockThenPanic).await }
+    });
+    events
+        .wait_for(Event::Entered(croupier::WorkerId::new(0, 0)))
+        .await;
+    let queued = tokio::spawn({
+        let w = w.clone();
+        async move { w.call(Msg::Work(1)).await }
+    });
+    until("the call queued", || w.load() == 2).await;
+    (probe, sup, w, crashing, queued)
+}
+
 /// A panic in the slot's own work, outside the worker's code (here the log sink fails as the
 /// slot restarts a crashed worker), ends the slot visibly: no handle reads alive with nobody
 /// serving it, and the calls queued behind the crash come back `Dead`, message inside.
 #[test]
 fn a_panic_outside_the_workers_code_ends_the_slot_and_hands_its_queue_back() {
     with_failing_log_sink(async {
-        let (probe, mut events) = Probe::new(1);
-        let sup = Supervisor::builder(probe.factory()).start().unwrap();
-        let w = sup.children()[0].clone();
-        let crashing = tokio::spawn({
-            let w = w.clone();
-            async move { w.call(Msg::BlockThenPanic).await }
-        });
-        events
-            .wait_for(Event::Entered(croupier::WorkerId::new(0, 0)))
-            .await;
-        let queued = tokio::spawn({
-            let w = w.clone();
-            async move { w.call(Msg::Work(1)).await }
-        });
-        until("the call queued", || w.load() == 2).await;
+        let (probe, sup, w, crashing, queued) = crash_with_one_queued().await;
 
         probe.open(1);
         let r = crashing.await.unwrap();
@@ -368,21 +380,7 @@ fn a_panic_outside_the_workers_code_ends_the_slot_and_hands_its_queue_back() {
 #[test]
 fn a_panic_outside_the_workers_code_during_shutdown_hands_the_queue_back_as_shutdown() {
     with_failing_log_sink(async {
-        let (probe, mut events) = Probe::new(1);
-        let sup = Supervisor::builder(probe.factory()).start().unwrap();
-        let w = sup.children()[0].clone();
-        let crashing = tokio::spawn({
-            let w = w.clone();
-            async move { w.call(Msg::BlockThenPanic).await }
-        });
-        events
-            .wait_for(Event::Entered(croupier::WorkerId::new(0, 0)))
-            .await;
-        let queued = tokio::spawn({
-            let w = w.clone();
-            async move { w.call(Msg::Work(1)).await }
-        });
-        until("the call queued", || w.load() == 2).await;
+        let (probe, sup, _w, crashing, queued) = crash_with_one_queued().await;
         let shutdown = tokio::spawn({
             let sup = sup.clone();
             async move { sup.shutdown().await }
