@@ -501,3 +501,164 @@ async fn calls_in_flight_to_a_node_are_bounded() {
     assert_eq!(within(first).await.unwrap(), Ok(()));
     assert_eq!(within(second).await.unwrap(), Ok(1));
 }
+
+/// A node serves at most `per_connection` streams of one HTTP/2 connection at once: a plain
+/// gRPC client that opens more sees the rest wait (HTTP/2's own flow of streams), none
+/// refused, and every call answered once places free up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_on_one_connection_are_bounded_by_the_node() {
+    use croupier::remote::proto::croupier::v1::{croupier_client::CroupierClient, InvokeRequest};
+    const LIMIT: usize = 3;
+    const CALLS: usize = 8;
+    let gate = Arc::new(Semaphore::new(0));
+    // How many calls are in a handler now, and the most there ever were.
+    let (running, mut watch) = tokio::sync::watch::channel((0_usize, 0_usize));
+    let running = Arc::new(running);
+    let w = {
+        let (gate, running) = (Arc::clone(&gate), Arc::clone(&running));
+        start(
+            worker("streams")
+                .pool_size(CALLS)
+                .max_in_flight(u32::try_from(LIMIT).unwrap(), 1024)
+                .handle(WAIT, move |()| {
+                    let (gate, running) = (Arc::clone(&gate), Arc::clone(&running));
+                    async move {
+                        running.send_modify(|(now, most)| {
+                            *now += 1;
+                            *most = (*most).max(*now);
+                        });
+                        gate.acquire().await.unwrap().forget();
+                        running.send_modify(|(now, _)| *now -= 1);
+                    }
+                }),
+        )
+        .await
+    };
+    let ch = channel(w.local_addr().unwrap(), None).await.unwrap();
+    let calls: Vec<_> = (0..CALLS)
+        .map(|_| {
+            let mut client = CroupierClient::new(ch.clone());
+            tokio::spawn(async move {
+                client
+                    .invoke(InvokeRequest {
+                        handler: "test.wait".to_owned(),
+                        args: postcard::to_stdvec(&()).unwrap(),
+                    })
+                    .await
+                    .map(|_| ())
+                    .map_err(|s| format!("{s:?}"))
+            })
+        })
+        .collect();
+    within(watch.wait_for(|&(now, _)| now >= LIMIT))
+        .await
+        .unwrap();
+    // The node's pool has a worker for every call; only the connection's limit holds them.
+    assert!(
+        tokio::time::timeout(
+            Duration::from_millis(200),
+            watch.wait_for(|&(now, _)| now > LIMIT)
+        )
+        .await
+        .is_err(),
+        "a call beyond the connection's {LIMIT} streams reached a worker"
+    );
+    gate.add_permits(CALLS);
+    for call in calls {
+        assert_eq!(within(call).await.unwrap(), Ok(()));
+    }
+    let (now, most) = *watch.borrow();
+    assert_eq!(
+        (now, most),
+        (0, LIMIT),
+        "more than {LIMIT} streams ran at once"
+    );
+}
+
+/// Forwards `from` to `to` until `frozen` turns true; then holds both ends open and silent,
+/// as a peer that vanished without a FIN (a pulled cable, a dead host) would.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    frozen: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::AsyncWriteExt;
+    let mut buf = vec![0_u8; 16 << 10];
+    loop {
+        let mut frozen = frozen.clone();
+        tokio::select! {
+            stop = async { frozen.wait_for(|&f| f).await.is_ok() } => {
+                if stop {
+                    std::future::pending::<()>().await;
+                }
+                return;
+            }
+            n = from.read(&mut buf) => match n {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if to.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// A loopback TCP relay to `target` that can be made to drop everything silently.
+async fn relay(target: SocketAddr) -> (SocketAddr, tokio::sync::watch::Sender<bool>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (freeze, frozen) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let Ok(outbound) = TcpStream::connect(target).await else {
+                continue;
+            };
+            let (ri, wi) = inbound.into_split();
+            let (ro, wo) = outbound.into_split();
+            tokio::spawn(pump(ri, wo, frozen.clone()));
+            tokio::spawn(pump(ro, wi, frozen.clone()));
+        }
+    });
+    (addr, freeze)
+}
+
+/// A node that goes silent without closing its connection (no FIN, no RST) is found dead by
+/// HTTP/2 keepalive pings: the master takes it out of selection and fails the call waiting on
+/// it with `NodeDown`, long before the call's own timeout or the load reports' silence limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_finds_a_silent_peer_dead() {
+    let slow_reports = (Duration::from_millis(10), Duration::from_secs(60));
+    let w = start(
+        worker("silent")
+            .report_interval(slow_reports.0, slow_reports.1)
+            .handle(WAIT, |()| std::future::pending::<()>()),
+    )
+    .await;
+    let (addr, freeze) = relay(w.local_addr().unwrap()).await;
+    let m = start(
+        master()
+            .report_interval(slow_reports.0, slow_reports.1)
+            .call_timeout(Duration::from_secs(60))
+            .keepalive(Duration::from_millis(200), Duration::from_millis(300)),
+    )
+    .await;
+    within(m.connect(addr)).await.unwrap();
+    let node = NodeId::from("silent");
+    assert_eq!(m.get_node(), Some(node.clone()));
+    let waiting = {
+        let (m, node) = (m.clone(), node.clone());
+        tokio::spawn(async move { m.call(&node, WAIT, ()).await })
+    };
+    until(&m, |m| m.workers().first().is_some_and(|w| w.load > 0.0)).await;
+
+    freeze.send(true).unwrap();
+    // GUARD (10 s) bounds both waits: far below the call's 60 s and the reports' 180 s.
+    until(&m, |m| !m.is_connected(&node)).await;
+    assert_eq!(m.get_node(), None);
+    assert_eq!(
+        within(waiting).await.unwrap(),
+        Err(RemoteError::NodeDown(node))
+    );
+}
