@@ -83,6 +83,7 @@ pub mod remote;
 mod snapshot;
 mod supervisor;
 mod sync;
+mod telemetry;
 mod worker;
 
 #[allow(deprecated)]

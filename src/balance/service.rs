@@ -66,6 +66,7 @@ struct Settings {
     load: Load,
     cooldown: Duration,
     tries: usize,
+    name: Option<&'static str>,
 }
 
 /// Configures a [`Balance`]; made by [`Balance::builder`].
@@ -121,6 +122,7 @@ impl Default for BalanceBuilder {
                 load: Load::InFlight,
                 cooldown: Duration::from_secs(1),
                 tries: 3,
+                name: None,
             },
         }
     }
@@ -164,6 +166,13 @@ impl BalanceBuilder {
         self
     }
 
+    /// The name in the `name` label of the balancer's metrics (with the `metrics` feature;
+    /// see [the table](crate::docs::metrics)). `"unnamed"` if unset.
+    pub fn name(mut self, name: &'static str) -> Self {
+        self.settings.name = Some(name);
+        self
+    }
+
     fn balancer<K, S>(
         &self,
         source: impl Source<Endpoint<K, S>>,
@@ -180,6 +189,9 @@ impl BalanceBuilder {
         }
         if let Some(seed) = self.settings.seed {
             b = b.seed(seed);
+        }
+        if let Some(name) = self.settings.name {
+            b = b.name(name);
         }
         b.build()
     }

@@ -1,6 +1,7 @@
 //! Configuration of a [`Balancer`], checked at `build()`.
 
 use std::{
+    borrow::Cow,
     collections::hash_map::RandomState,
     fmt,
     hash::{BuildHasher, Hasher},
@@ -44,6 +45,7 @@ pub struct BalancerBuilder<M> {
     max_load: Option<usize>,
     seed: Option<u64>,
     source: Option<Box<dyn Source<M>>>,
+    name: Option<Cow<'static, str>>,
 }
 
 impl<M: Member> BalancerBuilder<M> {
@@ -54,6 +56,7 @@ impl<M: Member> BalancerBuilder<M> {
             max_load: None,
             seed: None,
             source: None,
+            name: None,
         }
     }
 
@@ -85,6 +88,14 @@ impl<M: Member> BalancerBuilder<M> {
         self
     }
 
+    /// The balancer's name: the `name` label of its metrics (with the `metrics` feature; see
+    /// [the table](crate::docs::metrics)) and what [`Balancer::name`] answers. `"unnamed"` if
+    /// unset; balancers that share a name add up in one series.
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
     /// Where the members come from: a `Vec<M>`, a closure returning one, or any [`Source`].
     /// Asked once at [`build`](BalancerBuilder::build) and again at every refresh.
     pub fn source(mut self, source: impl Source<M>) -> Self {
@@ -110,6 +121,7 @@ impl<M: Member> BalancerBuilder<M> {
                 seed: self.seed.unwrap_or_else(random_seed),
             },
             min_alive_ratio: ratio,
+            name: self.name,
         };
         Ok(Balancer::from_parts(config, source))
     }
@@ -136,6 +148,7 @@ impl<M> fmt::Debug for BalancerBuilder<M> {
             .field("min_alive_ratio", &self.min_alive_ratio)
             .field("max_load", &self.max_load)
             .field("seed", &self.seed)
+            .field("name", &self.name)
             .field("source", &self.source.as_ref().map(|_| ".."))
             .finish()
     }

@@ -241,7 +241,7 @@ impl<M: Member> Balancer<M> {
         }
         let _turn = self.shared.drain.serial.lock().await;
         self.shared.cursor.start_drain();
-        let _resume = Resume(self);
+        let _resume = Resume(self, std::time::Instant::now());
         chain.push(me);
         DRAINING
             .scope(chain, async {
@@ -402,13 +402,15 @@ impl<M: Member> Balancer<M> {
 }
 
 /// Resumes dealing when a drain ends, however it ends.
-struct Resume<'a, M>(&'a Balancer<M>);
+struct Resume<'a, M: Member>(&'a Balancer<M>, std::time::Instant);
 
-impl<M> Drop for Resume<'_, M> {
+impl<M: Member> Drop for Resume<'_, M> {
     fn drop(&mut self) {
         let shared = &self.0.shared;
         shared.cursor.end_drain();
         shared.drain.resumed.notify_waiters();
+        shared.meter.drained(self.1.elapsed());
+        shared.publish();
     }
 }
 

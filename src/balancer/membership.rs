@@ -108,6 +108,7 @@ impl<M: Member> Balancer<M> {
             return false;
         }
         shared.counters.skipped_dead.fetch_add(1, Relaxed);
+        shared.meter.found_dead(1);
         if snap.below_ratio(shared.min_alive_ratio) {
             drop(snap);
             if shared.refreshing.request() {
@@ -206,6 +207,8 @@ impl<M: Member> Shared<M> {
         let alive = next.original;
         self.snapshot.store(Arc::new(next));
         self.counters.refreshes.fetch_add(1, Relaxed);
+        self.meter.refreshed();
+        self.publish();
         alive
     }
 }

@@ -12,6 +12,7 @@ pub(crate) mod state;
 mod stats;
 
 use std::{
+    borrow::Cow,
     fmt,
     sync::{
         atomic::{AtomicBool, Ordering::Relaxed},
@@ -40,6 +41,7 @@ use crate::{
     member::{Member, Source},
     policy::{Policy, Rule},
     snapshot::Snapshot,
+    telemetry::BalancerMeter,
 };
 
 /// Hands out members of a set, lock-free: in turn, to the least loaded, or to the lighter of two.
@@ -127,13 +129,16 @@ struct Shared<M> {
     background: AtomicBool,
     counters: CachePadded<Counters>,
     drain: drain::DrainState,
+    /// What the metrics recorder hears (nothing without the `metrics` feature).
+    meter: BalancerMeter,
 }
 
 /// A balancer's settings, checked by the builder.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Config {
     rule: Rule,
     min_alive_ratio: f64,
+    name: Option<Cow<'static, str>>,
 }
 
 impl<M: Member> Balancer<M> {
@@ -155,11 +160,32 @@ impl<M: Member> Balancer<M> {
             background: AtomicBool::new(false),
             counters: CachePadded::new(Counters::default()),
             drain: drain::DrainState::default(),
+            meter: BalancerMeter::new(config.name),
         });
+        shared.publish();
         let weak: Weak<Shared<M>> = Arc::downgrade(&shared);
         let background = refresher::register(weak);
         shared.background.store(background, Relaxed);
         Self { shared }
+    }
+
+    /// The balancer's [name](BalancerBuilder::name), `"unnamed"` if none was set.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use croupier::{Balancer, Member};
+    /// # #[derive(Clone)] struct W;
+    /// # impl Member for W { fn is_alive(&self) -> bool { true } }
+    /// let b = Balancer::builder().name("frontends").source(vec![W]).build()?;
+    /// assert_eq!(b.name(), "frontends");
+    /// let unnamed = Balancer::builder().source(vec![W]).build()?;
+    /// assert_eq!(unnamed.name(), "unnamed");
+    /// # Ok::<(), croupier::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn name(&self) -> &str {
+        self.shared.meter.name()
     }
 
     /// The policy this balancer picks by.

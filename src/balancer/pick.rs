@@ -10,6 +10,7 @@ use crate::{
     member::Member,
     policy::{self, Scan},
     snapshot::Snapshot,
+    telemetry::Refusal,
 };
 
 impl<M: Member> Balancer<M> {
@@ -50,6 +51,7 @@ impl<M: Member> Balancer<M> {
     pub fn pick(&self) -> Result<Picked<'_, M>, PickError> {
         let shared = &*self.shared;
         let Ok(turn) = shared.cursor.next() else {
+            shared.meter.refused(Refusal::Draining);
             return Err(PickError::Draining);
         };
         let snap = shared.snapshot.load();
@@ -89,6 +91,7 @@ impl<M: Member> Balancer<M> {
         }
         if scan.newly_dead > 0 {
             c.skipped_dead.fetch_add(scan.newly_dead as u64, Relaxed);
+            shared.meter.found_dead(scan.newly_dead as u64);
             if snap.below_ratio(shared.min_alive_ratio) {
                 shared.ask_for_refresh();
             }
@@ -116,8 +119,14 @@ impl<M: Member> Balancer<M> {
                 return self.pick_slow(now, turn, false);
             }
         }
-        if e == PickError::Overloaded {
-            self.shared.counters.overloaded.fetch_add(1, Relaxed);
+        let meter = &self.shared.meter;
+        match e {
+            PickError::Overloaded => {
+                self.shared.counters.overloaded.fetch_add(1, Relaxed);
+                meter.refused(Refusal::Overloaded);
+            }
+            PickError::NoMembers => meter.refused(Refusal::NoMembers),
+            PickError::Draining => meter.refused(Refusal::Draining),
         }
         Err(e)
     }

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use super::Balancer;
+use super::{Balancer, Shared};
 use crate::member::Member;
 
 /// Slow-path counters: written on deaths, refusals and refreshes, never on a plain pick.
@@ -66,8 +66,9 @@ impl<M: Member> Balancer<M> {
         let shared = &*self.shared;
         let snap = shared.snapshot.load();
         let c = &shared.counters;
+        shared.publish();
         BalancerStats {
-            picks: (shared.cursor.turns() as u64).wrapping_sub(c.extra_turns.load(Relaxed)),
+            picks: shared.picks(),
             skipped_dead: c.skipped_dead.load(Relaxed),
             overloaded: c.overloaded.load(Relaxed),
             refreshes: c.refreshes.load(Relaxed),
@@ -77,5 +78,54 @@ impl<M: Member> Balancer<M> {
             disabled: (0..snap.len()).filter(|&i| snap.is_disabled(i)).count(),
             members: snap.len(),
         }
+    }
+}
+
+impl<M: Member> Balancer<M> {
+    /// Sends the balancer's pick count, live members and load total to the `metrics`
+    /// recorder now (with the `metrics` feature; without it, does nothing).
+    ///
+    /// Picks are counted by the cursor every pick moves anyway, not by a counter of their
+    /// own, so the hot path writes nothing more for metrics. They reach the recorder, with
+    /// the gauges, whenever something else is recorded (a refresh, a death found, the end of
+    /// a drain), on [`stats`](Balancer::stats), and here: call it before a scrape, or from an
+    /// interval, to keep `croupier_picks_total` current. See [the table](crate::docs::metrics).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use croupier::{Balancer, Member};
+    /// # #[derive(Clone)] struct W;
+    /// # impl Member for W { fn is_alive(&self) -> bool { true } }
+    /// let b = Balancer::builder().name("frontends").source(vec![W, W]).build()?;
+    /// b.pick().unwrap();
+    /// b.publish_metrics(); // croupier_picks_total{name="frontends"} is 1
+    /// # Ok::<(), croupier::ConfigError>(())
+    /// ```
+    pub fn publish_metrics(&self) {
+        self.shared.publish();
+    }
+}
+
+impl<M: Member> Shared<M> {
+    /// Picks made so far: the cursor's turns, less the round-robin turns passed over.
+    pub(super) fn picks(&self) -> u64 {
+        (self.cursor.turns() as u64).wrapping_sub(self.counters.extra_turns.load(Relaxed))
+    }
+
+    /// Publishes picks, live members and the live members' load total.
+    pub(super) fn publish(&self) {
+        if !crate::telemetry::ENABLED {
+            return;
+        }
+        let snap = self.snapshot.load();
+        let (mut live, mut load) = (0, 0_usize);
+        for i in 0..snap.len() {
+            if let Ok(l) = snap.usable::<true>(i, usize::MAX) {
+                live += 1;
+                load = load.saturating_add(l);
+            }
+        }
+        self.meter.publish(self.picks(), live, load);
     }
 }

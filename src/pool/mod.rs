@@ -240,6 +240,12 @@ impl<W: Worker> Pool<W> {
         self.supervisor.shutdown().await;
     }
 
+    /// Sends the pool's picks, live workers and run-queue total to the `metrics` recorder now
+    /// (with the `metrics` feature). See [`Balancer::publish_metrics`].
+    pub fn publish_metrics(&self) {
+        self.balancer.publish_metrics();
+    }
+
     /// How many picks a call makes before it gives up on dead workers.
     fn attempts(&self) -> usize {
         self.supervisor.size() + 2
@@ -316,6 +322,32 @@ impl<W: Worker> PoolBuilder<W> {
     /// Seeds [`Policy::PowerOfTwo`].
     pub fn seed(mut self, seed: u64) -> Self {
         self.balancer = self.balancer.seed(seed);
+        self
+    }
+
+    /// The pool's name: the `name` label of its balancer's and its supervisor's metrics (with
+    /// the `metrics` feature; see [the table](crate::docs::metrics)). `"unnamed"` if unset.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use croupier::{Pool, Worker};
+    /// # struct Echo;
+    /// # impl Worker for Echo {
+    /// #     type Msg = u32;
+    /// #     type Reply = u32;
+    /// #     async fn handle(&mut self, m: u32) -> u32 { m }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let pool = Pool::builder(|_| Echo).size(2).name("resize").start().unwrap();
+    /// assert_eq!(pool.call(7).await.unwrap(), 7);
+    /// pool.publish_metrics(); // croupier_picks_total{name="resize"} is 1
+    /// # }
+    /// ```
+    pub fn name(mut self, name: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        let name = name.into();
+        self.supervisor = self.supervisor.name(name.clone());
+        self.balancer = self.balancer.name(name);
         self
     }
 

@@ -1,6 +1,7 @@
 //! Configuration of a [`Supervisor`], checked at `start()`.
 
 use std::{
+    borrow::Cow,
     collections::VecDeque,
     fmt,
     sync::{
@@ -16,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use super::{runner, Core, Inner, Signal, Supervisor};
 use crate::{
     error::ConfigError,
+    telemetry::SupervisorMeter,
     worker::{
         capacity::Capacity,
         mailbox::{mailbox, Mailbox},
@@ -123,6 +125,7 @@ pub struct SupervisorBuilder<W: Worker> {
     window: Duration,
     backoff: Backoff,
     mailbox: Mailbox,
+    pub(crate) name: Option<Cow<'static, str>>,
 }
 
 impl<W: Worker> SupervisorBuilder<W> {
@@ -135,6 +138,7 @@ impl<W: Worker> SupervisorBuilder<W> {
             window: Duration::from_secs(1),
             backoff: Backoff::none(),
             mailbox: Mailbox::default(),
+            name: None,
         }
     }
 
@@ -168,6 +172,13 @@ impl<W: Worker> SupervisorBuilder<W> {
     /// Each worker's mailbox: unbounded, or bounded (then `send` answers `Full`).
     pub fn mailbox(mut self, mailbox: Mailbox) -> Self {
         self.mailbox = mailbox;
+        self
+    }
+
+    /// The supervisor's name: the `name` label of its metrics (with the `metrics` feature;
+    /// see [the table](crate::docs::metrics)). `"unnamed"` if unset.
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = Some(name.into());
         self
     }
 
@@ -224,6 +235,7 @@ impl<W: Worker> SupervisorBuilder<W> {
             deaths: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             gave_up: AtomicBool::new(false),
+            meter: SupervisorMeter::new(self.name),
         });
         for (slot, rx) in core.slots.iter().zip(receivers) {
             let task = runner::run_slot(Arc::clone(&core), Arc::clone(slot), rx);

@@ -29,6 +29,7 @@ pub use self::builder::{Backoff, Restart, SupervisorBuilder};
 use crate::{
     balancer::{Balancer, WeakBalancer},
     member::{Member, Source},
+    telemetry::SupervisorMeter,
     worker::{capacity::Capacity, slot::Slot, Worker, WorkerId, WorkerRef},
 };
 
@@ -159,6 +160,8 @@ pub(crate) struct Core<W: Worker> {
     deaths: AtomicU64,
     dropped: AtomicU64,
     gave_up: AtomicBool,
+    /// What the metrics recorder hears (nothing without the `metrics` feature).
+    pub(crate) meter: SupervisorMeter,
 }
 
 /// A point-in-time view of a supervisor, from [`Supervisor::stats`].

@@ -94,6 +94,7 @@ async fn serve<W: Worker>(core: &Core<W>, slot: &Arc<Slot<W>>, rx: &mut MailboxR
             Exit::Panicked | Exit::Finished => {}
         }
         core.deaths.fetch_add(1, Relaxed);
+        core.meter.died();
         // `run_incarnation` has already retired the incarnation.
         if !core.restart.restarts(run.exit == Exit::Panicked) {
             tracing::debug!(worker = %id, exit = ?run.exit, "croupier worker ended; not restarted");
@@ -118,6 +119,7 @@ async fn serve<W: Worker>(core: &Core<W>, slot: &Arc<Slot<W>>, rx: &mut MailboxR
         incarnation += 1;
         slot.started(incarnation);
         core.restarts.fetch_add(1, Relaxed);
+        core.meter.restarted();
         tracing::warn!(worker = %id, exit = ?run.exit, successor = %WorkerId::new(slot.index, incarnation),
             "croupier worker ended; restarting");
         core.refresh_watchers();
@@ -416,6 +418,7 @@ fn count_dropped<W: Worker>(core: &Core<W>, slot: &Slot<W>, dropped: u64, why: C
         return;
     }
     core.dropped.fetch_add(dropped, Relaxed);
+    core.meter.dropped(dropped);
     tracing::warn!(
         slot = slot.index,
         dropped,
