@@ -45,6 +45,31 @@ impl Load {
     }
 }
 
+/// What the members of one `Balance` share: the clock their cooldowns count from, and how
+/// many of them are out of rotation (so that a request looks for members to readmit only
+/// when there are some).
+#[derive(Debug)]
+pub(crate) struct Common {
+    epoch: Instant,
+    /// Members out of rotation: one more for each that goes out, one less for each that comes
+    /// back or is dropped while out. Never less than the truth.
+    ejected: AtomicUsize,
+}
+
+impl Common {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            epoch: Instant::now(),
+            ejected: AtomicUsize::new(0),
+        })
+    }
+
+    /// Whether any member may be out of rotation.
+    pub(crate) fn any_out(&self) -> bool {
+        self.ejected.load(Relaxed) != 0
+    }
+}
+
 /// What `Balance` knows of one member, kept by key across membership changes.
 pub(crate) struct State {
     pub(crate) in_flight: AtomicUsize,
@@ -54,11 +79,11 @@ pub(crate) struct State {
     ewma: Mutex<(f64, Instant)>,
     /// Out of rotation until this many ns after `epoch` (0: in rotation).
     out_until_ns: AtomicU64,
-    epoch: Instant,
+    common: Arc<Common>,
 }
 
 impl State {
-    pub(crate) fn new(load: Load, epoch: Instant) -> Arc<Self> {
+    pub(crate) fn new(load: Load, common: &Arc<Common>) -> Arc<Self> {
         let rtt = match load {
             Load::InFlight => 0.0,
             Load::PeakEwma { default_rtt, .. } => default_rtt.as_nanos() as f64,
@@ -68,7 +93,7 @@ impl State {
             estimate_ns: AtomicU64::new(rtt as u64),
             ewma: Mutex::new((rtt, Instant::now())),
             out_until_ns: AtomicU64::new(0),
-            epoch,
+            common: Arc::clone(common),
         })
     }
 
@@ -91,9 +116,11 @@ impl State {
 
     /// Takes the member out of rotation for `cooldown`.
     pub(crate) fn eject(&self, cooldown: Duration) {
-        let until = self.epoch.elapsed() + cooldown;
+        let until = self.common.epoch.elapsed() + cooldown;
         let ns = u64::try_from(until.as_nanos()).unwrap_or(u64::MAX).max(1);
-        self.out_until_ns.store(ns, Relaxed);
+        if self.out_until_ns.swap(ns, Relaxed) == 0 {
+            self.common.ejected.fetch_add(1, Relaxed);
+        }
     }
 
     /// Puts the member back if its cooldown is over; whether it was out and came back.
@@ -102,12 +129,16 @@ impl State {
         if until == 0 {
             return false;
         }
-        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        now >= until
+        let now = u64::try_from(self.common.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let back = now >= until
             && self
                 .out_until_ns
                 .compare_exchange(until, 0, Relaxed, Relaxed)
-                .is_ok()
+                .is_ok();
+        if back {
+            self.common.ejected.fetch_sub(1, Relaxed);
+        }
+        back
     }
 
     pub(crate) fn is_out(&self) -> bool {
@@ -137,6 +168,15 @@ impl<K: Clone, S: Clone> Clone for Endpoint<K, S> {
 impl<K: PartialEq, S> PartialEq for Endpoint<K, S> {
     fn eq(&self, other: &Self) -> bool {
         self.key == other.key
+    }
+}
+
+impl Drop for State {
+    /// A member forgotten while out of rotation is no longer waited for.
+    fn drop(&mut self) {
+        if *self.out_until_ns.get_mut() != 0 {
+            self.common.ejected.fetch_sub(1, Relaxed);
+        }
     }
 }
 
@@ -171,5 +211,35 @@ impl<K: fmt::Debug, S> fmt::Debug for Endpoint<K, S> {
             .field("in_flight", &self.state.in_flight.load(Relaxed))
             .field("out", &self.state.is_out())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_count_of_members_out_follows_ejections_readmissions_and_drops() {
+        let common = Common::new();
+        let (a, b) = (
+            State::new(Load::InFlight, &common),
+            State::new(Load::InFlight, &common),
+        );
+        assert!(!common.any_out());
+        a.eject(Duration::from_secs(1));
+        a.eject(Duration::from_secs(2)); // still one member out
+        b.eject(Duration::from_secs(1));
+        assert_eq!(common.ejected.load(Relaxed), 2);
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        assert!(b.readmit_if_due());
+        assert!(!a.readmit_if_due(), "a's second cooldown runs to 2 s");
+        assert_eq!(common.ejected.load(Relaxed), 1);
+        drop(a);
+        assert!(
+            !common.any_out(),
+            "a member dropped while out is not waited for"
+        );
+        drop(b);
+        assert!(!common.any_out());
     }
 }

@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use tokio::time::Instant;
 use tower::{BoxError, Layer, Service, ServiceExt};
 
-use super::endpoint::{Endpoint, Load, State};
+use super::endpoint::{Common, Endpoint, Load, State};
 use crate::{
     balancer::Balancer,
     error::{ConfigError, PickError},
@@ -47,7 +47,7 @@ pub(super) struct Inner<S, K> {
     /// Load state by key: members present, and removed ones with requests still in flight.
     states: Arc<Mutex<HashMap<K, Arc<State>>>>,
     settings: Settings,
-    epoch: Instant,
+    common: Arc<Common>,
     /// Set while a discover task feeds this balance; it stops when the last handle goes.
     stop: tokio_util::sync::CancellationToken,
 }
@@ -201,12 +201,12 @@ impl BalanceBuilder {
         K: Clone + Eq + Hash + Send + Sync + 'static,
         S: Clone + Send + Sync + 'static,
     {
-        let epoch = Instant::now();
+        let common = Common::new();
         let mut states = HashMap::new();
         let endpoints: Vec<_> = members
             .into_iter()
             .map(|(key, service)| {
-                let state = State::new(self.settings.load, epoch);
+                let state = State::new(self.settings.load, &common);
                 states.insert(key.clone(), Arc::clone(&state));
                 Endpoint {
                     key,
@@ -224,7 +224,7 @@ impl BalanceBuilder {
             members,
             Arc::new(Mutex::new(states)),
             self.settings,
-            epoch,
+            common,
         ))
     }
 
@@ -251,7 +251,7 @@ impl BalanceBuilder {
     where
         S: Clone + Send + Sync + 'static,
     {
-        let epoch = Instant::now();
+        let common = Common::new();
         let load = self.settings.load;
         let members: Arc<Mutex<Vec<Endpoint<usize, S>>>> = Arc::default();
         let states: Arc<Mutex<HashMap<usize, Arc<State>>>> = Arc::default();
@@ -259,6 +259,7 @@ impl BalanceBuilder {
         // index's load state kept.
         let fresh = {
             let (members, states) = (Arc::clone(&members), Arc::clone(&states));
+            let common = Arc::clone(&common);
             move || {
                 let services = source.members();
                 let mut states = states.lock();
@@ -271,7 +272,9 @@ impl BalanceBuilder {
                         key,
                         service,
                         state: Arc::clone(
-                            states.entry(key).or_insert_with(|| State::new(load, epoch)),
+                            states
+                                .entry(key)
+                                .or_insert_with(|| State::new(load, &common)),
                         ),
                         load,
                     })
@@ -287,7 +290,7 @@ impl BalanceBuilder {
             members,
             states,
             self.settings,
-            epoch,
+            common,
         ))
     }
 
@@ -332,7 +335,7 @@ impl<S, K> Balance<S, K> {
         members: Arc<Mutex<Vec<Endpoint<K, S>>>>,
         states: Arc<Mutex<HashMap<K, Arc<State>>>>,
         settings: Settings,
-        epoch: Instant,
+        common: Arc<Common>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -340,7 +343,7 @@ impl<S, K> Balance<S, K> {
                 members,
                 states,
                 settings,
-                epoch,
+                common,
                 stop: tokio_util::sync::CancellationToken::new(),
             }),
         }
@@ -382,7 +385,7 @@ where
                 .states
                 .lock()
                 .entry(key.clone())
-                .or_insert_with(|| State::new(inner.settings.load, inner.epoch)),
+                .or_insert_with(|| State::new(inner.settings.load, &inner.common)),
         );
         {
             let mut members = inner.members.lock();
@@ -431,16 +434,16 @@ where
 }
 
 /// Counts a request in flight from the pick until it is answered or dropped.
-struct InFlight(Arc<State>);
+struct InFlight<'a>(&'a State);
 
-impl InFlight {
-    fn new(state: &Arc<State>) -> Self {
+impl<'a> InFlight<'a> {
+    fn new(state: &'a State) -> Self {
         state.in_flight.fetch_add(1, Relaxed);
-        Self(Arc::clone(state))
+        Self(state)
     }
 }
 
-impl Drop for InFlight {
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Relaxed);
     }
@@ -453,6 +456,9 @@ where
 {
     /// Puts members whose cooldown is over back in rotation.
     fn readmit_due(&self) {
+        if !self.common.any_out() {
+            return;
+        }
         let mut any = false;
         for e in self.members.lock().iter() {
             any |= e.state.readmit_if_due();
@@ -470,26 +476,34 @@ where
         self.readmit_due();
         let tries = self.settings.tries;
         for _ in 0..tries {
-            let endpoint = match self.balancer.pick() {
+            let Endpoint {
+                key,
+                mut service,
+                state,
+                ..
+            } = match self.balancer.pick() {
                 Ok(picked) => picked.cloned(),
                 Err(e) => return Err(BalanceError::Refused(e).into()),
             };
-            let counted = InFlight::new(&endpoint.state);
-            let mut service = endpoint.service.clone();
+            let counted = InFlight::new(&state);
             let ready: Result<(), BoxError> = service.ready().await.map(|_| ()).map_err(Into::into);
             match ready {
                 Ok(()) => {
-                    let start = Instant::now();
-                    let response = service.call(req).await;
-                    if let Load::PeakEwma { decay, .. } = self.settings.load {
-                        endpoint.state.observe(start.elapsed(), decay);
-                    }
+                    let response = match self.settings.load {
+                        Load::InFlight => service.call(req).await,
+                        Load::PeakEwma { decay, .. } => {
+                            let start = Instant::now();
+                            let response = service.call(req).await;
+                            state.observe(start.elapsed(), decay);
+                            response
+                        }
+                    };
                     drop(counted);
                     return response.map_err(Into::into);
                 }
                 Err(e) => {
-                    tracing::warn!(member = ?endpoint.key, error = %e, "croupier balance: a member failed poll_ready; out of rotation for its cooldown");
-                    endpoint.state.eject(self.settings.cooldown);
+                    tracing::warn!(member = ?key, error = %e, "croupier balance: a member failed poll_ready; out of rotation for its cooldown");
+                    state.eject(self.settings.cooldown);
                     drop(counted);
                 }
             }
