@@ -51,6 +51,35 @@ pub trait Member: Clone + Send + Sync + 'static {
     fn load(&self) -> usize {
         0
     }
+
+    /// The member's share of the picks, relative to the others'; `1` by default. `0` hands
+    /// it nothing (a soft drain: it stays alive and in the snapshot, but no policy picks it).
+    ///
+    /// Read when a snapshot is built (at `build` and at each refresh), not at each pick: a
+    /// new weight takes effect at the next [`refresh`](crate::Balancer::refresh). With
+    /// weights that differ, [`Policy::RoundRobin`](crate::Policy::RoundRobin) is smooth
+    /// weighted round robin and the load-aware policies compare load divided by weight.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use croupier::{Balancer, Member};
+    ///
+    /// #[derive(Clone)]
+    /// struct Host(&'static str, u32);
+    /// impl Member for Host {
+    ///     fn is_alive(&self) -> bool { true }
+    ///     fn weight(&self) -> u32 { self.1 }
+    /// }
+    ///
+    /// let b = Balancer::builder().source(vec![Host("big", 3), Host("small", 1)]).build()?;
+    /// let picks: Vec<_> = (0..8).map(|_| b.pick().unwrap().0).collect();
+    /// assert_eq!(picks, ["big", "big", "small", "big", "big", "big", "small", "big"]);
+    /// # Ok::<(), croupier::ConfigError>(())
+    /// ```
+    fn weight(&self) -> u32 {
+        1
+    }
 }
 
 /// Where a balancer's members come from: asked at [`build`](crate::BalancerBuilder::build),

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 
 use crate::member::Member;
 
+mod weighted;
+
 /// One member in a snapshot, with the flags pickers and the slow paths share.
 ///
 /// The flags are per snapshot: a refresh builds new entries, so nothing here outlives the set
@@ -18,12 +20,14 @@ pub(crate) struct Entry<M> {
     disabled: AtomicBool,
     /// Found dead (by a pick, or by a push notice); set once so each death is counted once.
     dead: AtomicBool,
+    /// [`Member::weight`] when the snapshot was built; 0: never handed out.
+    pub(crate) weight: u32,
 }
 
 /// Why an entry cannot be handed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Unusable {
-    /// Disabled by hand.
+    /// Disabled by hand, or of weight 0.
     Disabled,
     /// Its member says it is dead.
     Dead,
@@ -44,6 +48,10 @@ pub(crate) struct Snapshot<M> {
     pub(crate) original: usize,
     /// Members of `original` found dead since. Written once per death, never on a plain pick.
     dead: AtomicUsize,
+    /// Round robin's order when the weights differ: entry indices, each entry as many times
+    /// as its weight, spread by smooth weighted round robin. `None` when every weight is the
+    /// same positive number (plain round robin over the entries).
+    pub(crate) schedule: Option<Box<[u32]>>,
 }
 
 impl<M: Member> Snapshot<M> {
@@ -59,15 +67,18 @@ impl<M: Member> Snapshot<M> {
             .map(|member| Entry {
                 disabled: AtomicBool::new(is_disabled(&member)),
                 dead: AtomicBool::new(!member.is_alive()),
+                weight: member.weight(),
                 member,
             })
             .collect();
         let original = entries.iter().filter(|e| !e.dead.load(Relaxed)).count();
+        let weights: Vec<u32> = entries.iter().map(|e| e.weight).collect();
         Self {
             entries,
             generation,
             original,
             dead: AtomicUsize::new(0),
+            schedule: weighted::schedule(&weights),
         }
     }
 
@@ -81,7 +92,7 @@ impl<M: Member> Snapshot<M> {
         max_load: usize,
     ) -> Result<usize, Unusable> {
         let entry = &self.entries[i];
-        if entry.disabled.load(Relaxed) {
+        if entry.disabled.load(Relaxed) || entry.weight == 0 {
             return Err(Unusable::Disabled);
         }
         if !entry.member.is_alive() {
@@ -100,6 +111,12 @@ impl<M: Member> Snapshot<M> {
 }
 
 impl<M> Snapshot<M> {
+    /// Whether the weights differ, so that loads must be compared per unit of weight.
+    #[inline]
+    pub(crate) fn is_weighted(&self) -> bool {
+        self.schedule.is_some()
+    }
+
     /// Records that entry `i` is dead; true if this call was the first to do so.
     pub(crate) fn mark_dead(&self, i: usize) -> bool {
         let entry = &self.entries[i];

@@ -117,6 +117,25 @@ fn power_of_two_pick_does_not_allocate() {
 }
 
 #[test]
+fn weighted_picks_do_not_allocate() {
+    for policy in POLICIES {
+        let members = make(64);
+        for (i, m) in members.iter().enumerate() {
+            m.set_load(i % 5 + 1);
+            m.set_weight(u32::try_from(i % 4).unwrap()); // some 0: never picked
+        }
+        let b = balancer(policy, members, None);
+        drop(b.pick().unwrap());
+        let ops = heap_operations(|| {
+            for _ in 0..PICKS {
+                black_box(b.pick().unwrap().id);
+            }
+        });
+        assert_eq!(ops, 0, "{policy:?}: {ops} heap operations in {PICKS} picks");
+    }
+}
+
+#[test]
 fn picks_past_known_dead_and_disabled_members_do_not_allocate() {
     for policy in POLICIES {
         let members = make(64);

@@ -41,7 +41,7 @@ pub(super) fn from<M: Member>(
         let Some(load) = scan.look::<true, M>(snap, i, max_load) else {
             continue;
         };
-        if best.map_or(true, |(_, b)| load < b) {
+        if best.map_or(true, |(b, lb)| lighter(snap, (i, load), (b, lb))) {
             best = Some((i, load));
             if load == 0 {
                 break;
@@ -49,4 +49,19 @@ pub(super) fn from<M: Member>(
         }
     }
     best.map(|(i, _)| i).ok_or_else(|| scan.nothing())
+}
+
+/// Whether entry `a` (with its load) is strictly lighter than entry `b`: by load, or by load
+/// per unit of weight when the weights differ. Both weights are positive (usable members).
+#[inline]
+pub(super) fn lighter<M>(
+    snap: &Snapshot<M>,
+    (a, la): (usize, usize),
+    (b, lb): (usize, usize),
+) -> bool {
+    if !snap.is_weighted() {
+        return la < lb;
+    }
+    let (wa, wb) = (snap.entries[a].weight, snap.entries[b].weight);
+    (la as u128) * u128::from(wb) < (lb as u128) * u128::from(wa)
 }

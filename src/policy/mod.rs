@@ -47,6 +47,11 @@ pub enum Policy {
     /// `k·n` consecutive picks from one thread return every member exactly `k` times, whether
     /// or not dead or disabled members sit between them. Under concurrent pickers the turns
     /// are shared out between threads and the rotation stays even.
+    ///
+    /// When the members' [weights](crate::Member::weight) differ it is weighted round robin:
+    /// over any `W = Σwᵢ` consecutive picks from one thread member `i` is picked exactly `wᵢ`
+    /// times, and after any `t` picks its count is within one of `t·wᵢ/W` (a schedule made
+    /// when the snapshot is built; a pick stays O(1)). Members of weight 0 get nothing.
     #[default]
     RoundRobin,
     /// A member with the smallest [`load`](crate::Member::load); ties go round robin so that
@@ -54,10 +59,13 @@ pub enum Policy {
     /// member's load, so its cost grows with the pool: on a 2-core machine about 25 ns a pick
     /// at 8 busy members, 90 ns at 64 and 1.2 µs at 1024 (see `BENCHMARKS.md`). Beyond a few
     /// dozen members prefer [`Policy::PowerOfTwo`], which costs the same at any size and comes
-    /// close in quality.
+    /// close in quality. With [weights](crate::Member::weight) that differ, the smallest load
+    /// per unit of weight.
     LeastLoaded,
     /// Two distinct members sampled at random; the lighter one wins (ties: the first sample).
-    /// Constant cost whatever the size, and close to least loaded in quality.
+    /// Constant cost whatever the size, and close to least loaded in quality. With
+    /// [weights](crate::Member::weight) that differ, the samples compare load per unit of
+    /// weight.
     PowerOfTwo,
 }
 

@@ -24,7 +24,11 @@ pub(super) fn first<M: Member>(
     let la = snap.usable::<true>(a, max_load).ok()?;
     let Some(b) = b else { return Some(a) };
     let lb = snap.usable::<true>(b, max_load).ok()?;
-    Some(if lb < la { b } else { a })
+    Some(if least_loaded::lighter(snap, (b, lb), (a, la)) {
+        b
+    } else {
+        a
+    })
 }
 
 /// Samples two distinct entries; returns the lighter usable one under `max_load`. When
@@ -46,7 +50,11 @@ pub(super) fn scan<M: Member>(
         scan.look::<true, M>(snap, a, max_load),
         scan.look::<true, M>(snap, b, max_load),
     ) {
-        (Some(la), Some(lb)) => Ok(if lb < la { b } else { a }),
+        (Some(la), Some(lb)) => Ok(if least_loaded::lighter(snap, (b, lb), (a, la)) {
+            b
+        } else {
+            a
+        }),
         (Some(_), None) => Ok(a),
         (None, Some(_)) => Ok(b),
         (None, None) => least_loaded::from(snap, a, max_load, scan),

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::sync::{
-    atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst},
+    atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::SeqCst},
     Arc, Mutex,
 };
 
@@ -23,6 +23,7 @@ pub struct TestMember {
     pub id: u32,
     alive: Arc<AtomicBool>,
     load: Arc<AtomicUsize>,
+    weight: Arc<AtomicU32>,
 }
 
 impl TestMember {
@@ -32,6 +33,7 @@ impl TestMember {
             id,
             alive: Arc::new(AtomicBool::new(true)),
             load: Arc::new(AtomicUsize::new(0)),
+            weight: Arc::new(AtomicU32::new(1)),
         }
     }
 
@@ -45,6 +47,11 @@ impl TestMember {
 
     pub fn set_load(&self, load: usize) {
         self.load.store(load, SeqCst);
+    }
+
+    /// The weight the next snapshot reads (at build or refresh).
+    pub fn set_weight(&self, weight: u32) {
+        self.weight.store(weight, SeqCst);
     }
 }
 
@@ -64,6 +71,10 @@ impl Member for TestMember {
     fn load(&self) -> usize {
         self.load.load(SeqCst)
     }
+
+    fn weight(&self) -> u32 {
+        self.weight.load(SeqCst)
+    }
 }
 
 /// `n` live members with ids `0..n`.
@@ -82,6 +93,15 @@ pub fn with_loads(loads: &[usize]) -> Vec<TestMember> {
     let members = make(loads.len());
     for (m, &load) in members.iter().zip(loads) {
         m.set_load(load);
+    }
+    members
+}
+
+/// Live members with ids `0..weights.len()` and the given weights.
+pub fn with_weights(weights: &[u32]) -> Vec<TestMember> {
+    let members = make(weights.len());
+    for (m, &w) in members.iter().zip(weights) {
+        m.set_weight(w);
     }
     members
 }
