@@ -61,6 +61,9 @@ pub enum ConfigError {
     ZeroIntensityWindow,
     /// Workers are tokio tasks: `start()` must be called inside a tokio runtime.
     NoRuntime,
+    /// The slack of [bounded loads](crate::BalancerBuilder::bounded_loads) must be a
+    /// positive, finite number.
+    InvalidEpsilon(f64),
 }
 
 impl fmt::Display for ConfigError {
@@ -85,6 +88,10 @@ impl fmt::Display for ConfigError {
             Self::ZeroIntensityWindow => {
                 f.write_str("the restart intensity window must be longer than zero")
             }
+            Self::InvalidEpsilon(e) => write!(
+                f,
+                "bounded_loads needs a positive, finite epsilon such as 0.25 (got {e})"
+            ),
             Self::NoRuntime => {
                 f.write_str("start() was called outside a tokio runtime; workers are tokio tasks")
             }

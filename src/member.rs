@@ -80,6 +80,34 @@ pub trait Member: Clone + Send + Sync + 'static {
     fn weight(&self) -> u32 {
         1
     }
+
+    /// A stable identity for [key affinity](crate::Balancer::pick_for): the same member
+    /// answers the same number across refreshes, and different members different numbers.
+    /// `None` (the default) uses the member's position in the source's list, which is stable
+    /// only as long as the list keeps its order; members that can come and go should answer
+    /// a hash of their name or address, so that only about 1/n of the keys move when one
+    /// does. Read when a snapshot is built.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::{collections::hash_map::DefaultHasher, hash::{BuildHasher, BuildHasherDefault}};
+    ///
+    /// use croupier::Member;
+    ///
+    /// #[derive(Clone)]
+    /// struct Backend { addr: String }
+    /// impl Member for Backend {
+    ///     fn is_alive(&self) -> bool { true }
+    ///     fn affinity_key(&self) -> Option<u64> {
+    ///         Some(BuildHasherDefault::<DefaultHasher>::default().hash_one(&self.addr))
+    ///     }
+    /// }
+    /// # assert!(Backend { addr: "10.0.0.1:80".into() }.affinity_key().is_some());
+    /// ```
+    fn affinity_key(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Where a balancer's members come from: asked at [`build`](crate::BalancerBuilder::build),

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 
 use crate::member::Member;
 
+pub(crate) mod affinity;
 mod weighted;
 
 /// One member in a snapshot, with the flags pickers and the slow paths share.
@@ -52,6 +53,9 @@ pub(crate) struct Snapshot<M> {
     /// as its weight, spread by smooth weighted round robin. `None` when every weight is the
     /// same positive number (plain round robin over the entries).
     pub(crate) schedule: Option<Box<[u32]>>,
+    /// Key affinity's Maglev table: built with the snapshot once the balancer has been asked
+    /// for a key, else by the first such pick.
+    table: std::sync::OnceLock<affinity::Table>,
 }
 
 impl<M: Member> Snapshot<M> {
@@ -79,7 +83,22 @@ impl<M: Member> Snapshot<M> {
             original,
             dead: AtomicUsize::new(0),
             schedule: weighted::schedule(&weights),
+            table: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The Maglev table of key affinity, built now if it was not yet.
+    pub(crate) fn table(&self) -> &affinity::Table {
+        self.table.get_or_init(|| {
+            let keys: Vec<u64> = self
+                .entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| e.member.affinity_key().unwrap_or(i as u64))
+                .collect();
+            let weights: Vec<u32> = self.entries.iter().map(|e| e.weight).collect();
+            affinity::Table::new(&keys, &weights)
+        })
     }
 
     /// The one answer to "can entry `i` be handed out as it stands": enabled, alive, and

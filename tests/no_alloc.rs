@@ -136,6 +136,48 @@ fn weighted_picks_do_not_allocate() {
 }
 
 #[test]
+fn affinity_picks_do_not_allocate() {
+    for bounded in [false, true] {
+        let members = make(64);
+        for (i, m) in members.iter().enumerate() {
+            m.set_load(i % 5);
+        }
+        members[3].kill();
+        let builder = Balancer::builder().min_alive_ratio(0.5).source(members);
+        let b = if bounded {
+            builder.bounded_loads(0.25)
+        } else {
+            builder
+        }
+        .build()
+        .unwrap();
+        // Warm-up: arc-swap's per-thread node, and the table the first pick_for builds.
+        drop(b.pick_for(&0_u64).unwrap());
+        let ops = heap_operations(|| {
+            for k in 0..PICKS as u64 {
+                black_box(b.pick_for(&k).unwrap().id);
+                black_box(b.pick_for("a string key").unwrap().id);
+            }
+        });
+        assert_eq!(
+            ops, 0,
+            "bounded {bounded}: {ops} heap operations in {PICKS} picks"
+        );
+        // A refresh builds the new snapshot's table itself: the picks after it build nothing.
+        b.refresh();
+        let ops = heap_operations(|| {
+            for k in 0..PICKS as u64 {
+                black_box(b.pick_for(&k).unwrap().id);
+            }
+        });
+        assert_eq!(
+            ops, 0,
+            "bounded {bounded}, after a refresh: {ops} heap operations"
+        );
+    }
+}
+
+#[test]
 fn picks_past_known_dead_and_disabled_members_do_not_allocate() {
     for policy in POLICIES {
         let members = make(64);

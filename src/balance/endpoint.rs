@@ -182,11 +182,20 @@ impl Drop for State {
 
 impl<K, S> Member for Endpoint<K, S>
 where
-    K: Clone + PartialEq + Send + Sync + 'static,
+    K: Clone + PartialEq + std::hash::Hash + Send + Sync + 'static,
     S: Clone + Send + Sync + 'static,
 {
     fn is_alive(&self) -> bool {
         !self.state.is_out()
+    }
+
+    /// The key: a request key stays with a member's key across membership changes.
+    fn affinity_key(&self) -> Option<u64> {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        Some(
+            BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+                .hash_one(&self.key),
+        )
     }
 
     /// In flight, or in flight plus one times the latency estimate in microseconds.

@@ -178,7 +178,7 @@ impl BalanceBuilder {
         source: impl Source<Endpoint<K, S>>,
     ) -> Result<Balancer<Endpoint<K, S>>, ConfigError>
     where
-        K: Clone + PartialEq + Send + Sync + 'static,
+        K: Clone + PartialEq + Hash + Send + Sync + 'static,
         S: Clone + Send + Sync + 'static,
     {
         let mut b = Balancer::builder()

@@ -44,6 +44,7 @@ pub struct BalancerBuilder<M> {
     min_alive_ratio: f64,
     max_load: Option<usize>,
     seed: Option<u64>,
+    bound: Option<f64>,
     source: Option<Box<dyn Source<M>>>,
     name: Option<Cow<'static, str>>,
 }
@@ -55,6 +56,7 @@ impl<M: Member> BalancerBuilder<M> {
             min_alive_ratio: DEFAULT_MIN_ALIVE_RATIO,
             max_load: None,
             seed: None,
+            bound: None,
             source: None,
             name: None,
         }
@@ -96,6 +98,17 @@ impl<M: Member> BalancerBuilder<M> {
         self
     }
 
+    /// Key affinity with bounded loads ([`pick_for`](Balancer::pick_for)): a key's member
+    /// takes it only while its load is below `(1 + epsilon)` times the average (plus one),
+    /// otherwise the key goes to the next member along the hash table (Mirrokni, Thorup and
+    /// Zadimoghaddam's consistent hashing with bounded loads). `0.25` is a common choice;
+    /// smaller keeps loads tighter and moves more keys off their member. Must be positive and
+    /// finite. Without it, a key stays on its member whatever its load (up to `max_load`).
+    pub fn bounded_loads(mut self, epsilon: f64) -> Self {
+        self.bound = Some(epsilon);
+        self
+    }
+
     /// Where the members come from: a `Vec<M>`, a closure returning one, or any [`Source`].
     /// Asked once at [`build`](BalancerBuilder::build) and again at every refresh.
     pub fn source(mut self, source: impl Source<M>) -> Self {
@@ -119,6 +132,7 @@ impl<M: Member> BalancerBuilder<M> {
                 policy: self.policy,
                 max_load: self.max_load.unwrap_or(usize::MAX),
                 seed: self.seed.unwrap_or_else(random_seed),
+                bound: self.bound,
             },
             min_alive_ratio: ratio,
             name: self.name,
@@ -137,6 +151,11 @@ impl<M> BalancerBuilder<M> {
         if self.max_load == Some(0) {
             return Err(ConfigError::ZeroMaxLoad);
         }
+        if let Some(e) = self.bound {
+            if !(e > 0.0 && e.is_finite()) {
+                return Err(ConfigError::InvalidEpsilon(e));
+            }
+        }
         Ok(())
     }
 }
@@ -148,6 +167,7 @@ impl<M> fmt::Debug for BalancerBuilder<M> {
             .field("min_alive_ratio", &self.min_alive_ratio)
             .field("max_load", &self.max_load)
             .field("seed", &self.seed)
+            .field("bounded_loads", &self.bound)
             .field("name", &self.name)
             .field("source", &self.source.as_ref().map(|_| ".."))
             .finish()

@@ -197,6 +197,9 @@ impl<M: Member> Shared<M> {
         let members = self.source.members();
         let generation = self.snapshot.load().generation + 1;
         let next = Snapshot::new(members, generation, |m| writer.is_disabled(m));
+        if self.affinity_used.load(Relaxed) {
+            next.table();
+        }
         // Forget disabled members the source no longer returns, so the list cannot grow
         // without bound over restarts.
         if let Some(eq) = writer.eq {

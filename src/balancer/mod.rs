@@ -131,6 +131,9 @@ struct Shared<M> {
     drain: drain::DrainState,
     /// What the metrics recorder hears (nothing without the `metrics` feature).
     meter: BalancerMeter,
+    /// Set by the first [`pick_for`](Balancer::pick_for): from then on every snapshot builds
+    /// its affinity table when it is built, not at a pick.
+    affinity_used: AtomicBool,
 }
 
 /// A balancer's settings, checked by the builder.
@@ -161,6 +164,7 @@ impl<M: Member> Balancer<M> {
             counters: CachePadded::new(Counters::default()),
             drain: drain::DrainState::default(),
             meter: BalancerMeter::new(config.name),
+            affinity_used: AtomicBool::new(false),
         });
         shared.publish();
         let weak: Weak<Shared<M>> = Arc::downgrade(&shared);

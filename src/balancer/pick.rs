@@ -1,6 +1,9 @@
 //! The pick path: one small fast path inlined into callers, one cold path out of line.
 
-use std::sync::{atomic::Ordering::Relaxed, Arc};
+use std::{
+    hash::Hash,
+    sync::{atomic::Ordering::Relaxed, Arc},
+};
 
 use arc_swap::Guard;
 
@@ -8,8 +11,8 @@ use super::{refresher, Balancer, Picked, Shared};
 use crate::{
     error::PickError,
     member::Member,
-    policy::{self, Scan},
-    snapshot::Snapshot,
+    policy::{self, affinity, Scan},
+    snapshot::{affinity::hash_key, Snapshot},
     telemetry::Refusal,
 };
 
@@ -129,6 +132,116 @@ impl<M: Member> Balancer<M> {
             PickError::Draining => meter.refused(Refusal::Draining),
         }
         Err(e)
+    }
+
+    /// The member for `key`: the same key gets the same member while that member can be
+    /// handed out, and when members come and go only about 1/n of the keys move (Maglev
+    /// hashing over the members' [`affinity_key`](Member::affinity_key)s; weights give
+    /// shares of the keys). A key whose member is dead, disabled or at `max_load` goes to the
+    /// next member along the table, and comes back when its member does. With
+    /// [`bounded_loads`](crate::BalancerBuilder::bounded_loads), a member carrying more than
+    /// `1 + ε` times the average load passes its keys on too, so one hot key cannot pile up
+    /// on one member.
+    ///
+    /// Lock-free and allocation-free, like [`pick`](Balancer::pick): the table is built with
+    /// each snapshot once the balancer has been asked for a key (the first call builds the
+    /// current snapshot's). It does not move the round-robin cursor, so round robin's
+    /// sequence stays exact around it, and it is not counted in
+    /// [`stats().picks`](crate::BalancerStats::picks).
+    ///
+    /// # Errors
+    ///
+    /// As [`pick`](Balancer::pick): `NoMembers`, `Overloaded` (every live member at
+    /// `max_load`), `Draining`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use croupier::{Balancer, Member};
+    ///
+    /// #[derive(Clone, Debug, PartialEq)]
+    /// struct Shard(u32);
+    /// impl Member for Shard {
+    ///     fn is_alive(&self) -> bool { true }
+    ///     fn affinity_key(&self) -> Option<u64> { Some(u64::from(self.0)) }
+    /// }
+    ///
+    /// let b = Balancer::builder().source((0..8).map(Shard).collect::<Vec<_>>()).build()?;
+    /// let first = b.pick_for("user-42").unwrap().0;
+    /// for _ in 0..10 {
+    ///     assert_eq!(b.pick_for("user-42").unwrap().0, first);
+    /// }
+    /// # Ok::<(), croupier::ConfigError>(())
+    /// ```
+    pub fn pick_for<K: Hash + ?Sized>(&self, key: &K) -> Result<Picked<'_, M>, PickError> {
+        let shared = &*self.shared;
+        if shared.cursor.is_draining() {
+            shared.meter.refused(Refusal::Draining);
+            return Err(PickError::Draining);
+        }
+        let hash = hash_key(key);
+        let snap = shared.snapshot.load();
+        if !shared.affinity_used.load(Relaxed) {
+            shared.affinity_used.store(true, Relaxed);
+        }
+        let rule = &shared.rule;
+        let table = snap.table();
+        if let Some(i) = affinity::first(&snap, table, hash, rule.max_load, rule.bound) {
+            return Ok(Picked::new(snap, i));
+        }
+        self.pick_for_slow(snap, hash, true)
+    }
+
+    /// [`pick_for`](Balancer::pick_for)'s full walk, with what it found on the way, and one
+    /// more look at a newer snapshot if this one had nothing.
+    #[cold]
+    #[inline(never)]
+    fn pick_for_slow(
+        &self,
+        snap: Guard<Arc<Snapshot<M>>>,
+        hash: u64,
+        may_retry: bool,
+    ) -> Result<Picked<'_, M>, PickError> {
+        let shared = &*self.shared;
+        let rule = &shared.rule;
+        let mut scan = Scan::default();
+        let chosen = affinity::scan(
+            &snap,
+            snap.table(),
+            hash,
+            rule.max_load,
+            rule.bound,
+            &mut scan,
+        );
+        if scan.newly_dead > 0 {
+            shared
+                .counters
+                .skipped_dead
+                .fetch_add(scan.newly_dead as u64, Relaxed);
+            shared.meter.found_dead(scan.newly_dead as u64);
+            if snap.below_ratio(shared.min_alive_ratio) {
+                shared.ask_for_refresh();
+            }
+        }
+        match chosen {
+            Ok(index) => Ok(Picked::new(snap, index)),
+            Err(e) => {
+                if may_retry {
+                    let now = shared.snapshot.load();
+                    if now.generation != snap.generation {
+                        drop(snap);
+                        return self.pick_for_slow(now, hash, false);
+                    }
+                }
+                if e == PickError::Overloaded {
+                    shared.counters.overloaded.fetch_add(1, Relaxed);
+                    shared.meter.refused(Refusal::Overloaded);
+                } else {
+                    shared.meter.refused(Refusal::NoMembers);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Whether a ratio-triggered refresh has been asked for and has not landed yet.

@@ -14,6 +14,7 @@
 //!
 //! Members that are disabled, dead, or at or above `max_load` are passed over by all three.
 
+pub(crate) mod affinity;
 mod least_loaded;
 mod p2c;
 mod round_robin;
@@ -77,6 +78,8 @@ pub(crate) struct Rule {
     pub(crate) max_load: usize,
     /// Power of two's sampling seed.
     pub(crate) seed: u64,
+    /// Key affinity's bounded loads: the slack ε over the average load, if set.
+    pub(crate) bound: Option<f64>,
 }
 
 /// The fast path of every policy: the answer when the member (or both members) the turn
@@ -212,6 +215,7 @@ mod tests {
                     policy,
                     max_load,
                     seed: 9,
+                    bound: None,
                 };
                 for turn in 0..40 {
                     if let Some(i) = first(&rule, &snap, turn) {
@@ -241,6 +245,7 @@ mod tests {
             policy,
             max_load: usize::MAX,
             seed: 1,
+            bound: None,
         };
         for turn in 0..100 {
             assert_eq!(

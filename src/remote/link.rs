@@ -107,6 +107,15 @@ impl Member for RemoteNode {
         let sent = l.sent_since.load(Relaxed) * 1000 / u64::from(l.pool_size.max(1));
         usize::try_from(l.reported.load(Relaxed) + sent).unwrap_or(usize::MAX)
     }
+
+    /// The node's name: a key stays with a node across reconnects and membership changes.
+    fn affinity_key(&self) -> Option<u64> {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        Some(
+            BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+                .hash_one(&self.link.id),
+        )
+    }
 }
 
 impl RemoteNode {

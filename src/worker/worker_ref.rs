@@ -217,6 +217,11 @@ impl<W: Worker> Member for WorkerRef<W> {
     fn load(&self) -> usize {
         self.slot.load()
     }
+
+    /// The slot: a key stays with a slot across its worker's restarts.
+    fn affinity_key(&self) -> Option<u64> {
+        Some(self.slot.index as u64)
+    }
 }
 
 impl<W: Worker> Clone for WorkerRef<W> {

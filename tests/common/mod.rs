@@ -75,6 +75,10 @@ impl Member for TestMember {
     fn weight(&self) -> u32 {
         self.weight.load(SeqCst)
     }
+
+    fn affinity_key(&self) -> Option<u64> {
+        Some(u64::from(self.id))
+    }
 }
 
 /// `n` live members with ids `0..n`.

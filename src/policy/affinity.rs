@@ -1,0 +1,120 @@
+//! Key affinity: the member a key hashes to in the snapshot's Maglev table
+//! ([`crate::snapshot::affinity`]), and, with bounded loads, the next member along the
+//! table when that one carries more than its share.
+//!
+//! Bounded loads follow Mirrokni, Thorup and Zadimoghaddam, "Consistent Hashing with Bounded
+//! Loads" (SODA 2018): a member takes a key only while its load is below
+//! `⌈(1 + ε) · (L + 1) / n⌉`, where `L` is the live members' total load and `n` their number;
+//! otherwise the key walks on. So no member carries more than `1 + ε` times the average, and
+//! one hot key spills over a few members instead of piling up on one.
+//!
+//! The bound needs every member's load, which a pick must not read one by one: it is cached
+//! in the table, recomputed when a key's member looks over it (so a key never spills on a
+//! stale bound) and otherwise every 64 affinity picks of a thread that found its member busy.
+
+use std::cell::Cell;
+
+use super::Scan;
+use crate::{
+    error::PickError,
+    member::Member,
+    snapshot::{
+        affinity::{slot_of, Table},
+        Snapshot,
+    },
+};
+
+/// How often a thread recomputes a bound it has not had to question.
+const RECHECK: u32 = 64;
+
+thread_local! {
+    /// Busy-member affinity picks this thread has made since it last recomputed a bound.
+    static SINCE_RECHECK: Cell<u32> = const { Cell::new(0) };
+}
+
+/// The fast path: the key's own member, if it may be handed out as it stands.
+#[inline]
+pub(crate) fn first<M: Member>(
+    snap: &Snapshot<M>,
+    table: &Table,
+    hash: u64,
+    max_load: usize,
+    bound: Option<f64>,
+) -> Option<usize> {
+    let m = table.slots.len();
+    if m == 0 {
+        return None;
+    }
+    let i = table.slots[slot_of(hash, m)] as usize;
+    let Some(epsilon) = bound else {
+        return snap.usable::<false>(i, max_load).ok().map(|_| i);
+    };
+    let load = snap.usable::<true>(i, max_load).ok()?;
+    if load == 0 {
+        return Some(i);
+    }
+    let due = SINCE_RECHECK.with(|c| {
+        let n = c.get() + 1;
+        c.set(if n >= RECHECK { 0 } else { n });
+        n >= RECHECK
+    });
+    let cap = if due {
+        recompute(snap, table, epsilon)
+    } else {
+        table.cap.load(std::sync::atomic::Ordering::Relaxed)
+    };
+    (load < cap).then_some(i)
+}
+
+/// The full walk: from the key's slot, the first member that may take the key, checked
+/// against a freshly computed bound.
+pub(crate) fn scan<M: Member>(
+    snap: &Snapshot<M>,
+    table: &Table,
+    hash: u64,
+    max_load: usize,
+    bound: Option<f64>,
+    scan: &mut Scan,
+) -> Result<usize, PickError> {
+    let m = table.slots.len();
+    if m == 0 {
+        return Err(scan.nothing());
+    }
+    let cap = bound.map_or(usize::MAX, |epsilon| recompute(snap, table, epsilon));
+    let start = slot_of(hash, m);
+    for k in 0..m {
+        let at = if start + k >= m {
+            start + k - m
+        } else {
+            start + k
+        };
+        let i = table.slots[at] as usize;
+        match scan.look::<true, M>(snap, i, max_load) {
+            Some(load) if load < cap => return Ok(i),
+            _ => {}
+        }
+    }
+    // Below the bound there is always a member (the lightest is under the average), unless
+    // the loads moved while the walk read them: then any usable member will do.
+    super::least_loaded::from(snap, table.slots[start] as usize, max_load, scan)
+}
+
+/// The bound now: `⌈(1 + ε) · (L + 1) / n⌉` over the usable members; cached in the table.
+fn recompute<M: Member>(snap: &Snapshot<M>, table: &Table, epsilon: f64) -> usize {
+    let (mut n, mut total) = (0_usize, 0_usize);
+    for i in 0..snap.len() {
+        if let Ok(load) = snap.usable::<true>(i, usize::MAX) {
+            n += 1;
+            total = total.saturating_add(load);
+        }
+    }
+    let cap = if n == 0 {
+        usize::MAX
+    } else {
+        let share = (1.0 + epsilon) * (total as f64 + 1.0) / n as f64;
+        (share.ceil() as usize).max(1)
+    };
+    table.cap.store(cap, std::sync::atomic::Ordering::Relaxed);
+    SINCE_RECHECK.with(|c| c.set(0));
+    cap
+}

@@ -1,0 +1,229 @@
+//! Key affinity's lookup table: Maglev hashing (Eisenbud et al., "Maglev: A Fast and Reliable
+//! Software Network Load Balancer", NSDI 2016), built once per snapshot.
+//!
+//! Every member with a positive weight gets a pseudo-random permutation of the table's `m`
+//! slots (`m` prime), from its [`affinity_key`](crate::Member::affinity_key): an offset and a
+//! skip. Members take turns, in the order of their keys (not the source's order, so the table
+//! does not depend on it), each claiming the next free slot of its permutation, until every
+//! slot has an owner; a member of weight `w` takes `w / w_max` turns per round. A key hashes to
+//! one slot, and its member is that slot's owner: an O(1) lookup.
+//!
+//! Members that come or go move few keys: the table keeps its size and the permutations of
+//! the others do not change, so most slots keep their owners (the paper measures this close
+//! to the 1/n minimum when `m` is large against `n`). The size comes in three steps, each at
+//! least 64 slots per member: 4 099 slots up to 64 members, 65 537 up to 1 024, 1 048 583
+//! beyond; a change of step (the pool crossing 64 or 1 024 members) moves most keys once.
+//! A member that is dead or over its bound keeps its slots; a pick walks on to the next slots
+//! until it finds a member it may hand out, so its keys spread over the others, and come back
+//! when it does.
+
+use std::sync::atomic::AtomicUsize;
+
+/// The table sizes (primes), and the most members each serves.
+const SIZES: [(u64, usize); 3] = [(4_099, 64), (65_537, 1_024), (1_048_583, usize::MAX)];
+
+/// A snapshot's Maglev table, and the load bound it last computed.
+#[derive(Debug)]
+pub(crate) struct Table {
+    /// Entry index of each slot's owner; empty when no member has a positive weight.
+    pub(crate) slots: Box<[u32]>,
+    /// Bounded loads: the capacity last computed (0 until the first).
+    pub(crate) cap: AtomicUsize,
+}
+
+impl Table {
+    /// The table for members with identities `keys` and weights `weights` (0: no slots).
+    pub(crate) fn new(keys: &[u64], weights: &[u32]) -> Self {
+        let mut order: Vec<usize> = (0..keys.len()).filter(|&i| weights[i] > 0).collect();
+        // The members' turns go in the order of their keys (ties by position).
+        order.sort_by_key(|&i| (keys[i], i));
+        let slots = if order.is_empty() {
+            Box::default()
+        } else {
+            populate(&order, keys, weights)
+        };
+        Self {
+            slots,
+            cap: AtomicUsize::new(0),
+        }
+    }
+}
+
+fn populate(order: &[usize], keys: &[u64], weights: &[u32]) -> Box<[u32]> {
+    let m = SIZES
+        .iter()
+        .find(|&&(_, most)| order.len() <= most)
+        .map_or(SIZES[2].0, |&(m, _)| m);
+    let heaviest = order
+        .iter()
+        .map(|&i| u64::from(weights[i]))
+        .max()
+        .unwrap_or(1);
+    struct Perm {
+        entry: u32,
+        offset: u64,
+        skip: u64,
+        next: u64,
+        weight: u64,
+        credit: u64,
+    }
+    let mut perms: Vec<Perm> = order
+        .iter()
+        .filter_map(|&i| {
+            let h = mix(keys[i]);
+            Some(Perm {
+                entry: u32::try_from(i).ok()?,
+                offset: h % m,
+                skip: mix(h ^ 0x5851_f42d_4c95_7f2d) % (m - 1) + 1,
+                next: 0,
+                weight: u64::from(weights[i]),
+                credit: 0,
+            })
+        })
+        .collect();
+    const EMPTY: u32 = u32::MAX;
+    let mut slots = vec![EMPTY; usize::try_from(m).unwrap_or(usize::MAX)];
+    let mut filled = 0_u64;
+    while filled < m {
+        for p in &mut perms {
+            p.credit += p.weight;
+            while p.credit >= heaviest {
+                p.credit -= heaviest;
+                // The next free slot of this member's permutation (one exists: filled < m,
+                // and the permutation visits every slot).
+                loop {
+                    let c = (p.offset + p.next % m * p.skip) % m;
+                    p.next += 1;
+                    let slot = &mut slots[usize::try_from(c).unwrap_or(0)];
+                    if *slot == EMPTY {
+                        *slot = p.entry;
+                        filled += 1;
+                        break;
+                    }
+                }
+                if filled == m {
+                    return slots.into_boxed_slice();
+                }
+            }
+        }
+    }
+    slots.into_boxed_slice()
+}
+
+/// SplitMix64's output function: spreads a key's bits over the whole word.
+#[inline]
+pub(crate) fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The slot of a key's hash, among `m`: Lemire's multiply-shift, no division.
+#[inline]
+pub(crate) fn slot_of(hash: u64, m: usize) -> usize {
+    ((u128::from(mix(hash)) * m as u128) >> 64) as usize
+}
+
+/// The hasher `pick_for` hashes keys with: FxHash's multiply-rotate over the key's words
+/// (rustc's hasher), finished by [`mix`] at lookup. Fast for the short keys affinity is used
+/// with; not meant to resist chosen keys (bounded loads caps what one hot key can do).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0; 8];
+            w.copy_from_slice(c);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.write_u64(u64::from_le_bytes(w) ^ (rest.len() as u64) << 56);
+        }
+    }
+
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    #[inline]
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A key's hash, as `pick_for` uses it.
+#[inline]
+pub(crate) fn hash_key<K: std::hash::Hash + ?Sized>(key: &K) -> u64 {
+    let mut h = KeyHasher::default();
+    key.hash(&mut h);
+    std::hash::Hasher::finish(&h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shares(t: &Table, n: usize) -> Vec<usize> {
+        let mut c = vec![0; n];
+        for &s in t.slots.iter() {
+            c[s as usize] += 1;
+        }
+        c
+    }
+
+    #[test]
+    fn every_slot_has_an_owner_and_shares_follow_weights() {
+        let keys: Vec<u64> = (0..10).collect();
+        let t = Table::new(&keys, &[1; 10]);
+        assert_eq!(t.slots.len(), 4_099);
+        let c = shares(&t, 10);
+        let (lo, hi) = (*c.iter().min().unwrap(), *c.iter().max().unwrap());
+        assert!(hi - lo <= 1, "{c:?}");
+
+        let t = Table::new(&keys[..3], &[2, 1, 0]);
+        let c = shares(&t, 3);
+        assert_eq!(c[2], 0, "weight 0 owns nothing");
+        assert!((c[0] as f64 / c[1] as f64 - 2.0).abs() < 0.05, "{c:?}");
+    }
+
+    #[test]
+    fn the_source_order_does_not_change_the_owners() {
+        let a = Table::new(&[10, 20, 30], &[1, 1, 1]);
+        let b = Table::new(&[30, 10, 20], &[1, 1, 1]);
+        let member = |t: &Table, keys: &[u64], s: usize| keys[t.slots[s] as usize];
+        for s in 0..a.slots.len() {
+            assert_eq!(member(&a, &[10, 20, 30], s), member(&b, &[30, 10, 20], s));
+        }
+    }
+
+    #[test]
+    fn the_sizes_are_primes() {
+        for (m, _) in SIZES {
+            assert!((2..).take_while(|d| d * d <= m).all(|d| m % d != 0), "{m}");
+        }
+    }
+
+    #[test]
+    fn no_weighted_member_no_slots() {
+        assert!(Table::new(&[1, 2], &[0, 0]).slots.is_empty());
+        assert!(Table::new(&[], &[]).slots.is_empty());
+    }
+}
