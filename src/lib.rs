@@ -89,7 +89,9 @@ mod worker;
 #[allow(deprecated)]
 pub use crate::balancer::Stats;
 pub use crate::{
-    balancer::{Balancer, BalancerBuilder, BalancerStats, EachFn, Picked, Wait},
+    balancer::{
+        Balancer, BalancerBuilder, BalancerStats, EachFn, Ejection, Outcome, Picked, Ticket, Wait,
+    },
     error::{
         CallError, ConfigError, DrainError, PickError, PoolCallError, PoolSendError, SendError,
     },

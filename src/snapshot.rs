@@ -3,7 +3,7 @@
 //! It sits below the policies: a policy is a pure function of a snapshot and a turn, so the
 //! snapshot is all it needs to know.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering::Relaxed};
 
 use crate::member::Member;
 
@@ -17,18 +17,26 @@ mod weighted;
 #[derive(Debug)]
 pub(crate) struct Entry<M> {
     pub(crate) member: M,
-    /// Taken out of rotation by hand (`Balancer::disable`). Written on the slow path only.
-    disabled: AtomicBool,
+    /// Out of rotation: [`DISABLED`] by hand (`Balancer::disable`), [`EJECTED`] for its
+    /// failures. Written on slow paths only; one load tells a pick whether either is set.
+    flags: AtomicU8,
+    /// Failures reported in a row (outlier ejection); written by reports, not by picks.
+    pub(crate) failures: AtomicU32,
     /// Found dead (by a pick, or by a push notice); set once so each death is counted once.
     dead: AtomicBool,
     /// [`Member::weight`] when the snapshot was built; 0: never handed out.
     pub(crate) weight: u32,
 }
 
+/// [`Entry`] flag: disabled by hand.
+pub(crate) const DISABLED: u8 = 1;
+/// [`Entry`] flag: ejected for its failures until a timer re-admits it.
+pub(crate) const EJECTED: u8 = 2;
+
 /// Why an entry cannot be handed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Unusable {
-    /// Disabled by hand, or of weight 0.
+    /// Disabled by hand, ejected, or of weight 0.
     Disabled,
     /// Its member says it is dead.
     Dead,
@@ -61,15 +69,12 @@ pub(crate) struct Snapshot<M> {
 impl<M: Member> Snapshot<M> {
     /// Builds a snapshot, marking members that are already dead (they never count as original)
     /// and those `is_disabled` names.
-    pub(crate) fn new(
-        members: Vec<M>,
-        generation: u64,
-        mut is_disabled: impl FnMut(&M) -> bool,
-    ) -> Self {
+    pub(crate) fn new(members: Vec<M>, generation: u64, mut flags: impl FnMut(&M) -> u8) -> Self {
         let entries: Box<[Entry<M>]> = members
             .into_iter()
             .map(|member| Entry {
-                disabled: AtomicBool::new(is_disabled(&member)),
+                flags: AtomicU8::new(flags(&member)),
+                failures: AtomicU32::new(0),
                 dead: AtomicBool::new(!member.is_alive()),
                 weight: member.weight(),
                 member,
@@ -111,7 +116,7 @@ impl<M: Member> Snapshot<M> {
         max_load: usize,
     ) -> Result<usize, Unusable> {
         let entry = &self.entries[i];
-        if entry.disabled.load(Relaxed) || entry.weight == 0 {
+        if entry.flags.load(Relaxed) != 0 || entry.weight == 0 {
             return Err(Unusable::Disabled);
         }
         if !entry.member.is_alive() {
@@ -158,12 +163,23 @@ impl<M> Snapshot<M> {
         (self.alive() as f64) < ratio * self.original as f64
     }
 
-    pub(crate) fn set_disabled(&self, i: usize, disabled: bool) {
-        self.entries[i].disabled.store(disabled, Relaxed);
+    /// Sets or clears `flag` ([`DISABLED`] or [`EJECTED`]) of entry `i`.
+    pub(crate) fn set_flag(&self, i: usize, flag: u8, on: bool) {
+        let flags = &self.entries[i].flags;
+        if on {
+            flags.fetch_or(flag, Relaxed);
+        } else {
+            flags.fetch_and(!flag, Relaxed);
+        }
+    }
+
+    /// Whether entry `i` has `flag` set.
+    pub(crate) fn has_flag(&self, i: usize, flag: u8) -> bool {
+        self.entries[i].flags.load(Relaxed) & flag != 0
     }
 
     pub(crate) fn is_disabled(&self, i: usize) -> bool {
-        self.entries[i].disabled.load(Relaxed)
+        self.has_flag(i, DISABLED)
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -50,6 +50,8 @@ mod on {
         pub(super) live: Gauge,
         pub(super) run_queue: Gauge,
         pub(super) drain: Histogram,
+        pub(super) ejections: Counter,
+        pub(super) readmissions: Counter,
         pub(super) published: Mutex<Published>,
     }
 
@@ -87,7 +89,9 @@ impl BalancerMeter {
                 dead: metrics::counter!("croupier_dead_found_total", "name" => label.clone()),
                 live: metrics::gauge!("croupier_live_members", "name" => label.clone()),
                 run_queue: metrics::gauge!("croupier_run_queue", "name" => label.clone()),
-                drain: metrics::histogram!("croupier_drain_seconds", "name" => label),
+                drain: metrics::histogram!("croupier_drain_seconds", "name" => label.clone()),
+                ejections: metrics::counter!("croupier_ejections_total", "name" => label.clone()),
+                readmissions: metrics::counter!("croupier_readmissions_total", "name" => label),
                 published: Default::default(),
             }
         };
@@ -128,6 +132,18 @@ impl BalancerMeter {
         self.on.dead.increment(n);
         #[cfg(not(feature = "metrics"))]
         let _ = n;
+    }
+
+    /// A member ejected for its failures.
+    pub(crate) fn ejected(&self) {
+        #[cfg(feature = "metrics")]
+        self.on.ejections.increment(1);
+    }
+
+    /// An ejected member back in rotation.
+    pub(crate) fn readmitted(&self) {
+        #[cfg(feature = "metrics")]
+        self.on.readmissions.increment(1);
     }
 
     /// A drain (`apply_within`) that lasted `d`, from the stop of dealing to its resumption.

@@ -7,7 +7,7 @@ use std::{
     hash::{BuildHasher, Hasher},
 };
 
-use super::{Balancer, Config};
+use super::{Balancer, Config, Ejection};
 use crate::{
     error::ConfigError,
     member::{Member, Source},
@@ -45,6 +45,7 @@ pub struct BalancerBuilder<M> {
     max_load: Option<usize>,
     seed: Option<u64>,
     bound: Option<f64>,
+    ejection: Option<Ejection>,
     source: Option<Box<dyn Source<M>>>,
     name: Option<Cow<'static, str>>,
 }
@@ -57,6 +58,7 @@ impl<M: Member> BalancerBuilder<M> {
             max_load: None,
             seed: None,
             bound: None,
+            ejection: None,
             source: None,
             name: None,
         }
@@ -109,6 +111,13 @@ impl<M: Member> BalancerBuilder<M> {
         self
     }
 
+    /// Outlier ejection: members with too many failures in a row, as callers
+    /// [report](Balancer::report) them, leave rotation for a while. Off if unset.
+    pub fn outlier_ejection(mut self, ejection: Ejection) -> Self {
+        self.ejection = Some(ejection);
+        self
+    }
+
     /// Where the members come from: a `Vec<M>`, a closure returning one, or any [`Source`].
     /// Asked once at [`build`](BalancerBuilder::build) and again at every refresh.
     pub fn source(mut self, source: impl Source<M>) -> Self {
@@ -136,6 +145,7 @@ impl<M: Member> BalancerBuilder<M> {
             },
             min_alive_ratio: ratio,
             name: self.name,
+            ejection: self.ejection,
         };
         Ok(Balancer::from_parts(config, source))
     }
@@ -168,6 +178,7 @@ impl<M> fmt::Debug for BalancerBuilder<M> {
             .field("max_load", &self.max_load)
             .field("seed", &self.seed)
             .field("bounded_loads", &self.bound)
+            .field("outlier_ejection", &self.ejection)
             .field("name", &self.name)
             .field("source", &self.source.as_ref().map(|_| ".."))
             .finish()

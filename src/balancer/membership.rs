@@ -3,15 +3,22 @@
 
 use std::sync::{atomic::Ordering::Relaxed, Arc};
 
+use super::ejection::Ejections;
 use super::{refresher::Target, Balancer, Shared};
-use crate::{member::Member, snapshot::Snapshot};
+use crate::{
+    member::Member,
+    snapshot::{Snapshot, DISABLED, EJECTED},
+};
 
 /// State that only the holder of the writer lock touches.
 pub(super) struct Writer<M> {
     /// Members taken out of rotation by hand, re-applied at every refresh.
     disabled: Vec<M>,
-    /// How `disabled` is matched; set by the first `disable`, which has `M: PartialEq`.
-    eq: Option<fn(&M, &M) -> bool>,
+    /// How `disabled` and ejected members are matched; set by the first `disable` or
+    /// report, which have `M: PartialEq`.
+    pub(super) eq: Option<fn(&M, &M) -> bool>,
+    /// Members ejected for their failures, and how often each has been.
+    pub(super) ejection: Ejections<M>,
 }
 
 impl<M> Writer<M> {
@@ -19,12 +26,25 @@ impl<M> Writer<M> {
         Self {
             disabled: Vec::new(),
             eq: None,
+            ejection: Ejections::default(),
         }
     }
 
     fn is_disabled(&self, m: &M) -> bool {
         self.eq
             .is_some_and(|eq| self.disabled.iter().any(|d| eq(d, m)))
+    }
+
+    /// The flags a new snapshot gives `m`: disabled by hand, ejected.
+    fn flags(&self, m: &M) -> u8 {
+        let mut flags = 0;
+        if self.is_disabled(m) {
+            flags |= DISABLED;
+        }
+        if self.ejection.is_ejected(m, self.eq) {
+            flags |= EJECTED;
+        }
+        flags
     }
 }
 
@@ -170,7 +190,7 @@ impl<M: Member> Balancer<M> {
         let mut found = false;
         for (i, entry) in snap.entries.iter().enumerate() {
             if entry.member == *member {
-                snap.set_disabled(i, disabled);
+                snap.set_flag(i, DISABLED, disabled);
                 found = true;
             }
         }
@@ -196,7 +216,7 @@ impl<M: Member> Shared<M> {
     fn reload(&self, writer: &mut Writer<M>) -> usize {
         let members = self.source.members();
         let generation = self.snapshot.load().generation + 1;
-        let next = Snapshot::new(members, generation, |m| writer.is_disabled(m));
+        let next = Snapshot::new(members, generation, |m| writer.flags(m));
         if self.affinity_used.load(Relaxed) {
             next.table();
         }
@@ -205,6 +225,9 @@ impl<M: Member> Shared<M> {
         if let Some(eq) = writer.eq {
             writer
                 .disabled
+                .retain(|d| next.entries.iter().any(|e| eq(d, &e.member)));
+            writer
+                .ejection
                 .retain(|d| next.entries.iter().any(|e| eq(d, &e.member)));
         }
         let alive = next.original;
@@ -221,5 +244,10 @@ impl<M: Member> Target for Shared<M> {
         if self.refreshing.take_handoff() {
             self.fly_ratio_refresh();
         }
+    }
+
+    fn readmit_due(&self, now: std::time::Instant) -> Option<std::time::Instant> {
+        self.ejection?;
+        Shared::readmit_due(self, now)
     }
 }

@@ -1,9 +1,11 @@
 //! The lock-free [`Balancer`]: its shared state here, the pick path in `pick.rs`, membership
 //! (refresh, disable, notices of death) in `membership.rs`, counters in `stats.rs`, drains in
-//! `drain.rs`, and the thread that runs ratio-triggered refreshes in `refresher.rs`.
+//! `drain.rs`, outlier ejection in `ejection.rs`, and the thread that runs ratio-triggered
+//! refreshes and re-admissions in `refresher.rs`.
 
 mod builder;
 mod drain;
+mod ejection;
 mod membership;
 mod pick;
 mod picked;
@@ -29,6 +31,7 @@ pub use self::stats::Stats;
 pub use self::{
     builder::BalancerBuilder,
     drain::{DrainError, EachFn, Wait},
+    ejection::{Ejection, Outcome, Ticket},
     picked::Picked,
     stats::BalancerStats,
 };
@@ -119,6 +122,8 @@ struct Shared<M> {
     /// What the policies decide by.
     rule: Rule,
     min_alive_ratio: f64,
+    /// Outlier ejection's settings, if it is on.
+    ejection: Option<Ejection>,
     source: Box<dyn Source<M>>,
     /// Serialises refreshes and disable/enable. Held on slow paths only.
     writer: Mutex<Writer<M>>,
@@ -142,6 +147,7 @@ struct Config {
     rule: Rule,
     min_alive_ratio: f64,
     name: Option<Cow<'static, str>>,
+    ejection: Option<Ejection>,
 }
 
 impl<M: Member> Balancer<M> {
@@ -151,12 +157,13 @@ impl<M: Member> Balancer<M> {
     }
 
     fn from_parts(config: Config, source: Box<dyn Source<M>>) -> Self {
-        let first = Snapshot::new(source.members(), 0, |_| false);
+        let first = Snapshot::new(source.members(), 0, |_| 0);
         let shared = Arc::new(Shared {
             cursor: CachePadded::new(Cursor::new()),
             snapshot: ArcSwap::from_pointee(first),
             rule: config.rule,
             min_alive_ratio: config.min_alive_ratio,
+            ejection: config.ejection,
             source,
             writer: Mutex::new(Writer::new()),
             refreshing: SingleFlight::new(),

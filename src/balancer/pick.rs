@@ -62,7 +62,7 @@ impl<M: Member> Balancer<M> {
         // they stand. The fast path only reads; otherwise the full scan starts from the same
         // member with the same turn and decides as if there were no fast path.
         if let Some(i) = policy::first(&shared.rule, &snap, turn) {
-            return Ok(Picked::new(snap, i));
+            return Ok(Picked::new(self, snap, i));
         }
         self.pick_slow(snap, turn, true)
     }
@@ -100,7 +100,7 @@ impl<M: Member> Balancer<M> {
             }
         }
         match chosen {
-            Ok(index) => Ok(Picked::new(snap, index)),
+            Ok(index) => Ok(Picked::new(self, snap, index)),
             Err(e) => self.found_nothing(snap, e, turn, may_retry),
         }
     }
@@ -187,7 +187,7 @@ impl<M: Member> Balancer<M> {
         let rule = &shared.rule;
         let table = snap.table();
         if let Some(i) = affinity::first(&snap, table, hash, rule.max_load, rule.bound) {
-            return Ok(Picked::new(snap, i));
+            return Ok(Picked::new(self, snap, i));
         }
         self.pick_for_slow(snap, hash, true)
     }
@@ -224,7 +224,7 @@ impl<M: Member> Balancer<M> {
             }
         }
         match chosen {
-            Ok(index) => Ok(Picked::new(snap, index)),
+            Ok(index) => Ok(Picked::new(self, snap, index)),
             Err(e) => {
                 if may_retry {
                     let now = shared.snapshot.load();

@@ -1,9 +1,10 @@
 //! The guard a pick hands out.
 
-use std::{fmt, marker::PhantomData, ops::Deref, sync::Arc};
+use std::{fmt, ops::Deref, sync::Arc};
 
 use arc_swap::Guard;
 
+use super::Balancer;
 use crate::snapshot::Snapshot;
 
 /// A member handed out by [`Balancer::pick`](crate::Balancer::pick), borrowed from the
@@ -37,16 +38,25 @@ use crate::snapshot::Snapshot;
 pub struct Picked<'a, M> {
     snapshot: Guard<Arc<Snapshot<M>>>,
     index: usize,
-    _balancer: PhantomData<&'a ()>,
+    balancer: &'a Balancer<M>,
 }
 
-impl<M> Picked<'_, M> {
-    pub(crate) fn new(snapshot: Guard<Arc<Snapshot<M>>>, index: usize) -> Self {
+impl<'a, M> Picked<'a, M> {
+    pub(crate) fn new(
+        balancer: &'a Balancer<M>,
+        snapshot: Guard<Arc<Snapshot<M>>>,
+        index: usize,
+    ) -> Self {
         Self {
             snapshot,
             index,
-            _balancer: PhantomData,
+            balancer,
         }
+    }
+
+    /// The balancer the member was picked from.
+    pub(crate) fn balancer(&self) -> &'a Balancer<M> {
+        self.balancer
     }
 
     /// An owned handle to the picked member.

@@ -1,5 +1,6 @@
 //! The refresher: one thread per process that runs the refreshes pickers ask for, so that
-//! the pick that finds the live share below the ratio never runs a [`Source`] itself.
+//! the pick that finds the live share below the ratio never runs a [`Source`] itself, and
+//! brings ejected members back when their time is up (it sleeps until the first is due).
 //!
 //! A picker that starts a flight hands it off (`SingleFlight::hand_off`) and calls [`wake`]:
 //! one atomic swap and, when the refresher thread is parked, one `futex` wake system call
@@ -17,6 +18,7 @@ use std::{
     panic::{catch_unwind, AssertUnwindSafe},
     sync::{OnceLock, Weak},
     thread::{self, Thread},
+    time::Instant,
 };
 
 use parking_lot::Mutex;
@@ -25,6 +27,9 @@ use parking_lot::Mutex;
 pub(super) trait Target: Send + Sync {
     /// Flies the flight handed to the refresher, if one was.
     fn fly_handed_off(&self);
+
+    /// Re-admits the ejected members whose time is up; when the next one is due, if any.
+    fn readmit_due(&self, now: Instant) -> Option<Instant>;
 }
 
 struct Refresher {
@@ -74,8 +79,14 @@ fn start() -> Option<Refresher> {
 }
 
 fn run() {
+    // When the next ejected member is due back, in any balancer.
+    let mut next: Option<Instant> = None;
     loop {
-        thread::park();
+        match next {
+            Some(at) => thread::park_timeout(at.saturating_duration_since(Instant::now())),
+            None => thread::park(),
+        }
+        next = None;
         let Some(Some(refresher)) = REFRESHER.get() else {
             // `start` has not stored us yet; the wake that was meant for us comes again with
             // the next request, and until then there is nothing registered to fly.
@@ -89,10 +100,21 @@ fn run() {
             let flown = catch_unwind(AssertUnwindSafe(|| {
                 if let Some(target) = target.upgrade() {
                     target.fly_handed_off();
+                    target.readmit_due(Instant::now())
+                } else {
+                    None
                 }
             }));
-            if flown.is_err() {
-                tracing::error!("croupier: a balancer's source panicked during a refresh");
+            match flown {
+                Ok(due) => {
+                    next = match (next, due) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    }
+                }
+                Err(_) => {
+                    tracing::error!("croupier: a balancer's source panicked during a refresh")
+                }
             }
         }
     }

@@ -13,6 +13,7 @@ pub(super) struct Counters {
     pub(super) extra_turns: AtomicU64,
     pub(super) overloaded: AtomicU64,
     pub(super) refreshes: AtomicU64,
+    pub(super) ejections: AtomicU64,
 }
 
 /// The old name of [`BalancerStats`].
@@ -43,6 +44,11 @@ pub struct BalancerStats {
     pub original: usize,
     /// Members of the current snapshot disabled by hand.
     pub disabled: usize,
+    /// Members of the current snapshot out of rotation for their failures
+    /// ([outlier ejection](crate::BalancerBuilder::outlier_ejection)).
+    pub ejected: usize,
+    /// Ejections since the balancer was built.
+    pub ejections: u64,
     /// Members in the current snapshot, dead and disabled included.
     pub members: usize,
 }
@@ -76,6 +82,10 @@ impl<M: Member> Balancer<M> {
             alive: snap.alive(),
             original: snap.original,
             disabled: (0..snap.len()).filter(|&i| snap.is_disabled(i)).count(),
+            ejected: (0..snap.len())
+                .filter(|&i| snap.has_flag(i, crate::snapshot::EJECTED))
+                .count(),
+            ejections: c.ejections.load(Relaxed),
             members: snap.len(),
         }
     }

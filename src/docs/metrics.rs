@@ -19,6 +19,8 @@
 //! | `croupier_live_members` | gauge | `name` | live, enabled members of the current snapshot; published |
 //! | `croupier_run_queue` | gauge | `name` | the live members' loads added up: a pool's messages queued or in progress; published |
 //! | `croupier_drain_seconds` | histogram | `name` | at the end of each `apply_within`, from the stop of dealing to its resumption |
+//! | `croupier_ejections_total` | counter | `name` | a member ejected for failures in a row ([outlier ejection](crate::Ejection)) |
+//! | `croupier_readmissions_total` | counter | `name` | an ejected member back in rotation |
 //! | `croupier_restarts_total` | counter | `name` | a supervisor restarted a worker |
 //! | `croupier_deaths_total` | counter | `name` | a worker's incarnation panicked or finished (shutdown not counted) |
 //! | `croupier_dropped_total` | counter | `name` | accepted messages that will never be handled ([`SupervisorStats::dropped`](crate::SupervisorStats::dropped)) |

@@ -198,7 +198,7 @@ mod tests {
                             load: (i * 7 + dead as usize) % 5,
                         })
                         .collect();
-                    (Snapshot::new(members, 0, |_| false), max_load)
+                    (Snapshot::new(members, 0, |_| 0), max_load)
                 })
             })
         })
@@ -240,7 +240,7 @@ mod tests {
                 load: i,
             })
             .collect();
-        let snap = Snapshot::new(members, 0, |_| false);
+        let snap = Snapshot::new(members, 0, |_| 0);
         let rule = |policy| Rule {
             policy,
             max_load: usize::MAX,

@@ -1,0 +1,358 @@
+//! Outlier ejection (passive health checking, as Envoy's `outlier_detection`): callers report
+//! how each request went; a member with too many failures in a row leaves rotation for a
+//! while, never more than a set share of the members at once, and a timer brings it back.
+//!
+//! Reports touch the picked entry only (a counter of failures in a row), so they cost a pick
+//! nothing. Ejecting and re-admitting are slow paths under the writer lock; the ejected set is
+//! kept there, by member, so that it survives refreshes. The refresher thread re-admits
+//! members when their time is up (and so does any report or refresh that finds one due,
+//! should the thread be unavailable).
+
+use std::time::{Duration, Instant};
+
+use super::{refresher, Balancer, Picked, Shared};
+use crate::{
+    member::Member,
+    snapshot::{Snapshot, EJECTED},
+};
+
+/// When a member is ejected and for how long; set with
+/// [`BalancerBuilder::outlier_ejection`](crate::BalancerBuilder::outlier_ejection).
+///
+/// After [`consecutive_failures`](Ejection::consecutive_failures) failures in a row a member
+/// leaves rotation for [`base_time`](Ejection::base_time) times the number of times it has
+/// been ejected, at most [`max_time`](Ejection::max_time), give or take 10 % (so members
+/// ejected together do not all come back at once). No more than
+/// [`max_share`](Ejection::max_share) of the members are out at once (at least one may be).
+/// Defaults, as Envoy's: 5 failures, 30 s, 300 s, 10 %.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use croupier::Ejection;
+///
+/// let e = Ejection::default()
+///     .consecutive_failures(3)
+///     .base_time(Duration::from_secs(10))
+///     .max_share(0.5);
+/// assert_eq!(e.max_time_value(), Duration::from_secs(300));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ejection {
+    failures: u32,
+    base: Duration,
+    max: Duration,
+    share: f64,
+}
+
+impl Default for Ejection {
+    fn default() -> Self {
+        Self {
+            failures: 5,
+            base: Duration::from_secs(30),
+            max: Duration::from_secs(300),
+            share: 0.1,
+        }
+    }
+}
+
+impl Ejection {
+    /// Failures in a row that eject a member (at least 1).
+    #[must_use]
+    pub fn consecutive_failures(mut self, n: u32) -> Self {
+        self.failures = n.max(1);
+        self
+    }
+
+    /// The first ejection's length; the `k`-th lasts `k` times as long.
+    #[must_use]
+    pub fn base_time(mut self, d: Duration) -> Self {
+        self.base = d;
+        self
+    }
+
+    /// The longest an ejection lasts.
+    #[must_use]
+    pub fn max_time(mut self, d: Duration) -> Self {
+        self.max = d;
+        self
+    }
+
+    /// The largest share of the members out at once, in `[0, 1]`; at least one member may
+    /// be ejected whatever the share.
+    #[must_use]
+    pub fn max_share(mut self, share: f64) -> Self {
+        self.share = if share.is_nan() {
+            0.0
+        } else {
+            share.clamp(0.0, 1.0)
+        };
+        self
+    }
+
+    /// The longest an ejection lasts, as set.
+    #[must_use]
+    pub fn max_time_value(&self) -> Duration {
+        self.max
+    }
+}
+
+/// How a request to a picked member went, for [`Picked::report`] and [`Balancer::report`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// It answered: its failures in a row start again from zero.
+    Success,
+    /// It failed (an error, a timeout): one more failure in a row.
+    Failure,
+}
+
+/// Which member a report is about: the snapshot and position a pick handed out. `Copy`, so
+/// a caller keeps it while the [`Picked`] guard is long gone (across an `.await`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ticket {
+    generation: u64,
+    index: usize,
+}
+
+impl<M> Picked<'_, M> {
+    /// The ticket to [report](Balancer::report) this pick's outcome with, later.
+    #[must_use]
+    pub fn ticket(&self) -> Ticket {
+        Ticket {
+            generation: self.generation(),
+            index: self.index(),
+        }
+    }
+}
+
+impl<M: Member + PartialEq> Picked<'_, M> {
+    /// Reports how the request to this member went (see [`Balancer::report`]).
+    pub fn report(self, outcome: Outcome) {
+        let (balancer, ticket) = (self.balancer(), self.ticket());
+        drop(self);
+        balancer.report(ticket, outcome);
+    }
+}
+
+/// The ejected members and the ejection history, kept under the writer lock.
+pub(super) struct Ejections<M> {
+    /// Out of rotation until the instant.
+    out: Vec<(M, Instant)>,
+    /// How many times each member has been ejected.
+    times: Vec<(M, u32)>,
+    /// Ejections so far, for the jitter.
+    total: u64,
+}
+
+impl<M> Default for Ejections<M> {
+    fn default() -> Self {
+        Self {
+            out: Vec::new(),
+            times: Vec::new(),
+            total: 0,
+        }
+    }
+}
+
+impl<M> Ejections<M> {
+    pub(super) fn is_ejected(&self, m: &M, eq: Option<fn(&M, &M) -> bool>) -> bool {
+        eq.is_some_and(|eq| self.out.iter().any(|(o, _)| eq(o, m)))
+    }
+
+    /// Keeps only the members `keep` says the source still returns.
+    pub(super) fn retain(&mut self, mut keep: impl FnMut(&M) -> bool) {
+        self.out.retain(|(m, _)| keep(m));
+        self.times.retain(|(m, _)| keep(m));
+    }
+
+    /// How many are out now.
+    pub(super) fn len(&self) -> usize {
+        self.out.len()
+    }
+
+    /// When the next one is due back.
+    pub(super) fn next_due(&self) -> Option<Instant> {
+        self.out.iter().map(|&(_, t)| t).min()
+    }
+}
+
+impl<M: Member> Balancer<M> {
+    /// Reports how a request to a picked member went, for outlier ejection (configured with
+    /// [`outlier_ejection`](crate::BalancerBuilder::outlier_ejection); without it a report
+    /// does nothing). [`Pool::call`](crate::Pool::call) and
+    /// [`Balance`](crate::balance::Balance) report on their own.
+    ///
+    /// A report is counted against the snapshot it was picked from: one that a refresh has
+    /// replaced since is dropped (the failures in a row of the new snapshot start from 0).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use croupier::{Balancer, Ejection, Member, Outcome};
+    ///
+    /// #[derive(Clone, Debug, PartialEq)]
+    /// struct Backend(u8);
+    /// impl Member for Backend {
+    ///     fn is_alive(&self) -> bool { true }
+    /// }
+    ///
+    /// let b = Balancer::builder()
+    ///     .outlier_ejection(Ejection::default().consecutive_failures(2).max_share(0.5))
+    ///     .source(vec![Backend(0), Backend(1)])
+    ///     .build()?;
+    /// for _ in 0..2 {
+    ///     let p = b.pick().unwrap();
+    ///     let outcome = if p.0 == 0 { Outcome::Failure } else { Outcome::Success };
+    ///     let ticket = p.ticket();
+    ///     drop(p); // the guard goes before the request is awaited
+    ///     b.report(ticket, outcome);
+    /// }
+    /// let p = b.pick().unwrap();
+    /// p.report(Outcome::Failure); // Backend(0)'s second failure in a row: ejected
+    /// assert_eq!(b.stats().ejected, 1);
+    /// assert!((0..4).all(|_| b.pick().unwrap().0 == 1));
+    /// # Ok::<(), croupier::ConfigError>(())
+    /// ```
+    pub fn report(&self, ticket: Ticket, outcome: Outcome)
+    where
+        M: PartialEq,
+    {
+        let shared = &*self.shared;
+        let Some(config) = shared.ejection else {
+            return;
+        };
+        let snap = shared.snapshot.load();
+        let i = ticket.index;
+        if snap.generation != ticket.generation || i >= snap.len() {
+            return;
+        }
+        let entry = &snap.entries[i];
+        match outcome {
+            Outcome::Success => {
+                // Read first: a healthy member's reports write nothing.
+                if entry.failures.load(std::sync::atomic::Ordering::Relaxed) != 0 {
+                    entry
+                        .failures
+                        .store(0, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            Outcome::Failure => {
+                let n = entry
+                    .failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    + 1;
+                if n >= config.failures && !snap.has_flag(i, EJECTED) {
+                    shared.eject(&snap, i, config);
+                }
+            }
+        }
+        if !shared.background.load(std::sync::atomic::Ordering::Relaxed) {
+            shared.readmit_due(Instant::now());
+        }
+    }
+}
+
+impl<M: Member> Shared<M> {
+    /// Ejects entry `i` of `snap` if the share allows.
+    fn eject(&self, snap: &Snapshot<M>, i: usize, config: Ejection)
+    where
+        M: PartialEq,
+    {
+        let mut writer = self.writer.lock();
+        writer.eq = Some(<M as PartialEq>::eq);
+        let member = &snap.entries[i].member;
+        if writer.ejection.is_ejected(member, writer.eq) {
+            return;
+        }
+        let members = snap.len();
+        let allowed = ((config.share * members as f64).floor() as usize).max(1);
+        if writer.ejection.len() >= allowed {
+            tracing::debug!(
+                balancer = self.meter.name(),
+                ejected = writer.ejection.len(),
+                "croupier: a member failed enough to be ejected, but the ejected share is full"
+            );
+            return;
+        }
+        let e = &mut writer.ejection;
+        let times = match e.times.iter_mut().find(|(m, _)| m == member) {
+            Some((_, t)) => {
+                *t = t.saturating_add(1);
+                *t
+            }
+            None => {
+                e.times.push((member.clone(), 1));
+                1
+            }
+        };
+        e.total += 1;
+        let length = config.base.saturating_mul(times).min(config.max);
+        // ±10 %, from the ejection count: repeatable, and different for members ejected
+        // together.
+        let r = crate::snapshot::affinity::mix(e.total ^ self.rule.seed) % 2001;
+        let length = length.mul_f64(0.9 + r as f64 / 10_000.0);
+        let until = Instant::now() + length;
+        e.out.push((member.clone(), until));
+        // Flag it in the current snapshot (which may be newer than `snap`).
+        let now = self.snapshot.load();
+        for (k, entry) in now.entries.iter().enumerate() {
+            if entry.member == *member {
+                now.set_flag(k, EJECTED, true);
+            }
+        }
+        drop(writer);
+        self.counters
+            .ejections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.meter.ejected();
+        tracing::warn!(
+            balancer = self.meter.name(),
+            index = i,
+            times,
+            for_ms = length.as_millis() as u64,
+            "croupier: member ejected after failures in a row"
+        );
+        refresher::wake();
+    }
+
+    /// Re-admits every ejected member whose time is up; returns when the next one is due.
+    pub(super) fn readmit_due(&self, now: Instant) -> Option<Instant> {
+        let mut writer = self.writer.lock();
+        let next = writer.ejection.next_due()?;
+        if next > now {
+            return Some(next);
+        }
+        let eq = writer.eq?;
+        let snap = self.snapshot.load();
+        let mut back = 0;
+        writer.ejection.out.retain(|(m, until)| {
+            if *until > now {
+                return true;
+            }
+            for (k, entry) in snap.entries.iter().enumerate() {
+                if eq(&entry.member, m) {
+                    snap.set_flag(k, EJECTED, false);
+                    entry
+                        .failures
+                        .store(0, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            back += 1;
+            false
+        });
+        let next = writer.ejection.next_due();
+        drop(writer);
+        for _ in 0..back {
+            self.meter.readmitted();
+        }
+        tracing::info!(
+            balancer = self.meter.name(),
+            readmitted = back,
+            "croupier: ejected member(s) back in rotation"
+        );
+        self.publish();
+        next
+    }
+}

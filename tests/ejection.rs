@@ -1,0 +1,136 @@
+//! Outlier ejection: failures in a row take a member out of rotation for a while, never more
+//! than a set share of the members, and a timer brings it back.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{make, SharedSource, TestMember};
+use croupier::{Balancer, Ejection, Outcome};
+
+/// Picks round robin until `id` comes up, and reports `outcome` for it; the others succeed.
+fn report_for(b: &Balancer<TestMember>, id: u32, outcome: Outcome) {
+    for _ in 0..100 {
+        let p = b.pick().unwrap();
+        if p.id == id {
+            p.report(outcome);
+            return;
+        }
+        p.report(Outcome::Success);
+    }
+    panic!("member {id} never came up");
+}
+
+/// Waits (bounded) until `cond` holds, for what a real timer does.
+fn until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "{what} never happened");
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn consecutive_failures_eject_and_readmit() {
+    let base = Duration::from_millis(50);
+    let members = make(3);
+    let source = SharedSource::new(members);
+    let b = Balancer::builder()
+        .outlier_ejection(
+            Ejection::default()
+                .consecutive_failures(3)
+                .base_time(base)
+                .max_share(0.5),
+        )
+        .source(source)
+        .build()
+        .unwrap();
+
+    // Two failures, a success, two failures: never three in a row.
+    for outcome in [Outcome::Failure, Outcome::Failure, Outcome::Success] {
+        report_for(&b, 0, outcome);
+    }
+    report_for(&b, 0, Outcome::Failure);
+    report_for(&b, 0, Outcome::Failure);
+    assert_eq!((b.stats().ejected, b.stats().ejections), (0, 0));
+
+    // The third in a row ejects it: out of rotation, and it stays out across a refresh.
+    let ejected_at = Instant::now();
+    report_for(&b, 0, Outcome::Failure);
+    assert_eq!((b.stats().ejected, b.stats().ejections), (1, 1));
+    b.refresh();
+    assert_eq!(b.stats().ejected, 1, "the ejection outlives a refresh");
+    for _ in 0..30 {
+        let p = b.pick().unwrap();
+        assert_ne!(p.id, 0);
+    }
+
+    // The timer brings it back after about its base time (± 10 %), failures forgotten.
+    until("re-admission", || b.stats().ejected == 0);
+    assert!(ejected_at.elapsed() >= base.mul_f64(0.9));
+    assert!((0..3).any(|_| b.pick().unwrap().id == 0));
+    report_for(&b, 0, Outcome::Failure);
+    report_for(&b, 0, Outcome::Failure);
+    assert_eq!(b.stats().ejected, 0, "the count started again from zero");
+
+    // The second ejection lasts twice as long.
+    let second = Instant::now();
+    report_for(&b, 0, Outcome::Failure);
+    assert_eq!((b.stats().ejected, b.stats().ejections), (1, 2));
+    until("second re-admission", || b.stats().ejected == 0);
+    assert!(
+        second.elapsed() >= (base * 2).mul_f64(0.9),
+        "{:?}",
+        second.elapsed()
+    );
+}
+
+#[test]
+fn ejection_never_exceeds_its_share() {
+    for (share, most) in [(0.2, 2), (0.0, 1), (0.55, 5)] {
+        let b = Balancer::builder()
+            .outlier_ejection(
+                Ejection::default()
+                    .consecutive_failures(1)
+                    .max_share(share)
+                    .base_time(Duration::from_secs(60)),
+            )
+            .source(make(10))
+            .build()
+            .unwrap();
+        // Every member fails every request.
+        for _ in 0..100 {
+            b.pick().unwrap().report(Outcome::Failure);
+        }
+        let stats = b.stats();
+        assert_eq!(
+            (stats.ejected, stats.ejections),
+            (most, most as u64),
+            "share {share}"
+        );
+        // Those left keep serving.
+        assert!(b.pick().is_ok());
+    }
+}
+
+#[test]
+fn reports_do_nothing_without_ejection_or_for_a_replaced_snapshot() {
+    let b = Balancer::builder().source(make(2)).build().unwrap();
+    for _ in 0..20 {
+        b.pick().unwrap().report(Outcome::Failure);
+    }
+    assert_eq!(b.stats().ejected, 0);
+
+    let b = Balancer::builder()
+        .outlier_ejection(Ejection::default().consecutive_failures(1))
+        .source(make(2))
+        .build()
+        .unwrap();
+    let ticket = b.pick().unwrap().ticket();
+    b.refresh();
+    b.report(ticket, Outcome::Failure);
+    assert_eq!(b.stats().ejected, 0, "the ticket's snapshot is gone");
+    let ticket = b.pick().unwrap().ticket();
+    b.report(ticket, Outcome::Failure);
+    assert_eq!(b.stats().ejected, 1);
+}
