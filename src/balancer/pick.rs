@@ -64,7 +64,66 @@ impl<M: Member> Balancer<M> {
         if let Some(i) = policy::first(&shared.rule, &snap, turn) {
             return Ok(Picked::new(self, snap, i));
         }
-        self.pick_slow(snap, turn, true)
+        self.pick_slow(snap, turn, true, None)
+    }
+
+    /// Like [`pick`](Balancer::pick), but never one of `tried`: the next member to retry a
+    /// request on after those failed (pingora's `select_with`), chosen by the same policy
+    /// among the others. Members are matched with [`PartialEq`]. [`Pool::call`] uses it to
+    /// try each worker at most once.
+    ///
+    /// # Errors
+    ///
+    /// As [`pick`](Balancer::pick); `NoMembers` once every usable member has been tried.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use croupier::{Balancer, Member, PickError};
+    ///
+    /// #[derive(Clone, Debug, PartialEq)]
+    /// struct Replica(u8);
+    /// impl Member for Replica {
+    ///     fn is_alive(&self) -> bool { true }
+    /// }
+    ///
+    /// let b = Balancer::builder().source(vec![Replica(0), Replica(1), Replica(2)]).build()?;
+    /// let mut tried = Vec::new();
+    /// loop {
+    ///     match b.pick_excluding(&tried) {
+    ///         // Say every replica fails: try the next one.
+    ///         Ok(replica) => tried.push(replica.cloned()),
+    ///         Err(e) => {
+    ///             assert_eq!(e, PickError::NoMembers);
+    ///             break;
+    ///         }
+    ///     }
+    /// }
+    /// assert_eq!(tried.len(), 3);
+    /// # Ok::<(), croupier::ConfigError>(())
+    /// ```
+    ///
+    /// [`Pool::call`]: crate::Pool::call
+    pub fn pick_excluding(&self, tried: &[M]) -> Result<Picked<'_, M>, PickError>
+    where
+        M: PartialEq,
+    {
+        if tried.is_empty() {
+            return self.pick();
+        }
+        let shared = &*self.shared;
+        let Ok(turn) = shared.cursor.next() else {
+            shared.meter.refused(Refusal::Draining);
+            return Err(PickError::Draining);
+        };
+        let snap = shared.snapshot.load();
+        let exclude = |m: &M| tried.contains(m);
+        if let Some(i) = policy::first(&shared.rule, &snap, turn) {
+            if !exclude(&snap.entries[i].member) {
+                return Ok(Picked::new(self, snap, i));
+            }
+        }
+        self.pick_slow(snap, turn, true, Some(&exclude))
     }
 
     /// The full scan, in the snapshot the fast path read (a pick looks at one snapshot from
@@ -79,12 +138,16 @@ impl<M: Member> Balancer<M> {
         snap: Guard<Arc<Snapshot<M>>>,
         turn: usize,
         may_retry: bool,
+        exclude: Option<&dyn Fn(&M) -> bool>,
     ) -> Result<Picked<'_, M>, PickError> {
         let shared = &*self.shared;
         if snap.len() == 0 {
-            return self.found_nothing(snap, PickError::NoMembers, turn, may_retry);
+            return self.found_nothing(snap, PickError::NoMembers, turn, may_retry, exclude);
         }
-        let mut scan = Scan::default();
+        let mut scan = match exclude {
+            Some(f) => Scan::excluding(f),
+            None => Scan::default(),
+        };
         let chosen = policy::scan(&shared.rule, &snap, turn, &mut scan);
         let c = &shared.counters;
         if scan.extra_turns != 0 {
@@ -101,7 +164,7 @@ impl<M: Member> Balancer<M> {
         }
         match chosen {
             Ok(index) => Ok(Picked::new(self, snap, index)),
-            Err(e) => self.found_nothing(snap, e, turn, may_retry),
+            Err(e) => self.found_nothing(snap, e, turn, may_retry, exclude),
         }
     }
 
@@ -114,12 +177,13 @@ impl<M: Member> Balancer<M> {
         e: PickError,
         turn: usize,
         may_retry: bool,
+        exclude: Option<&dyn Fn(&M) -> bool>,
     ) -> Result<Picked<'_, M>, PickError> {
         if may_retry {
             let now = self.shared.snapshot.load();
             if now.generation != snap.generation {
                 drop(snap);
-                return self.pick_slow(now, turn, false);
+                return self.pick_slow(now, turn, false, exclude);
             }
         }
         let meter = &self.shared.meter;

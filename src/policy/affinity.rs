@@ -74,7 +74,7 @@ pub(crate) fn scan<M: Member>(
     hash: u64,
     max_load: usize,
     bound: Option<f64>,
-    scan: &mut Scan,
+    scan: &mut Scan<'_, M>,
 ) -> Result<usize, PickError> {
     let m = table.slots.len();
     if m == 0 {
@@ -89,7 +89,7 @@ pub(crate) fn scan<M: Member>(
             start + k
         };
         let i = table.slots[at] as usize;
-        match scan.look::<true, M>(snap, i, max_load) {
+        match scan.look::<true>(snap, i, max_load) {
             Some(load) if load < cap => return Ok(i),
             _ => {}
         }

@@ -22,7 +22,7 @@ pub(super) fn scan<M: Member>(
     snap: &Snapshot<M>,
     turn: usize,
     max_load: usize,
-    scan: &mut Scan,
+    scan: &mut Scan<'_, M>,
 ) -> Result<usize, PickError> {
     from(snap, turn % snap.len(), max_load, scan)
 }
@@ -32,13 +32,13 @@ pub(super) fn from<M: Member>(
     snap: &Snapshot<M>,
     start: usize,
     max_load: usize,
-    scan: &mut Scan,
+    scan: &mut Scan<'_, M>,
 ) -> Result<usize, PickError> {
     let n = snap.len();
     let mut best: Option<(usize, usize)> = None;
     for k in 0..n {
         let i = wrap(start + k, n);
-        let Some(load) = scan.look::<true, M>(snap, i, max_load) else {
+        let Some(load) = scan.look::<true>(snap, i, max_load) else {
             continue;
         };
         if best.map_or(true, |(b, lb)| lighter(snap, (i, load), (b, lb))) {

@@ -101,7 +101,7 @@ pub(crate) fn scan<M: Member>(
     rule: &Rule,
     snap: &Snapshot<M>,
     turn: usize,
-    scan: &mut Scan,
+    scan: &mut Scan<'_, M>,
 ) -> Result<usize, PickError> {
     match rule.policy {
         Policy::RoundRobin => round_robin::scan(snap, turn, rule.max_load, scan),
@@ -110,9 +110,11 @@ pub(crate) fn scan<M: Member>(
     }
 }
 
-/// What one full scan noticed on the way, besides its answer.
-#[derive(Debug, Default)]
-pub(crate) struct Scan {
+/// What one full scan noticed on the way, besides its answer, and which members it must
+/// pass over besides the unusable ones.
+pub(crate) struct Scan<'a, M> {
+    /// Members the caller has already tried (failover): passed over like disabled ones.
+    pub(crate) exclude: Option<&'a dyn Fn(&M) -> bool>,
     /// Members this pick was the first to find dead.
     pub(crate) newly_dead: usize,
     /// Turns a round-robin pick passed over, beyond its own: the balancer moves the cursor on
@@ -122,16 +124,38 @@ pub(crate) struct Scan {
     any_loaded: bool,
 }
 
-impl Scan {
+impl<M> Default for Scan<'_, M> {
+    fn default() -> Self {
+        Self {
+            exclude: None,
+            newly_dead: 0,
+            extra_turns: 0,
+            any_loaded: false,
+        }
+    }
+}
+
+impl<'a, M: Member> Scan<'a, M> {
+    /// A scan that also passes over the members `exclude` says yes to.
+    pub(crate) fn excluding(exclude: &'a dyn Fn(&M) -> bool) -> Self {
+        Self {
+            exclude: Some(exclude),
+            ..Self::default()
+        }
+    }
+
     /// [`Snapshot::usable`], with what it turned down folded into the scan: a member found dead
     /// for the first time is marked and counted.
     #[inline]
-    pub(crate) fn look<const LOAD: bool, M: Member>(
+    pub(crate) fn look<const LOAD: bool>(
         &mut self,
         snap: &Snapshot<M>,
         i: usize,
         max_load: usize,
     ) -> Option<usize> {
+        if self.exclude.is_some_and(|ex| ex(&snap.entries[i].member)) {
+            return None;
+        }
         match snap.usable::<LOAD>(i, max_load) {
             Ok(load) => Some(load),
             Err(Unusable::Disabled) => None,

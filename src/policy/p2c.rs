@@ -40,15 +40,15 @@ pub(super) fn scan<M: Member>(
     turn: usize,
     seed: u64,
     max_load: usize,
-    scan: &mut Scan,
+    scan: &mut Scan<'_, M>,
 ) -> Result<usize, PickError> {
     let (a, b) = samples(snap.len(), turn, seed);
     let Some(b) = b else {
         return least_loaded::from(snap, a, max_load, scan);
     };
     match (
-        scan.look::<true, M>(snap, a, max_load),
-        scan.look::<true, M>(snap, b, max_load),
+        scan.look::<true>(snap, a, max_load),
+        scan.look::<true>(snap, b, max_load),
     ) {
         (Some(la), Some(lb)) => Ok(if least_loaded::lighter(snap, (b, lb), (a, la)) {
             b

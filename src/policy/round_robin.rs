@@ -37,7 +37,7 @@ pub(super) fn scan<M: Member>(
     snap: &Snapshot<M>,
     turn: usize,
     max_load: usize,
-    scan: &mut Scan,
+    scan: &mut Scan<'_, M>,
 ) -> Result<usize, PickError> {
     // The turns go round the entries, or round the weighted schedule when there is one.
     let order = snap.schedule.as_deref();
@@ -49,7 +49,7 @@ pub(super) fn scan<M: Member>(
     for k in 0..n {
         let at = wrap(start + k, n);
         let i = order.map_or(at, |o| o[at] as usize);
-        if scan.look::<false, M>(snap, i, max_load).is_some() {
+        if scan.look::<false>(snap, i, max_load).is_some() {
             scan.extra_turns += k;
             return Ok(i);
         }
