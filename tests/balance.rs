@@ -266,3 +266,49 @@ async fn peak_ewma_prefers_the_fast_member() {
     }
     assert_eq!(hits[0].load(SeqCst) - hits_before[0], 5);
 }
+
+/// A member that is ready but whose responses fail ejects itself (outlier ejection), while
+/// the others keep answering; every response is reported by `Balance` itself.
+#[tokio::test]
+async fn balance_ejects_a_member_whose_responses_fail() {
+    let failing_calls = Arc::new(AtomicUsize::new(0));
+    let members: Vec<tower::util::BoxCloneSyncService<(), usize, BoxError>> = (0..3)
+        .map(|id| {
+            let failing_calls = Arc::clone(&failing_calls);
+            tower::util::BoxCloneSyncService::new(tower::service_fn(move |()| {
+                let failing_calls = Arc::clone(&failing_calls);
+                async move {
+                    if id == 0 {
+                        failing_calls.fetch_add(1, SeqCst);
+                        Err::<usize, BoxError>("500".into())
+                    } else {
+                        Ok(id)
+                    }
+                }
+            }))
+        })
+        .collect();
+    let balance = Balance::builder()
+        .policy(Policy::RoundRobin)
+        .outlier_ejection(
+            croupier::Ejection::default()
+                .consecutive_failures(2)
+                .max_share(0.5)
+                .base_time(Duration::from_secs(600)),
+        )
+        .build(members)
+        .unwrap();
+    let mut failed = 0;
+    for _ in 0..30 {
+        if balance.clone().oneshot(()).await.is_err() {
+            failed += 1;
+        }
+    }
+    assert_eq!(
+        failing_calls.load(SeqCst),
+        2,
+        "ejected after its second failure"
+    );
+    assert_eq!(failed, 2);
+    assert_eq!(balance.balancer().stats().ejected, 1);
+}

@@ -17,7 +17,7 @@ use tower::{BoxError, Layer, Service, ServiceExt};
 
 use super::endpoint::{Common, Endpoint, Load, State};
 use crate::{
-    balancer::Balancer,
+    balancer::{Balancer, Ejection, Outcome},
     error::{ConfigError, PickError},
     member::Source,
     policy::Policy,
@@ -67,6 +67,7 @@ struct Settings {
     cooldown: Duration,
     tries: usize,
     name: Option<&'static str>,
+    ejection: Option<Ejection>,
 }
 
 /// Configures a [`Balance`]; made by [`Balance::builder`].
@@ -123,6 +124,7 @@ impl Default for BalanceBuilder {
                 cooldown: Duration::from_secs(1),
                 tries: 3,
                 name: None,
+                ejection: None,
             },
         }
     }
@@ -173,6 +175,14 @@ impl BalanceBuilder {
         self
     }
 
+    /// Outlier ejection: a member whose responses fail too many times in a row leaves
+    /// rotation for a while (see [`Ejection`]). `Balance` reports every response itself: an
+    /// `Err` from the member is a failure, an `Ok` a success. Off if unset.
+    pub fn outlier_ejection(mut self, ejection: Ejection) -> Self {
+        self.settings.ejection = Some(ejection);
+        self
+    }
+
     fn balancer<K, S>(
         &self,
         source: impl Source<Endpoint<K, S>>,
@@ -192,6 +202,9 @@ impl BalanceBuilder {
         }
         if let Some(name) = self.settings.name {
             b = b.name(name);
+        }
+        if let Some(e) = self.settings.ejection {
+            b = b.outlier_ejection(e);
         }
         b.build()
     }
@@ -476,15 +489,16 @@ where
         self.readmit_due();
         let tries = self.settings.tries;
         for _ in 0..tries {
+            let (ticket, endpoint) = match self.balancer.pick() {
+                Ok(picked) => (picked.ticket(), picked.cloned()),
+                Err(e) => return Err(BalanceError::Refused(e).into()),
+            };
             let Endpoint {
                 key,
                 mut service,
                 state,
                 ..
-            } = match self.balancer.pick() {
-                Ok(picked) => picked.cloned(),
-                Err(e) => return Err(BalanceError::Refused(e).into()),
-            };
+            } = endpoint;
             let counted = InFlight::new(&state);
             let ready: Result<(), BoxError> = service.ready().await.map(|_| ()).map_err(Into::into);
             match ready {
@@ -499,6 +513,13 @@ where
                         }
                     };
                     drop(counted);
+                    if self.settings.ejection.is_some() {
+                        let outcome = match &response {
+                            Ok(_) => Outcome::Success,
+                            Err(_) => Outcome::Failure,
+                        };
+                        self.balancer.report(ticket, outcome);
+                    }
                     return response.map_err(Into::into);
                 }
                 Err(e) => {
