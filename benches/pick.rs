@@ -1,5 +1,7 @@
 //! `pick`: the cost of one pick on one thread, for each policy at 8, 64 and 1024 members, beside
-//! the floor, a mutex cursor, a ballermann-style actor and tower's p2c balancer.
+//! the floor, a mutex cursor, a ballermann-style actor and tower's p2c balancer; and weighted
+//! round robin and key affinity (`pick_for`, plain and with bounded loads) beside plain round
+//! robin.
 //!
 //! `cargo bench --bench pick` (about a minute and a half); add `-- --quick` for a faster look.
 
@@ -7,9 +9,27 @@ mod baselines;
 
 use std::{hint::black_box, time::Instant};
 
-use baselines::{balancer, handles, Actor, Floor, MutexCursor, TowerP2c, SIZES};
+use baselines::{balancer, handles, Actor, Floor, Handle, MutexCursor, TowerP2c, SIZES};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use croupier::Policy;
+use croupier::{Balancer, Member, Policy};
+
+/// A handle with a weight.
+#[derive(Clone)]
+struct Weighted(Handle, u32);
+
+impl Member for Weighted {
+    fn is_alive(&self) -> bool {
+        self.0.is_alive()
+    }
+
+    fn load(&self) -> usize {
+        self.0.load()
+    }
+
+    fn weight(&self) -> u32 {
+        self.1
+    }
+}
 
 fn pick(c: &mut Criterion) {
     let mut group = baselines::group(c, "pick", 1200, 40);
@@ -38,6 +58,45 @@ fn pick(c: &mut Criterion) {
                 bench.iter(|| b.pick().expect("live members").cloned())
             });
         }
+
+        // Weighted round robin (weights 1 to 4) and key affinity, beside plain round robin.
+        let weighted = Balancer::builder()
+            .source(
+                handles(n)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, h)| Weighted(h, 1 + (i % 4) as u32))
+                    .collect::<Vec<_>>(),
+            )
+            .build()
+            .expect("a valid configuration");
+        group.bench_function(BenchmarkId::new("croupier_wrr", n), |bench| {
+            bench.iter(|| {
+                let picked = weighted.pick().expect("live members");
+                black_box(&*picked);
+            })
+        });
+        let b = balancer(Policy::RoundRobin, n);
+        let mut key = 0_u64;
+        group.bench_function(BenchmarkId::new("croupier_pick_for", n), |bench| {
+            bench.iter(|| {
+                key = key.wrapping_add(1);
+                let picked = b.pick_for(&key).expect("live members");
+                black_box(&*picked);
+            })
+        });
+        let bounded = Balancer::builder()
+            .bounded_loads(0.25)
+            .source(handles(n))
+            .build()
+            .expect("a valid configuration");
+        group.bench_function(BenchmarkId::new("croupier_pick_for_bounded", n), |bench| {
+            bench.iter(|| {
+                key = key.wrapping_add(1);
+                let picked = bounded.pick_for(&key).expect("live members");
+                black_box(&*picked);
+            })
+        });
 
         let floor = Floor::new(n);
         group.bench_function(BenchmarkId::new("floor_cursor", n), |bench| {
