@@ -91,7 +91,8 @@ pub use crate::balancer::Stats;
 pub use crate::{
     balancer::{Balancer, BalancerBuilder, BalancerStats, EachFn, Picked, Wait},
     error::{
-        CallError, ConfigError, DrainError, PickError, PoolCallError, PoolSendError, SendError,
+        CallError, ConfigError, DrainError, PickError, PoolCallError, PoolSendError, ResizeError,
+        SendError,
     },
     member::{Member, Source},
     policy::Policy,

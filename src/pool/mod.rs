@@ -11,7 +11,9 @@ use crate::{
     balancer::{Balancer, BalancerBuilder, BalancerStats, DrainError, Picked, Wait},
     error::{ConfigError, PickError},
     policy::Policy,
-    supervisor::{Backoff, Restart, Supervisor, SupervisorBuilder, SupervisorStats},
+    supervisor::{
+        error::ResizeError, Backoff, Restart, Supervisor, SupervisorBuilder, SupervisorStats,
+    },
     worker::{
         error::{CallError, SendError},
         Mailbox, PendingReply, TryCall, Worker, WorkerId, WorkerRef,
@@ -19,6 +21,8 @@ use crate::{
 };
 
 /// A pool of supervised workers dealt out by a lock-free balancer.
+///
+/// [`resize`](Pool::resize) grows or shrinks the pool while it serves.
 ///
 /// [`call`](Pool::call) and [`send`](Pool::send) pick a worker by the pool's [`Policy`] and
 /// hand it the message; if the worker turns out to have died in between, they pick again (a
@@ -107,18 +111,9 @@ impl<W: Worker> Pool<W> {
             // The pick guard must not live across an await: settle what to wait for first.
             let waiting = match self.balancer.pick() {
                 Err(e) => return Err(PoolCallError::refused(e, msg)),
-                Ok(worker) => match worker.try_call(msg) {
-                    Ok(pending) => Waiting::Reply(pending),
-                    Err(TryCall::Full(m)) => Waiting::Room(worker.cloned(), m),
-                    Err(TryCall::Refused(e)) => Waiting::Refused(e),
-                },
+                Ok(worker) => Waiting::queue(&worker, msg),
             };
-            let result = match waiting {
-                Waiting::Reply(pending) => pending.wait().await,
-                Waiting::Room(worker, m) => worker.call(m).await,
-                Waiting::Refused(e) => Err(e),
-            };
-            match result {
+            match waiting.reply().await {
                 Err(CallError::Dead(m)) => msg = m,
                 other => return other.map_err(PoolCallError::from),
             }
@@ -150,6 +145,60 @@ impl<W: Worker> Pool<W> {
             }
         }
         Err(PoolSendError::Dead(msg))
+    }
+
+    /// Grows or shrinks the pool to `n` workers: [`Supervisor::resize`] on the pool's
+    /// supervisor, whose balancer follows before this returns (or waits).
+    ///
+    /// Growing adds workers `size()..n` from the factory to the rotation. Shrinking takes
+    /// workers `n..size()` out: no new message goes to them, their queued messages move to
+    /// the workers that remain (each queued [`call`](Pool::call) gets its reply from the
+    /// worker that handles it, each queued [`send`](Pool::send) is handled there), and they
+    /// finish the message in hand, run their [`stopping`](Worker::stopping) hook and stop,
+    /// which this waits for. [`stats`](Pool::stats) and [`Supervisor::size`] show the new
+    /// size at once.
+    ///
+    /// # Errors
+    ///
+    /// [`ResizeError::ZeroSize`] for `resize(0)` (a pool runs at least one worker; use
+    /// [`shutdown`](Pool::shutdown) to stop them all), [`ResizeError::Shutdown`] once the
+    /// pool has shut down or its supervisor gave up. Nothing changes in either case.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Supervisor::resize`]: the resize is done at the first poll; dropping the future
+    /// afterwards leaves the workers taken out to finish and stop in the background.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::collections::HashSet;
+    ///
+    /// use croupier::{Pool, Worker, WorkerId};
+    ///
+    /// struct Who(WorkerId);
+    /// impl Worker for Who {
+    ///     type Msg = ();
+    ///     type Reply = WorkerId;
+    ///     async fn handle(&mut self, (): ()) -> WorkerId { self.0 }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = Pool::builder(Who).size(2).start()?;
+    /// pool.resize(4).await?;
+    /// let mut seen = HashSet::new();
+    /// for _ in 0..4 {
+    ///     seen.insert(pool.call(()).await?);
+    /// }
+    /// assert_eq!(seen.len(), 4, "round robin reaches the new workers");
+    ///
+    /// pool.resize(1).await?;
+    /// assert_eq!(pool.stats().supervisor.workers.len(), 1);
+    /// assert_eq!(pool.call(()).await?, WorkerId::new(0, 0));
+    /// # Ok(()) }
+    /// ```
+    pub async fn resize(&self, n: usize) -> Result<(), ResizeError> {
+        self.supervisor.resize(n).await
     }
 
     /// Picks a worker without sending it anything. See [`Balancer::pick`].
@@ -252,11 +301,31 @@ impl<W: Worker> Pool<W> {
     }
 }
 
-/// What a call waits for once its pick guard is gone.
+/// What a call waits for once its message is queued or refused (and any pick guard gone).
 enum Waiting<W: Worker> {
     Reply(PendingReply<W>),
     Room(WorkerRef<W>, W::Msg),
     Refused(CallError<W::Msg>),
+}
+
+impl<W: Worker> Waiting<W> {
+    /// Queues a call to `worker` without waiting.
+    fn queue(worker: &WorkerRef<W>, msg: W::Msg) -> Self {
+        match worker.try_call(msg) {
+            Ok(pending) => Self::Reply(pending),
+            Err(TryCall::Full(m)) => Self::Room(worker.clone(), m),
+            Err(TryCall::Refused(e)) => Self::Refused(e),
+        }
+    }
+
+    /// Waits for room if need be, then for the reply.
+    async fn reply(self) -> Result<W::Reply, CallError<W::Msg>> {
+        match self {
+            Self::Reply(pending) => pending.wait().await,
+            Self::Room(worker, m) => worker.call(m).await,
+            Self::Refused(e) => Err(e),
+        }
+    }
 }
 
 impl<W: Worker> Clone for Pool<W> {
