@@ -1,5 +1,6 @@
 //! Pool behaviour: picking again after a death, steering by load, the balancer following the
-//! supervisor, resizing while serving, and stopping everything on drop.
+//! supervisor, calling every worker at once, resizing while serving, and stopping everything
+//! on drop.
 //!
 //! Current-thread runtimes throughout, so that workers run only when a test yields; nothing
 //! waits on a timer.
@@ -20,7 +21,7 @@ use croupier::{
 };
 use parking_lot::Mutex;
 
-use crate::common_workers::{until, within, Event, Msg, Probe};
+use crate::common_workers::{until, within, Event, Msg, Probe, Reply};
 
 fn id(slot: usize, incarnation: u64) -> WorkerId {
     WorkerId::new(slot, incarnation)
@@ -547,6 +548,133 @@ fn worker_errors_become_the_pool_errors_of_the_same_name() {
         PoolCallError::from(CallError::Shutdown(3)),
         PoolCallError::Shutdown(3)
     );
+}
+
+/// `broadcast` calls every live worker once, all at once, and answers for each with its id,
+/// in slot order; a worker that has ended for good is not among them.
+#[tokio::test]
+async fn broadcast_reaches_every_live_worker() {
+    let (probe, mut events) = Probe::new(3);
+    let pool = Pool::builder(probe.factory())
+        .size(3)
+        .restart(Restart::Transient)
+        .start()
+        .unwrap();
+    // Slot 1 finishes and, being transient, is not restarted.
+    let w1 = pool.supervisor().children()[1].clone();
+    within(w1.call(Msg::Finish)).await.unwrap();
+    events.wait_for(Event::Stopping(id(1, 0))).await;
+    until("slot 1 ended", || pool.supervisor().children().len() == 2).await;
+
+    // Every copy waits at the gate: both are in hand at once before either is let through.
+    let broadcast = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.broadcast(Msg::Block(5)).await }
+    });
+    events.wait_for(Event::Entered(id(0, 0))).await;
+    events.wait_for(Event::Entered(id(2, 0))).await;
+    assert!(!broadcast.is_finished());
+    probe.open(2);
+    let replies: Vec<(WorkerId, Reply)> = within(broadcast)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, r)| (id, r.unwrap()))
+        .collect();
+    assert_eq!(
+        replies,
+        vec![
+            (id(0, 0), Reply { by: id(0, 0), n: 5 }),
+            (id(2, 0), Reply { by: id(2, 0), n: 5 }),
+        ]
+    );
+    assert_eq!(probe.counts(), vec![1, 0, 1], "each live worker once");
+    assert_eq!(
+        probe.made.load(Relaxed),
+        3,
+        "the ended worker was not restarted"
+    );
+
+    // With no live worker, nobody is called.
+    within(pool.shutdown()).await;
+    assert!(within(pool.broadcast(Msg::Work(6))).await.is_empty());
+    assert_eq!(probe.counts(), vec![1, 0, 1]);
+}
+
+/// `map` asks for each worker's message by its id, in slot order, and each message reaches
+/// the worker it was made for; a worker that dies on its message answers for itself.
+#[tokio::test]
+async fn map_sends_each_worker_its_own_message() {
+    let (probe, mut events) = Probe::new(3);
+    let pool = Pool::builder(probe.factory()).size(3).start().unwrap();
+    let mut asked = Vec::new();
+    let replies = within(pool.map(|w| {
+        asked.push(w);
+        Msg::Work(10 * w.slot() as u64 + 1)
+    }))
+    .await;
+    assert_eq!(asked, vec![id(0, 0), id(1, 0), id(2, 0)]);
+    let replies: Vec<(WorkerId, Reply)> = replies
+        .into_iter()
+        .map(|(id, r)| (id, r.unwrap()))
+        .collect();
+    assert_eq!(
+        replies,
+        vec![
+            (id(0, 0), Reply { by: id(0, 0), n: 1 }),
+            (
+                id(1, 0),
+                Reply {
+                    by: id(1, 0),
+                    n: 11
+                }
+            ),
+            (
+                id(2, 0),
+                Reply {
+                    by: id(2, 0),
+                    n: 21
+                }
+            ),
+        ]
+    );
+    let mut log = probe.log.lock().clone();
+    log.sort_unstable();
+    assert_eq!(log, vec![(id(0, 0), 1), (id(1, 0), 11), (id(2, 0), 21)]);
+
+    // Slot 1 alone gets a message that kills it: its entry says so, the others answer.
+    let replies = within(pool.map(|w| {
+        if w.slot() == 1 {
+            Msg::Panic
+        } else {
+            Msg::Work(100 + w.slot() as u64)
+        }
+    }))
+    .await;
+    assert_eq!(replies.len(), 3);
+    assert_eq!(replies[0].0, id(0, 0));
+    assert_eq!(
+        replies[0].1,
+        Ok(Reply {
+            by: id(0, 0),
+            n: 100
+        })
+    );
+    assert_eq!(replies[1].0, id(1, 0));
+    assert!(
+        matches!(replies[1].1, Err(CallError::WorkerDied)),
+        "{:?}",
+        replies[1]
+    );
+    assert_eq!(
+        replies[2].1,
+        Ok(Reply {
+            by: id(2, 0),
+            n: 102
+        })
+    );
+    events.wait_for(Event::Started(id(1, 1))).await;
+    within(pool.shutdown()).await;
 }
 
 /// After growing from 2 to 4, round robin deals to all four workers in turn.

@@ -6,6 +6,8 @@ mod service;
 
 use std::{fmt, future::Future};
 
+use futures_util::future::join_all;
+
 use self::error::{PoolCallError, PoolSendError};
 use crate::{
     balancer::{Balancer, BalancerBuilder, BalancerStats, DrainError, Picked, Wait},
@@ -22,6 +24,7 @@ use crate::{
 
 /// A pool of supervised workers dealt out by a lock-free balancer.
 ///
+/// [`broadcast`](Pool::broadcast) and [`map`](Pool::map) call every live worker at once;
 /// [`resize`](Pool::resize) grows or shrinks the pool while it serves.
 ///
 /// [`call`](Pool::call) and [`send`](Pool::send) pick a worker by the pool's [`Policy`] and
@@ -145,6 +148,123 @@ impl<W: Worker> Pool<W> {
             }
         }
         Err(PoolSendError::Dead(msg))
+    }
+
+    /// Calls every live worker (the supervisor's current [children](Supervisor::children))
+    /// with a clone of `msg`, all at once, and waits for every reply: revolver's `map/2`,
+    /// kameo's broadcast. One result a worker, with its id, in slot order.
+    ///
+    /// Neither the balancer's [`max_load`](PoolBuilder::max_load) nor a drain
+    /// ([`apply_within`](Pool::apply_within)) holds it back: it goes to the workers, not
+    /// through the balancer. Each message is queued behind those already waiting in its
+    /// worker's mailbox (in a full bounded one, once there is room).
+    ///
+    /// An empty `Vec` means that no worker was live: the pool has shut down, its supervisor
+    /// gave up, or every worker ended for good.
+    ///
+    /// # Errors
+    ///
+    /// Each worker's result is its [`WorkerRef::call`]'s: [`CallError::WorkerDied`] if that
+    /// worker panicked while handling its copy, [`CallError::Dead`] if it died before taking
+    /// it (it is not sent to the successor: the others got theirs once), or
+    /// [`CallError::Shutdown`] if the pool stopped first. The copy comes back in the error
+    /// but for `WorkerDied`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Every copy is queued at the first poll (but one that waits for room in a bounded
+    /// mailbox). Dropping the future then does not withdraw them: the workers still handle
+    /// them, and the replies are discarded.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use croupier::{Pool, Worker, WorkerId};
+    ///
+    /// struct Counter(u64);
+    /// impl Worker for Counter {
+    ///     type Msg = u64;
+    ///     type Reply = u64;
+    ///     async fn handle(&mut self, n: u64) -> u64 {
+    ///         self.0 += n;
+    ///         self.0
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = Pool::builder(|_| Counter(0)).size(3).start()?;
+    /// let replies = pool.broadcast(5).await;
+    /// assert_eq!(replies.len(), 3);
+    /// for (slot, (id, reply)) in replies.into_iter().enumerate() {
+    ///     assert_eq!(id, WorkerId::new(slot, 0));
+    ///     assert_eq!(reply?, 5);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn broadcast(
+        &self,
+        msg: W::Msg,
+    ) -> Vec<(WorkerId, Result<W::Reply, CallError<W::Msg>>)>
+    where
+        W::Msg: Clone,
+    {
+        self.map(|_| msg.clone()).await
+    }
+
+    /// Calls every live worker (the supervisor's current [children](Supervisor::children))
+    /// with the message `f` makes for it from its id, all at once, and waits for every reply.
+    /// One result a worker, with its id, in slot order. `f` is called once a worker, in slot
+    /// order, before anything is awaited.
+    ///
+    /// As [`broadcast`](Pool::broadcast) (which is `map` with a clone for each), but the
+    /// messages need not be `Clone` and may differ: a shard each, a worker's own settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`broadcast`](Pool::broadcast), one result a worker.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`broadcast`](Pool::broadcast).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use croupier::{Pool, Worker};
+    ///
+    /// struct Sum;
+    /// impl Worker for Sum {
+    ///     type Msg = Vec<u64>;
+    ///     type Reply = u64;
+    ///     async fn handle(&mut self, shard: Vec<u64>) -> u64 {
+    ///         shard.iter().sum()
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = Pool::builder(|_| Sum).size(2).start()?;
+    /// let data: Vec<u64> = (1..=10).collect();
+    /// // Worker in slot i sums the i-th half.
+    /// let replies = pool.map(|id| data.chunks(5).nth(id.slot()).unwrap().to_vec()).await;
+    /// let sums: Vec<u64> = replies.into_iter().map(|(_, r)| r.unwrap()).collect();
+    /// assert_eq!(sums, [15, 40]);
+    /// # Ok(()) }
+    /// ```
+    pub async fn map(
+        &self,
+        mut f: impl FnMut(WorkerId) -> W::Msg,
+    ) -> Vec<(WorkerId, Result<W::Reply, CallError<W::Msg>>)> {
+        let calls: Vec<_> = self
+            .supervisor
+            .children()
+            .into_iter()
+            .map(|worker| {
+                let id = worker.id();
+                let waiting = Waiting::queue(&worker, f(id));
+                async move { (id, waiting.reply().await) }
+            })
+            .collect();
+        join_all(calls).await
     }
 
     /// Grows or shrinks the pool to `n` workers: [`Supervisor::resize`] on the pool's
