@@ -908,3 +908,53 @@ async fn resize_after_shutdown_is_refused() {
     assert_eq!(pool.supervisor().size(), 2);
     assert_eq!(probe.made.load(Relaxed), 2);
 }
+
+/// Calls and sends from several tasks of a multi-thread runtime while the pool is resized
+/// back and forth between 1 and 4 workers: every call is answered, every send is accepted
+/// and handled, nothing is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resizing_under_traffic_loses_nothing() {
+    const CALLERS: u64 = 4;
+    const PER_CALLER: u64 = 300;
+    let handled = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let h = Arc::clone(&handled);
+    let pool = Pool::builder(move |_: WorkerId| Tally(Arc::clone(&h)))
+        .size(2)
+        .start()
+        .unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let resizer = tokio::spawn({
+        let (pool, done) = (pool.clone(), Arc::clone(&done));
+        async move {
+            let mut resizes = 0_u32;
+            while !done.load(Relaxed) {
+                for n in [4, 1, 3, 2] {
+                    pool.resize(n).await.unwrap();
+                    resizes += 1;
+                }
+            }
+            resizes
+        }
+    });
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                for _ in 0..PER_CALLER {
+                    pool.call(()).await.unwrap();
+                    pool.send(()).unwrap();
+                }
+            })
+        })
+        .collect();
+    for caller in callers {
+        within(caller).await.unwrap();
+    }
+    done.store(true, Relaxed);
+    let resizes = within(resizer).await.unwrap();
+    assert!(resizes >= 4, "{resizes}");
+    within(pool.shutdown()).await;
+    assert_eq!(handled.load(Relaxed), 2 * CALLERS * PER_CALLER);
+    let stats = pool.stats().supervisor;
+    assert_eq!((stats.dropped, stats.deaths, stats.restarts), (0, 0, 0));
+}
