@@ -208,7 +208,10 @@ impl<W: Worker> Pool<W> {
     where
         W::Msg: Clone,
     {
-        self.map(|_| msg.clone()).await
+        // The clones are made before the first await: the future holds no borrow of `msg`,
+        // so it is `Send` whenever the message is, `Sync` or not.
+        let calls = self.queue_each(|_| msg.clone());
+        join_all(calls).await
     }
 
     /// Calls every live worker (the supervisor's current [children](Supervisor::children))
@@ -252,10 +255,19 @@ impl<W: Worker> Pool<W> {
     /// ```
     pub async fn map(
         &self,
-        mut f: impl FnMut(WorkerId) -> W::Msg,
+        f: impl FnMut(WorkerId) -> W::Msg,
     ) -> Vec<(WorkerId, Result<W::Reply, CallError<W::Msg>>)> {
-        let calls: Vec<_> = self
-            .supervisor
+        let calls = self.queue_each(f);
+        join_all(calls).await
+    }
+
+    /// Queues a call to every live worker, in slot order, with the message `f` makes for it;
+    /// returns what each waits for. `f` is spent before anything is awaited.
+    fn queue_each(
+        &self,
+        mut f: impl FnMut(WorkerId) -> W::Msg,
+    ) -> Vec<impl Future<Output = EachReply<W>>> {
+        self.supervisor
             .children()
             .into_iter()
             .map(|worker| {
@@ -263,8 +275,7 @@ impl<W: Worker> Pool<W> {
                 let waiting = Waiting::queue(&worker, f(id));
                 async move { (id, waiting.reply().await) }
             })
-            .collect();
-        join_all(calls).await
+            .collect()
     }
 
     /// Grows or shrinks the pool to `n` workers: [`Supervisor::resize`] on the pool's
@@ -420,6 +431,12 @@ impl<W: Worker> Pool<W> {
         self.supervisor.size() + 2
     }
 }
+
+/// One worker's answer to [`Pool::map`] or [`Pool::broadcast`].
+type EachReply<W> = (
+    WorkerId,
+    Result<<W as Worker>::Reply, CallError<<W as Worker>::Msg>>,
+);
 
 /// What a call waits for once its message is queued or refused (and any pick guard gone).
 enum Waiting<W: Worker> {
