@@ -958,3 +958,68 @@ async fn resizing_under_traffic_loses_nothing() {
     let stats = pool.stats().supervisor;
     assert_eq!((stats.dropped, stats.deaths, stats.restarts), (0, 0, 0));
 }
+
+/// A shutdown that comes while a shrink waits for a removed worker's message in hand waits
+/// for it too, and both return once it is done.
+#[tokio::test]
+async fn shutdown_during_a_shrink_waits_for_the_removed_worker() {
+    let (probe, mut events) = Probe::new(2);
+    let pool = Pool::builder(probe.factory()).size(2).start().unwrap();
+    pool.supervisor().children()[1].send(Msg::Block(1)).unwrap();
+    events.wait_for(Event::Entered(id(1, 0))).await;
+    let resize = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.resize(1).await }
+    });
+    until("slot 1 removed", || pool.supervisor().size() == 1).await;
+    let shutdown = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.shutdown().await }
+    });
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !shutdown.is_finished(),
+        "the removed worker still holds its message"
+    );
+    assert!(!resize.is_finished());
+    probe.open(1);
+    within(shutdown).await.unwrap();
+    within(resize).await.unwrap().unwrap();
+    assert_eq!(probe.log.lock().clone(), vec![(id(1, 0), 1)]);
+    let seen = events.drain();
+    assert!(seen.contains(&Event::Stopping(id(1, 0))), "{seen:?}");
+    assert!(seen.contains(&Event::Stopping(id(0, 0))), "{seen:?}");
+}
+
+/// A worker may shrink its own pool away: the resize it awaits does not wait for the worker
+/// itself, so neither hangs; the worker's slot stops once its message is done.
+#[tokio::test]
+async fn a_worker_can_shrink_its_own_slot_away() {
+    struct SelfShrinking(Arc<OnceLock<Pool<SelfShrinking>>>);
+    impl croupier::Worker for SelfShrinking {
+        type Msg = usize;
+        type Reply = Result<(), ResizeError>;
+        async fn handle(&mut self, n: usize) -> Result<(), ResizeError> {
+            let pool = self.0.get().expect("set before any message").clone();
+            pool.resize(n).await
+        }
+    }
+    let cell = Arc::new(OnceLock::new());
+    let pool = Pool::builder({
+        let cell = Arc::clone(&cell);
+        move |_| SelfShrinking(Arc::clone(&cell))
+    })
+    .size(3)
+    .start()
+    .unwrap();
+    cell.set(pool.clone()).ok().unwrap();
+    let last = pool.supervisor().children()[2].clone();
+    assert_eq!(within(last.call(1)).await.unwrap(), Ok(()));
+    assert_eq!(pool.supervisor().size(), 1);
+    assert!(!last.is_alive());
+    assert_eq!(within(pool.call(1)).await.unwrap(), Ok(()));
+    // The pool holds itself through its workers: shut it down to end the cycle.
+    within(pool.shutdown()).await;
+}
