@@ -9,6 +9,7 @@
 //! | configuration | [`ConfigError`], refused at `build()` / `start()` |
 //! | balancer | [`PickError`] (a pick), [`DrainError`] (`apply_within`) |
 //! | worker ref | [`SendError`], [`CallError`]: dead, full, shut down, died while handling |
+//! | supervisor | [`ResizeError`]: a size of zero, or a supervisor that has stopped |
 //! | pool | [`PoolSendError`], [`PoolCallError`]: a worker ref's errors plus the balancer's refusals |
 //!
 //! Errors that refuse a message hand it back (`into_inner`), and their `Debug` does not
@@ -38,6 +39,7 @@ pub use crate::remote::{ConnectError, HostsError, RemoteError, StartError};
 pub use crate::{
     balancer::DrainError,
     pool::error::{PoolCallError, PoolSendError},
+    supervisor::error::ResizeError,
     worker::error::{CallError, SendError},
 };
 

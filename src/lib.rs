@@ -93,7 +93,8 @@ pub use crate::{
         Balancer, BalancerBuilder, BalancerStats, EachFn, Ejection, Outcome, Picked, Ticket, Wait,
     },
     error::{
-        CallError, ConfigError, DrainError, PickError, PoolCallError, PoolSendError, SendError,
+        CallError, ConfigError, DrainError, PickError, PoolCallError, PoolSendError, ResizeError,
+        SendError,
     },
     member::{Member, Source},
     policy::Policy,

@@ -1,5 +1,6 @@
 //! Pool behaviour: picking again after a death, steering by load, the balancer following the
-//! supervisor, and stopping everything on drop.
+//! supervisor, calling every worker at once, resizing while serving, and stopping everything
+//! on drop.
 //!
 //! Current-thread runtimes throughout, so that workers run only when a test yields; nothing
 //! waits on a timer.
@@ -15,12 +16,12 @@ use std::{
 };
 
 use croupier::{
-    Balancer, CallError, Member, Policy, Pool, PoolCallError, PoolSendError, Restart, SendError,
-    WorkerId,
+    Balancer, CallError, Member, Policy, Pool, PoolCallError, PoolSendError, ResizeError, Restart,
+    SendError, WorkerId,
 };
 use parking_lot::Mutex;
 
-use crate::common_workers::{until, within, Event, Msg, Probe};
+use crate::common_workers::{until, within, Event, Msg, Probe, Reply};
 
 fn id(slot: usize, incarnation: u64) -> WorkerId {
     WorkerId::new(slot, incarnation)
@@ -547,4 +548,478 @@ fn worker_errors_become_the_pool_errors_of_the_same_name() {
         PoolCallError::from(CallError::Shutdown(3)),
         PoolCallError::Shutdown(3)
     );
+}
+
+/// `broadcast` calls every live worker once, all at once, and answers for each with its id,
+/// in slot order; a worker that has ended for good is not among them.
+#[tokio::test]
+async fn broadcast_reaches_every_live_worker() {
+    let (probe, mut events) = Probe::new(3);
+    let pool = Pool::builder(probe.factory())
+        .size(3)
+        .restart(Restart::Transient)
+        .start()
+        .unwrap();
+    // Slot 1 finishes and, being transient, is not restarted.
+    let w1 = pool.supervisor().children()[1].clone();
+    within(w1.call(Msg::Finish)).await.unwrap();
+    events.wait_for(Event::Stopping(id(1, 0))).await;
+    until("slot 1 ended", || pool.supervisor().children().len() == 2).await;
+
+    // Every copy waits at the gate: both are in hand at once before either is let through.
+    let broadcast = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.broadcast(Msg::Block(5)).await }
+    });
+    events.wait_for(Event::Entered(id(0, 0))).await;
+    events.wait_for(Event::Entered(id(2, 0))).await;
+    assert!(!broadcast.is_finished());
+    probe.open(2);
+    let replies: Vec<(WorkerId, Reply)> = within(broadcast)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, r)| (id, r.unwrap()))
+        .collect();
+    assert_eq!(
+        replies,
+        vec![
+            (id(0, 0), Reply { by: id(0, 0), n: 5 }),
+            (id(2, 0), Reply { by: id(2, 0), n: 5 }),
+        ]
+    );
+    assert_eq!(probe.counts(), vec![1, 0, 1], "each live worker once");
+    assert_eq!(
+        probe.made.load(Relaxed),
+        3,
+        "the ended worker was not restarted"
+    );
+
+    // With no live worker, nobody is called.
+    within(pool.shutdown()).await;
+    assert!(within(pool.broadcast(Msg::Work(6))).await.is_empty());
+    assert_eq!(probe.counts(), vec![1, 0, 1]);
+}
+
+/// `map` asks for each worker's message by its id, in slot order, and each message reaches
+/// the worker it was made for; a worker that dies on its message answers for itself.
+#[tokio::test]
+async fn map_sends_each_worker_its_own_message() {
+    let (probe, mut events) = Probe::new(3);
+    let pool = Pool::builder(probe.factory()).size(3).start().unwrap();
+    let mut asked = Vec::new();
+    let replies = within(pool.map(|w| {
+        asked.push(w);
+        Msg::Work(10 * w.slot() as u64 + 1)
+    }))
+    .await;
+    assert_eq!(asked, vec![id(0, 0), id(1, 0), id(2, 0)]);
+    let replies: Vec<(WorkerId, Reply)> = replies
+        .into_iter()
+        .map(|(id, r)| (id, r.unwrap()))
+        .collect();
+    assert_eq!(
+        replies,
+        vec![
+            (id(0, 0), Reply { by: id(0, 0), n: 1 }),
+            (
+                id(1, 0),
+                Reply {
+                    by: id(1, 0),
+                    n: 11
+                }
+            ),
+            (
+                id(2, 0),
+                Reply {
+                    by: id(2, 0),
+                    n: 21
+                }
+            ),
+        ]
+    );
+    let mut log = probe.log.lock().clone();
+    log.sort_unstable();
+    assert_eq!(log, vec![(id(0, 0), 1), (id(1, 0), 11), (id(2, 0), 21)]);
+
+    // Slot 1 alone gets a message that kills it: its entry says so, the others answer.
+    let replies = within(pool.map(|w| {
+        if w.slot() == 1 {
+            Msg::Panic
+        } else {
+            Msg::Work(100 + w.slot() as u64)
+        }
+    }))
+    .await;
+    assert_eq!(replies.len(), 3);
+    assert_eq!(replies[0].0, id(0, 0));
+    assert_eq!(
+        replies[0].1,
+        Ok(Reply {
+            by: id(0, 0),
+            n: 100
+        })
+    );
+    assert_eq!(replies[1].0, id(1, 0));
+    assert!(
+        matches!(replies[1].1, Err(CallError::WorkerDied)),
+        "{:?}",
+        replies[1]
+    );
+    assert_eq!(
+        replies[2].1,
+        Ok(Reply {
+            by: id(2, 0),
+            n: 102
+        })
+    );
+    events.wait_for(Event::Started(id(1, 1))).await;
+    within(pool.shutdown()).await;
+}
+
+/// After growing from 2 to 4, round robin deals to all four workers in turn.
+#[tokio::test]
+async fn growing_adds_workers_to_rotation() {
+    let (probe, mut events) = Probe::new(4);
+    let pool = Pool::builder(probe.factory())
+        .size(2)
+        .policy(Policy::RoundRobin)
+        .start()
+        .unwrap();
+    within(pool.resize(4)).await.unwrap();
+
+    assert_eq!(pool.supervisor().size(), 4);
+    let members: Vec<WorkerId> = pool.balancer().members().iter().map(|w| w.id()).collect();
+    assert_eq!(members, vec![id(0, 0), id(1, 0), id(2, 0), id(3, 0)]);
+    let stats = pool.stats();
+    let workers: Vec<(WorkerId, bool)> = stats
+        .supervisor
+        .workers
+        .iter()
+        .map(|w| (w.id, w.alive))
+        .collect();
+    assert_eq!(
+        workers,
+        vec![
+            (id(0, 0), true),
+            (id(1, 0), true),
+            (id(2, 0), true),
+            (id(3, 0), true)
+        ]
+    );
+    assert_eq!((stats.balancer.alive, stats.balancer.members), (4, 4));
+
+    let mut by = HashSet::new();
+    for n in 0..8 {
+        by.insert(within(pool.call(Msg::Work(n))).await.unwrap().by);
+    }
+    assert_eq!(by, HashSet::from([id(0, 0), id(1, 0), id(2, 0), id(3, 0)]));
+    assert_eq!(probe.counts(), vec![2, 2, 2, 2], "in turn, each twice");
+    events.wait_for(Event::Started(id(3, 0))).await;
+    assert_eq!(probe.made.load(Relaxed), 4);
+    within(pool.shutdown()).await;
+}
+
+/// Shrinking from 4 to 2 while slots 2 and 3 each hold a message at the gate with calls and
+/// sends queued behind it: every queued call is answered by worker 0 or 1 and every queued
+/// send is handled there, at once, while the removed workers still hold their messages; no
+/// new message reaches them; released, they finish, run `stopping` and stop.
+#[tokio::test]
+async fn shrinking_loses_no_queued_message() {
+    const QUEUED: u64 = 5;
+    let (probe, mut events) = Probe::new(4);
+    let pool = Pool::builder(probe.factory()).size(4).start().unwrap();
+    let workers = pool.supervisor().children();
+    workers[2].send(Msg::Block(200)).unwrap();
+    workers[3].send(Msg::Block(300)).unwrap();
+    events.wait_for(Event::Entered(id(2, 0))).await;
+    events.wait_for(Event::Entered(id(3, 0))).await;
+
+    let mut calls = Vec::new();
+    let mut sent = Vec::new();
+    for w in &workers[2..] {
+        let base = 1000 * w.id().slot() as u64;
+        for i in 0..QUEUED {
+            let n = base + i;
+            let caller = w.clone();
+            calls.push((
+                n,
+                tokio::spawn(async move { caller.call(Msg::Work(n)).await }),
+            ));
+            w.send(Msg::Work(n + 100)).unwrap();
+            sent.push(n + 100);
+        }
+    }
+    until("every call queued", || {
+        workers[2..]
+            .iter()
+            .all(|w| w.load() == 1 + 2 * QUEUED as usize)
+    })
+    .await;
+
+    let resize = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.resize(2).await }
+    });
+    let called: Vec<u64> = calls.iter().map(|&(n, _)| n).collect();
+    for (n, call) in calls {
+        let reply = within(call).await.unwrap().unwrap();
+        assert!(reply.by.slot() < 2, "call {n} answered by {}", reply.by);
+        assert_eq!(reply.n, n);
+    }
+    until("every queued send handled", || {
+        probe.counts()[..2].iter().sum::<u64>() == 4 * QUEUED
+    })
+    .await;
+    let mut handled_by_remaining: Vec<u64> = probe
+        .log
+        .lock()
+        .iter()
+        .filter(|(by, _)| by.slot() < 2)
+        .map(|&(_, n)| n)
+        .collect();
+    handled_by_remaining.sort_unstable();
+    let mut expected = [called, sent].concat();
+    expected.sort_unstable();
+    assert_eq!(handled_by_remaining, expected, "each queued message once");
+    assert_eq!(&probe.counts()[2..], &[0, 0], "still at the gate");
+    assert!(
+        !resize.is_finished(),
+        "the shrink waits for the messages in hand"
+    );
+
+    // The pool already deals from the two that remain; the removed ones read dead.
+    assert_eq!(pool.supervisor().size(), 2);
+    let members: Vec<WorkerId> = pool.balancer().members().iter().map(|w| w.id()).collect();
+    assert_eq!(members, vec![id(0, 0), id(1, 0)]);
+    for n in 0..4 {
+        let reply = within(pool.call(Msg::Work(n))).await.unwrap();
+        assert!(reply.by.slot() < 2, "a new call went to {}", reply.by);
+    }
+    pool.send(Msg::Work(4)).unwrap();
+    for w in &workers[2..] {
+        assert!(!w.is_alive());
+        assert_eq!(w.send(Msg::Work(9)), Err(SendError::Dead(Msg::Work(9))));
+    }
+
+    // Released, the removed workers finish the message in hand, run `stopping` and stop.
+    probe.open(2);
+    within(resize).await.unwrap().unwrap();
+    let seen: HashSet<Event> = events.drain().into_iter().collect();
+    for slot in [2, 3] {
+        assert!(seen.contains(&Event::Stopping(id(slot, 0))), "{seen:?}");
+        assert!(seen.contains(&Event::Dropped(id(slot, 0))), "{seen:?}");
+    }
+    assert!(
+        !seen.iter().any(|e| matches!(e, Event::Started(_))),
+        "nothing restarted: {seen:?}"
+    );
+    assert_eq!(&probe.counts()[2..], &[1, 1], "only the messages in hand");
+    let stats = pool.stats().supervisor;
+    let ids: Vec<WorkerId> = stats.workers.iter().map(|w| w.id).collect();
+    assert_eq!(ids, vec![id(0, 0), id(1, 0)]);
+    assert_eq!((stats.dropped, stats.deaths, stats.restarts), (0, 0, 0));
+
+    within(pool.shutdown()).await;
+    // 2 in hand, 20 moved, 5 new.
+    assert_eq!(probe.handled().len(), 2 + 4 * QUEUED as usize + 5);
+    assert_eq!(pool.stats().supervisor.dropped, 0);
+}
+
+/// A slot grown where a shrink removed one starts after that slot's last incarnation: a
+/// worker id is never handed out twice.
+#[tokio::test]
+async fn a_slot_grown_again_gets_a_new_worker_id() {
+    let (probe, mut events) = Probe::new(3);
+    let pool = Pool::builder(probe.factory()).size(3).start().unwrap();
+    let w2 = pool.supervisor().children()[2].clone();
+    let r = within(w2.call(Msg::Panic)).await;
+    assert!(matches!(r, Err(CallError::WorkerDied)), "{r:?}");
+    events.wait_for(Event::Started(id(2, 1))).await;
+
+    within(pool.resize(2)).await.unwrap();
+    events.wait_for(Event::Stopping(id(2, 1))).await;
+    within(pool.resize(3)).await.unwrap();
+
+    let ids: Vec<WorkerId> = pool
+        .supervisor()
+        .children()
+        .iter()
+        .map(|w| w.id())
+        .collect();
+    assert_eq!(ids, vec![id(0, 0), id(1, 0), id(2, 2)]);
+    let reply = within(pool.supervisor().children()[2].call(Msg::Work(1)))
+        .await
+        .unwrap();
+    assert_eq!(reply.by, id(2, 2));
+    let stats = pool.stats().supervisor;
+    assert_eq!(stats.workers[2].id, id(2, 2));
+    assert_eq!(
+        (stats.restarts, stats.deaths),
+        (1, 1),
+        "a regrowth is no restart"
+    );
+    within(pool.shutdown()).await;
+}
+
+/// `resize(0)` is refused with `ZeroSize`, and the pool goes on as it was.
+#[tokio::test]
+async fn resize_to_zero_is_refused() {
+    let (probe, _events) = Probe::new(2);
+    let pool = Pool::builder(probe.factory()).size(2).start().unwrap();
+    assert_eq!(within(pool.resize(0)).await, Err(ResizeError::ZeroSize));
+    assert!(ResizeError::ZeroSize
+        .to_string()
+        .contains("at least one worker"));
+    assert_eq!(pool.supervisor().size(), 2);
+    assert_eq!(pool.stats().supervisor.workers.len(), 2);
+    let mut by = HashSet::new();
+    for n in 0..2 {
+        by.insert(within(pool.call(Msg::Work(n))).await.unwrap().by);
+    }
+    assert_eq!(by, HashSet::from([id(0, 0), id(1, 0)]));
+    within(pool.shutdown()).await;
+}
+
+/// After a shutdown, or once the supervisor gave up, a resize answers `Shutdown` and starts
+/// nothing.
+#[tokio::test]
+async fn resize_after_shutdown_is_refused() {
+    let (probe, _events) = Probe::new(4);
+    let pool = Pool::builder(probe.factory()).size(2).start().unwrap();
+    within(pool.shutdown()).await;
+    assert_eq!(within(pool.resize(3)).await, Err(ResizeError::Shutdown));
+    assert_eq!(within(pool.resize(1)).await, Err(ResizeError::Shutdown));
+    assert_eq!(within(pool.resize(0)).await, Err(ResizeError::ZeroSize));
+    assert_eq!(pool.supervisor().size(), 2);
+    assert_eq!(probe.made.load(Relaxed), 2);
+    assert!(ResizeError::Shutdown.to_string().contains("shut down"));
+
+    let (probe, _events) = Probe::new(4);
+    let pool = Pool::builder(probe.factory())
+        .size(2)
+        .intensity(0, std::time::Duration::from_secs(60))
+        .start()
+        .unwrap();
+    let r = within(pool.call(Msg::Panic)).await;
+    assert!(matches!(r, Err(PoolCallError::WorkerDied)), "{r:?}");
+    until("the supervisor gave up", || pool.stats().supervisor.gave_up).await;
+    assert_eq!(within(pool.resize(4)).await, Err(ResizeError::Shutdown));
+    assert_eq!(pool.supervisor().size(), 2);
+    assert_eq!(probe.made.load(Relaxed), 2);
+}
+
+/// Calls and sends from several tasks of a multi-thread runtime while the pool is resized
+/// back and forth between 1 and 4 workers: every call is answered, every send is accepted
+/// and handled, nothing is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resizing_under_traffic_loses_nothing() {
+    const CALLERS: u64 = 4;
+    const PER_CALLER: u64 = 300;
+    let handled = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let h = Arc::clone(&handled);
+    let pool = Pool::builder(move |_: WorkerId| Tally(Arc::clone(&h)))
+        .size(2)
+        .start()
+        .unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let resizer = tokio::spawn({
+        let (pool, done) = (pool.clone(), Arc::clone(&done));
+        async move {
+            let mut resizes = 0_u32;
+            while !done.load(Relaxed) {
+                for n in [4, 1, 3, 2] {
+                    pool.resize(n).await.unwrap();
+                    resizes += 1;
+                }
+            }
+            resizes
+        }
+    });
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                for _ in 0..PER_CALLER {
+                    pool.call(()).await.unwrap();
+                    pool.send(()).unwrap();
+                }
+            })
+        })
+        .collect();
+    for caller in callers {
+        within(caller).await.unwrap();
+    }
+    done.store(true, Relaxed);
+    let resizes = within(resizer).await.unwrap();
+    assert!(resizes >= 4, "{resizes}");
+    within(pool.shutdown()).await;
+    assert_eq!(handled.load(Relaxed), 2 * CALLERS * PER_CALLER);
+    let stats = pool.stats().supervisor;
+    assert_eq!((stats.dropped, stats.deaths, stats.restarts), (0, 0, 0));
+}
+
+/// A shutdown that comes while a shrink waits for a removed worker's message in hand waits
+/// for it too, and both return once it is done.
+#[tokio::test]
+async fn shutdown_during_a_shrink_waits_for_the_removed_worker() {
+    let (probe, mut events) = Probe::new(2);
+    let pool = Pool::builder(probe.factory()).size(2).start().unwrap();
+    pool.supervisor().children()[1].send(Msg::Block(1)).unwrap();
+    events.wait_for(Event::Entered(id(1, 0))).await;
+    let resize = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.resize(1).await }
+    });
+    until("slot 1 removed", || pool.supervisor().size() == 1).await;
+    let shutdown = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.shutdown().await }
+    });
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !shutdown.is_finished(),
+        "the removed worker still holds its message"
+    );
+    assert!(!resize.is_finished());
+    probe.open(1);
+    within(shutdown).await.unwrap();
+    within(resize).await.unwrap().unwrap();
+    assert_eq!(probe.log.lock().clone(), vec![(id(1, 0), 1)]);
+    let seen = events.drain();
+    assert!(seen.contains(&Event::Stopping(id(1, 0))), "{seen:?}");
+    assert!(seen.contains(&Event::Stopping(id(0, 0))), "{seen:?}");
+}
+
+/// A worker may shrink its own pool away: the resize it awaits does not wait for the worker
+/// itself, so neither hangs; the worker's slot stops once its message is done.
+#[tokio::test]
+async fn a_worker_can_shrink_its_own_slot_away() {
+    struct SelfShrinking(Arc<OnceLock<Pool<SelfShrinking>>>);
+    impl croupier::Worker for SelfShrinking {
+        type Msg = usize;
+        type Reply = Result<(), ResizeError>;
+        async fn handle(&mut self, n: usize) -> Result<(), ResizeError> {
+            let pool = self.0.get().expect("set before any message").clone();
+            pool.resize(n).await
+        }
+    }
+    let cell = Arc::new(OnceLock::new());
+    let pool = Pool::builder({
+        let cell = Arc::clone(&cell);
+        move |_| SelfShrinking(Arc::clone(&cell))
+    })
+    .size(3)
+    .start()
+    .unwrap();
+    cell.set(pool.clone()).ok().unwrap();
+    let last = pool.supervisor().children()[2].clone();
+    assert_eq!(within(last.call(1)).await.unwrap(), Ok(()));
+    assert_eq!(pool.supervisor().size(), 1);
+    assert!(!last.is_alive());
+    assert_eq!(within(pool.call(1)).await.unwrap(), Ok(()));
+    // The pool holds itself through its workers: shut it down to end the cycle.
+    within(pool.shutdown()).await;
 }

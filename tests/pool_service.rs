@@ -128,6 +128,37 @@ async fn poll_ready_pends_while_overloaded_and_wakes() {
     assert_eq!(svc.call(3 - 1).await.unwrap(), 4);
 }
 
+/// Growing the pool is room too: a `poll_ready` pending on every worker at `max_load` is
+/// woken by a resize that adds workers, and reserves a new one.
+#[tokio::test]
+async fn poll_ready_pending_while_overloaded_wakes_when_the_pool_grows() {
+    let (pool, gate) = pool(1, Some(1));
+    let mut first = pool.clone();
+    let busy = tokio::spawn(async move { first.ready().await.unwrap().call(1).await });
+    let load_of = |p: &Pool<Gated>| p.balancer().members()[0].load();
+    within(async {
+        while load_of(&pool) < 1 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+
+    let wakes = Arc::new(Counting::default());
+    let mut svc = pool.clone();
+    assert!(poll_ready(&mut svc, &wakes).is_pending());
+    assert_eq!(wakes.0.load(SeqCst), 0);
+    within(pool.resize(2)).await.unwrap();
+    assert!(wakes.0.load(SeqCst) >= 1, "not woken when the pool grew");
+    assert!(poll_ready(&mut svc, &wakes).is_ready());
+    assert_eq!(within(svc.call(3 - 1)).await.unwrap(), 4);
+    assert!(
+        !busy.is_finished(),
+        "served by the new worker, not the busy one"
+    );
+    gate.add_permits(1);
+    assert_eq!(within(busy).await.unwrap().unwrap(), 2);
+}
+
 #[tokio::test]
 async fn poll_ready_pends_while_draining_and_wakes() {
     let (pool, _gate) = pool(2, None);

@@ -6,8 +6,8 @@ use std::{future::Future, time::Duration};
 
 use croupier::{
     Balancer, BalancerBuilder, BalancerStats, CallError, ConfigError, DrainError, Member,
-    PickError, Policy, Pool, PoolBuilder, PoolCallError, PoolSendError, PoolStats, SendError,
-    Supervisor, SupervisorStats, Wait, Worker, WorkerId, WorkerRef,
+    PickError, Policy, Pool, PoolBuilder, PoolCallError, PoolSendError, PoolStats, ResizeError,
+    SendError, Supervisor, SupervisorStats, Wait, Worker, WorkerId, WorkerRef,
 };
 
 fn send<T: Send>(_: &T) {}
@@ -52,6 +52,7 @@ fn public_types_are_send_and_sync() {
     sync_type::<PickError>();
     sync_type::<ConfigError>();
     sync_type::<DrainError>();
+    sync_type::<ResizeError>();
     sync_type::<Wait<M>>();
     // Errors that carry a message are as Send/Sync as the message.
     sync_type::<SendError<u32>>();
@@ -80,6 +81,10 @@ async fn futures_of_the_async_calls_are_send() {
     assert_eq!(drain.await.unwrap(), 5);
     let picked = send_future(pool.balancer().pick_wait(Duration::from_secs(1)));
     assert!(picked.await.is_ok());
+    let replies = send_future(pool.map(|_| NotSync(std::cell::Cell::new(6))));
+    assert_eq!(replies.await[0].1.as_ref().ok(), Some(&6));
+    send_future(pool.resize(2)).await.unwrap();
+    send_future(pool.supervisor().resize(1)).await.unwrap();
     let shutdown = send_future(pool.shutdown());
     shutdown.await;
 
@@ -89,4 +94,21 @@ async fn futures_of_the_async_calls_are_send() {
     assert!(send_future(b.pick_wait(Duration::from_secs(1)))
         .await
         .is_ok());
+
+    // `broadcast` needs a `Clone` message; its future is `Send` with one that is not `Sync`.
+    #[derive(Clone)]
+    struct CloneNotSync(std::cell::Cell<u32>);
+    struct Echo2;
+    impl Worker for Echo2 {
+        type Msg = CloneNotSync;
+        type Reply = u32;
+        async fn handle(&mut self, msg: CloneNotSync) -> u32 {
+            msg.0.get()
+        }
+    }
+    let pool = Pool::builder(|_| Echo2).size(2).start().unwrap();
+    let replies = send_future(pool.broadcast(CloneNotSync(std::cell::Cell::new(7))));
+    let replies: Vec<u32> = replies.await.into_iter().map(|(_, r)| r.unwrap()).collect();
+    assert_eq!(replies, [7, 7]);
+    pool.shutdown().await;
 }

@@ -1,5 +1,5 @@
-//! Supervisor behaviour: restarts, incarnations, restart rules, intensity, mailboxes, shutdown
-//! and configuration errors.
+//! Supervisor behaviour: restarts, incarnations, restart rules, intensity, mailboxes, shutdown,
+//! resizing and configuration errors.
 //!
 //! Every test runs on a current-thread runtime unless it says otherwise, so that "the worker
 //! task runs when the test yields" is a fact rather than a hope; nothing waits on a timer.
@@ -13,7 +13,7 @@ use croupier::{
     Restart, SendError, Supervisor, Worker, WorkerId, WorkerRef,
 };
 
-use crate::common_workers::{until, within, Event, Msg, Probe, Reply};
+use crate::common_workers::{until, within, Event, Msg, Probe, Reply, TestWorker};
 
 fn id(slot: usize, incarnation: u64) -> WorkerId {
     WorkerId::new(slot, incarnation)
@@ -1033,5 +1033,217 @@ async fn a_handle_hashes_by_the_worker_it_points_at() {
     let successor = sup.children()[0].clone();
     assert_eq!(successor.id(), id(0, 1));
     assert_ne!(hash(&first), hash(&successor));
+    within(sup.shutdown()).await;
+}
+
+/// A shrink stops idle workers at once (their `stopping` hook runs), the supervisor and an
+/// attached balancer of one's own show the new set, and growing again starts new workers in
+/// the same places with incarnations past the removed ones.
+#[tokio::test]
+async fn a_supervisor_shrinks_and_grows_again() {
+    let (probe, mut events) = Probe::new(3);
+    let sup = Supervisor::builder(probe.factory())
+        .size(3)
+        .start()
+        .unwrap();
+    let b = Balancer::builder().source(sup.clone()).build().unwrap();
+    sup.attach(&b);
+    let removed = sup.children()[1..].to_vec();
+
+    within(sup.resize(1)).await.unwrap();
+    let seen = events.drain();
+    for slot in [1, 2] {
+        assert!(seen.contains(&Event::Stopping(id(slot, 0))), "{seen:?}");
+        assert!(seen.contains(&Event::Dropped(id(slot, 0))), "{seen:?}");
+    }
+    assert!(!seen.contains(&Event::Stopping(id(0, 0))), "{seen:?}");
+    assert_eq!(sup.size(), 1);
+    let ids = |ws: Vec<WorkerRef<TestWorker>>| ws.iter().map(|w| w.id()).collect::<Vec<_>>();
+    assert_eq!(ids(sup.children()), vec![id(0, 0)]);
+    assert_eq!(ids(b.members()), vec![id(0, 0)]);
+    let stats = sup.stats();
+    assert_eq!(stats.workers.len(), 1);
+    assert_eq!((stats.deaths, stats.restarts, stats.dropped), (0, 0, 0));
+    for w in &removed {
+        assert!(!w.is_alive());
+        let r = within(w.call(Msg::Work(1))).await;
+        assert!(matches!(r, Err(CallError::Dead(Msg::Work(1)))), "{r:?}");
+    }
+
+    within(sup.resize(3)).await.unwrap();
+    assert_eq!(ids(sup.children()), vec![id(0, 0), id(1, 1), id(2, 1)]);
+    assert_eq!(ids(b.members()), vec![id(0, 0), id(1, 1), id(2, 1)]);
+    let reply = within(sup.children()[2].call(Msg::Work(2))).await.unwrap();
+    assert_eq!(reply, Reply { by: id(2, 1), n: 2 });
+    assert_eq!(probe.made.load(std::sync::atomic::Ordering::Relaxed), 5);
+    // The same size again changes nothing.
+    within(sup.resize(3)).await.unwrap();
+    assert_eq!(ids(sup.children()), vec![id(0, 0), id(1, 1), id(2, 1)]);
+    within(sup.shutdown()).await;
+}
+
+/// A worker of a removed slot that crashes on the message in hand is counted as a death, its
+/// caller hears `WorkerDied`, and nothing restarts; the message queued behind it was already
+/// answered by the slot that remains.
+#[tokio::test]
+async fn a_crash_in_the_last_message_of_a_removed_slot_restarts_nothing() {
+    let (probe, mut events) = Probe::new(2);
+    let sup = Supervisor::builder(probe.factory())
+        .size(2)
+        .start()
+        .unwrap();
+    let w1 = sup.children()[1].clone();
+    let crashing = tokio::spawn({
+        let w1 = w1.clone();
+        async move { w1.call(Msg::BlockThenPanic).await }
+    });
+    events.wait_for(Event::Entered(id(1, 0))).await;
+    let queued = tokio::spawn({
+        let w1 = w1.clone();
+        async move { w1.call(Msg::Work(5)).await }
+    });
+    until("the call queued behind", || w1.load() == 2).await;
+
+    let resize = tokio::spawn({
+        let sup = sup.clone();
+        async move { sup.resize(1).await }
+    });
+    let reply = within(queued).await.unwrap().unwrap();
+    assert_eq!(reply, Reply { by: id(0, 0), n: 5 });
+    assert!(!resize.is_finished());
+
+    probe.open(1);
+    let r = within(crashing).await.unwrap();
+    assert!(matches!(r, Err(CallError::WorkerDied)), "{r:?}");
+    within(resize).await.unwrap().unwrap();
+    let stats = sup.stats();
+    assert_eq!((stats.deaths, stats.restarts, stats.dropped), (1, 0, 0));
+    assert!(!events.drain().contains(&Event::Started(id(1, 1))));
+    assert_eq!(probe.made.load(std::sync::atomic::Ordering::Relaxed), 2);
+    within(sup.shutdown()).await;
+}
+
+/// A slot removed while it waits out a restart backoff moves its queue on at once: nothing
+/// waits for the delay, and the successor is never started.
+#[tokio::test(start_paused = true)]
+async fn a_slot_removed_during_its_backoff_moves_its_queue_at_once() {
+    let (probe, mut events) = Probe::new(2);
+    let sup = Supervisor::builder(probe.factory())
+        .size(2)
+        .backoff(Backoff::fixed(Duration::from_secs(3600)))
+        .start()
+        .unwrap();
+    events.wait_for(Event::Started(id(1, 0))).await;
+    let r = within(sup.children()[1].call(Msg::Panic)).await;
+    assert!(matches!(r, Err(CallError::WorkerDied)), "{r:?}");
+    let next = sup.children()[1].clone();
+    assert_eq!(next.id(), id(1, 1));
+    next.send(Msg::Work(1)).unwrap();
+    let call = tokio::spawn({
+        let next = next.clone();
+        async move { next.call(Msg::Work(2)).await }
+    });
+    until("the call queued", || next.load() == 2).await;
+
+    // No clock advance: only the removal can cut the backoff short.
+    within(sup.resize(1)).await.unwrap();
+    let reply = within(call).await.unwrap().unwrap();
+    assert_eq!(reply, Reply { by: id(0, 0), n: 2 });
+    until("the sent message handled", || probe.handled().len() == 2).await;
+    assert_eq!(probe.log.lock().clone(), vec![(id(0, 0), 1), (id(0, 0), 2)]);
+    assert!(!events.drain().contains(&Event::Started(id(1, 1))));
+    assert_eq!(probe.made.load(std::sync::atomic::Ordering::Relaxed), 2);
+    let stats = sup.stats();
+    assert_eq!((stats.restarts, stats.dropped), (1, 0));
+    within(sup.shutdown()).await;
+}
+
+/// In bounded mailboxes a removed slot's queue waits for room in the slots that remain;
+/// nothing is refused as `Full` or lost.
+#[tokio::test]
+async fn a_shrink_waits_for_room_in_bounded_mailboxes() {
+    let (probe, mut events) = Probe::new(2);
+    let sup = Supervisor::builder(probe.factory())
+        .size(2)
+        .mailbox(Mailbox::Bounded(1))
+        .start()
+        .unwrap();
+    let (w0, w1) = (sup.children()[0].clone(), sup.children()[1].clone());
+    // Slot 0 first at the gate (the gate lets waiters through in order), its one place taken.
+    w0.send(Msg::Block(10)).unwrap();
+    events.wait_for(Event::Entered(id(0, 0))).await;
+    w0.send(Msg::Work(11)).unwrap();
+    w1.send(Msg::Block(20)).unwrap();
+    events.wait_for(Event::Entered(id(1, 0))).await;
+    let queued = tokio::spawn({
+        let w1 = w1.clone();
+        async move { w1.call(Msg::Work(21)).await }
+    });
+    until("the call queued", || w1.load() == 2).await;
+
+    let resize = tokio::spawn({
+        let sup = sup.clone();
+        async move { sup.resize(1).await }
+    });
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!queued.is_finished(), "no room in slot 0 yet");
+    probe.open(1);
+    let reply = within(queued).await.unwrap().unwrap();
+    assert_eq!(
+        reply,
+        Reply {
+            by: id(0, 0),
+            n: 21
+        }
+    );
+    probe.open(1);
+    within(resize).await.unwrap().unwrap();
+    assert_eq!(
+        probe.log.lock().clone(),
+        vec![
+            (id(0, 0), 10),
+            (id(0, 0), 11),
+            (id(0, 0), 21),
+            (id(1, 0), 20)
+        ]
+    );
+    assert_eq!(sup.stats().dropped, 0);
+    within(sup.shutdown()).await;
+}
+
+/// When no slot that remains can take a removed slot's queue (each has ended for good), the
+/// queued calls come back as `Dead` with their messages and the sent ones are counted.
+#[tokio::test]
+async fn a_shrink_with_no_live_slot_left_hands_the_queue_back() {
+    let (probe, mut events) = Probe::new(2);
+    let sup = Supervisor::builder(probe.factory())
+        .size(2)
+        .restart(Restart::Temporary)
+        .start()
+        .unwrap();
+    let (w0, w1) = (sup.children()[0].clone(), sup.children()[1].clone());
+    within(w0.call(Msg::Finish)).await.unwrap();
+    until("slot 0 ended", || sup.children().len() == 1).await;
+    w1.send(Msg::Block(1)).unwrap();
+    events.wait_for(Event::Entered(id(1, 0))).await;
+    w1.send(Msg::Work(2)).unwrap();
+    let queued = tokio::spawn({
+        let w1 = w1.clone();
+        async move { w1.call(Msg::Work(3)).await }
+    });
+    until("the call queued", || w1.load() == 3).await;
+
+    let resize = tokio::spawn({
+        let sup = sup.clone();
+        async move { sup.resize(1).await }
+    });
+    let r = within(queued).await.unwrap();
+    assert!(matches!(r, Err(CallError::Dead(Msg::Work(3)))), "{r:?}");
+    probe.open(1);
+    within(resize).await.unwrap().unwrap();
+    assert_eq!(probe.handled(), vec![1]);
+    assert_eq!(sup.stats().dropped, 1, "the sent Work(2)");
     within(sup.shutdown()).await;
 }

@@ -237,7 +237,7 @@ mod models {
     #[test]
     fn shut_wins_over_a_racing_retire() {
         loom::model(|| {
-            let state = Arc::new(SlotState::new());
+            let state = Arc::new(SlotState::new(0));
             let runner = {
                 let state = Arc::clone(&state);
                 thread::spawn(move || {
@@ -261,7 +261,7 @@ mod models {
     #[test]
     fn end_wins_over_a_racing_retire() {
         loom::model(|| {
-            let state = Arc::new(SlotState::new());
+            let state = Arc::new(SlotState::new(0));
             let runner = {
                 let state = Arc::clone(&state);
                 thread::spawn(move || state.retire(0, true))
@@ -272,6 +272,39 @@ mod models {
             // is overwritten by `end`.
             assert_eq!(state.serving(), None, "retired first: {moved}");
             assert_eq!(state.refusal(1), Some(Closed::Dead));
+        });
+    }
+
+    /// A shrink removing a slot races its runner retiring incarnation 0 to a successor, as a
+    /// crash does: whichever wins, the runner starts no incarnation at or beyond the first one
+    /// `remove` hands to a new slot in the same place, so worker ids never repeat; and no
+    /// handle reads alive afterwards.
+    #[test]
+    fn remove_bounds_the_incarnations_a_racing_retire_starts() {
+        loom::model(|| {
+            let state = Arc::new(SlotState::new(0));
+            let runner = {
+                let state = Arc::clone(&state);
+                thread::spawn(move || {
+                    // The runner's path: retire, then start the successor unless removed.
+                    if state.retire(0, true) && !state.is_removed() {
+                        Some(1_u64)
+                    } else {
+                        None
+                    }
+                })
+            };
+            let first_free = state.remove().expect("the slot was neither shut nor removed");
+            let started = runner.join().unwrap();
+            if let Some(started) = started {
+                assert!(started < first_free, "{started} may be reused ({first_free})");
+            }
+            assert!(state.is_removed());
+            assert_eq!(state.serving(), None);
+            for incarnation in 0..3 {
+                assert_eq!(state.refusal(incarnation), Some(Closed::Dead));
+            }
+            assert_eq!(state.remove(), None, "removed twice");
         });
     }
 }

@@ -47,6 +47,21 @@
 //! in behind its last look. At a hard stop, a message taken but not yet started comes back as
 //! `Shutdown`; one in the middle of its handling is abandoned (`WorkerDied`, or counted).
 //!
+//! A shrink ([`resize`](crate::Supervisor::resize)) keeps this too: a slot taken out reads
+//! dead at once, closes its mailbox, waits for sends already under way, and moves every queued
+//! message with its caller to a slot that remains (the least loaded), where it is handled and
+//! answered; only when no slot remains that could take it does it come back (`Dead`, or
+//! `Shutdown` at a hard stop) or get counted.
+//!
+//! ## A resize is one step, and ids never repeat
+//!
+//! The slots sit behind one `ArcSwap`; a resize replaces them whole under the mutex that
+//! shutdown and hard stops take too, so no slot is added once stopping has begun, and the
+//! attached balancers are refreshed to the new set before the resize returns. A slot grown
+//! where one was removed starts after the last incarnation the removed one served or could
+//! still start (the removal and the runner's retire are compare-exchanges on the one state
+//! word; `loom/` models the race).
+//!
 //! ## Shutdown always returns
 //!
 //! A graceful shutdown lets every worker finish its queue, then runs its `stopping` hook. A

@@ -6,12 +6,16 @@ mod service;
 
 use std::{fmt, future::Future};
 
+use futures_util::future::join_all;
+
 use self::error::{PoolCallError, PoolSendError};
 use crate::{
     balancer::{Balancer, BalancerBuilder, BalancerStats, DrainError, Picked, Wait},
     error::{ConfigError, PickError},
     policy::Policy,
-    supervisor::{Backoff, Restart, Supervisor, SupervisorBuilder, SupervisorStats},
+    supervisor::{
+        error::ResizeError, Backoff, Restart, Supervisor, SupervisorBuilder, SupervisorStats,
+    },
     worker::{
         error::{CallError, SendError},
         Mailbox, PendingReply, TryCall, Worker, WorkerId, WorkerRef,
@@ -19,6 +23,9 @@ use crate::{
 };
 
 /// A pool of supervised workers dealt out by a lock-free balancer.
+///
+/// [`broadcast`](Pool::broadcast) and [`map`](Pool::map) call every live worker at once;
+/// [`resize`](Pool::resize) grows or shrinks the pool while it serves.
 ///
 /// [`call`](Pool::call) and [`send`](Pool::send) pick a worker by the pool's [`Policy`] and
 /// hand it the message; if the worker turns out to have died in between, they pick again (a
@@ -107,18 +114,9 @@ impl<W: Worker> Pool<W> {
             // The pick guard must not live across an await: settle what to wait for first.
             let waiting = match self.balancer.pick() {
                 Err(e) => return Err(PoolCallError::refused(e, msg)),
-                Ok(worker) => match worker.try_call(msg) {
-                    Ok(pending) => Waiting::Reply(pending),
-                    Err(TryCall::Full(m)) => Waiting::Room(worker.cloned(), m),
-                    Err(TryCall::Refused(e)) => Waiting::Refused(e),
-                },
+                Ok(worker) => Waiting::queue(&worker, msg),
             };
-            let result = match waiting {
-                Waiting::Reply(pending) => pending.wait().await,
-                Waiting::Room(worker, m) => worker.call(m).await,
-                Waiting::Refused(e) => Err(e),
-            };
-            match result {
+            match waiting.reply().await {
                 Err(CallError::Dead(m)) => msg = m,
                 other => return other.map_err(PoolCallError::from),
             }
@@ -150,6 +148,188 @@ impl<W: Worker> Pool<W> {
             }
         }
         Err(PoolSendError::Dead(msg))
+    }
+
+    /// Calls every live worker (the supervisor's current [children](Supervisor::children))
+    /// with a clone of `msg`, all at once, and waits for every reply: revolver's `map/2`,
+    /// kameo's broadcast. One result a worker, with its id, in slot order.
+    ///
+    /// Neither the balancer's [`max_load`](PoolBuilder::max_load) nor a drain
+    /// ([`apply_within`](Pool::apply_within)) holds it back: it goes to the workers, not
+    /// through the balancer. Each message is queued behind those already waiting in its
+    /// worker's mailbox (in a full bounded one, once there is room).
+    ///
+    /// An empty `Vec` means that no worker was live: the pool has shut down, its supervisor
+    /// gave up, or every worker ended for good.
+    ///
+    /// # Errors
+    ///
+    /// Each worker's result is its [`WorkerRef::call`]'s: [`CallError::WorkerDied`] if that
+    /// worker panicked while handling its copy, [`CallError::Dead`] if it died before taking
+    /// it (it is not sent to the successor: the others got theirs once), or
+    /// [`CallError::Shutdown`] if the pool stopped first. The copy comes back in the error
+    /// but for `WorkerDied`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Every copy is queued at the first poll (but one that waits for room in a bounded
+    /// mailbox). Dropping the future then does not withdraw them: the workers still handle
+    /// them, and the replies are discarded.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use croupier::{Pool, Worker, WorkerId};
+    ///
+    /// struct Counter(u64);
+    /// impl Worker for Counter {
+    ///     type Msg = u64;
+    ///     type Reply = u64;
+    ///     async fn handle(&mut self, n: u64) -> u64 {
+    ///         self.0 += n;
+    ///         self.0
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = Pool::builder(|_| Counter(0)).size(3).start()?;
+    /// let replies = pool.broadcast(5).await;
+    /// assert_eq!(replies.len(), 3);
+    /// for (slot, (id, reply)) in replies.into_iter().enumerate() {
+    ///     assert_eq!(id, WorkerId::new(slot, 0));
+    ///     assert_eq!(reply?, 5);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn broadcast(
+        &self,
+        msg: W::Msg,
+    ) -> Vec<(WorkerId, Result<W::Reply, CallError<W::Msg>>)>
+    where
+        W::Msg: Clone,
+    {
+        // The clones are made before the first await: the future holds no borrow of `msg`,
+        // so it is `Send` whenever the message is, `Sync` or not.
+        let calls = self.queue_each(|_| msg.clone());
+        join_all(calls).await
+    }
+
+    /// Calls every live worker (the supervisor's current [children](Supervisor::children))
+    /// with the message `f` makes for it from its id, all at once, and waits for every reply.
+    /// One result a worker, with its id, in slot order. `f` is called once a worker, in slot
+    /// order, before anything is awaited.
+    ///
+    /// As [`broadcast`](Pool::broadcast) (which is `map` with a clone for each), but the
+    /// messages need not be `Clone` and may differ: a shard each, a worker's own settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`broadcast`](Pool::broadcast), one result a worker.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`broadcast`](Pool::broadcast).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use croupier::{Pool, Worker};
+    ///
+    /// struct Sum;
+    /// impl Worker for Sum {
+    ///     type Msg = Vec<u64>;
+    ///     type Reply = u64;
+    ///     async fn handle(&mut self, shard: Vec<u64>) -> u64 {
+    ///         shard.iter().sum()
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = Pool::builder(|_| Sum).size(2).start()?;
+    /// let data: Vec<u64> = (1..=10).collect();
+    /// // Worker in slot i sums the i-th half.
+    /// let replies = pool.map(|id| data.chunks(5).nth(id.slot()).unwrap().to_vec()).await;
+    /// let sums: Vec<u64> = replies.into_iter().map(|(_, r)| r.unwrap()).collect();
+    /// assert_eq!(sums, [15, 40]);
+    /// # Ok(()) }
+    /// ```
+    pub async fn map(
+        &self,
+        f: impl FnMut(WorkerId) -> W::Msg,
+    ) -> Vec<(WorkerId, Result<W::Reply, CallError<W::Msg>>)> {
+        let calls = self.queue_each(f);
+        join_all(calls).await
+    }
+
+    /// Queues a call to every live worker, in slot order, with the message `f` makes for it;
+    /// returns what each waits for. `f` is spent before anything is awaited.
+    fn queue_each(
+        &self,
+        mut f: impl FnMut(WorkerId) -> W::Msg,
+    ) -> Vec<impl Future<Output = EachReply<W>>> {
+        self.supervisor
+            .children()
+            .into_iter()
+            .map(|worker| {
+                let id = worker.id();
+                let waiting = Waiting::queue(&worker, f(id));
+                async move { (id, waiting.reply().await) }
+            })
+            .collect()
+    }
+
+    /// Grows or shrinks the pool to `n` workers: [`Supervisor::resize`] on the pool's
+    /// supervisor, whose balancer follows before this returns (or waits).
+    ///
+    /// Growing adds workers `size()..n` from the factory to the rotation. Shrinking takes
+    /// workers `n..size()` out: no new message goes to them, their queued messages move to
+    /// the workers that remain (each queued [`call`](Pool::call) gets its reply from the
+    /// worker that handles it, each queued [`send`](Pool::send) is handled there), and they
+    /// finish the message in hand, run their [`stopping`](Worker::stopping) hook and stop,
+    /// which this waits for. [`stats`](Pool::stats) and [`Supervisor::size`] show the new
+    /// size at once.
+    ///
+    /// # Errors
+    ///
+    /// [`ResizeError::ZeroSize`] for `resize(0)` (a pool runs at least one worker; use
+    /// [`shutdown`](Pool::shutdown) to stop them all), [`ResizeError::Shutdown`] once the
+    /// pool has shut down or its supervisor gave up. Nothing changes in either case.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Supervisor::resize`]: the resize is done at the first poll; dropping the future
+    /// afterwards leaves the workers taken out to finish and stop in the background.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::collections::HashSet;
+    ///
+    /// use croupier::{Pool, Worker, WorkerId};
+    ///
+    /// struct Who(WorkerId);
+    /// impl Worker for Who {
+    ///     type Msg = ();
+    ///     type Reply = WorkerId;
+    ///     async fn handle(&mut self, (): ()) -> WorkerId { self.0 }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = Pool::builder(Who).size(2).start()?;
+    /// pool.resize(4).await?;
+    /// let mut seen = HashSet::new();
+    /// for _ in 0..4 {
+    ///     seen.insert(pool.call(()).await?);
+    /// }
+    /// assert_eq!(seen.len(), 4, "round robin reaches the new workers");
+    ///
+    /// pool.resize(1).await?;
+    /// assert_eq!(pool.stats().supervisor.workers.len(), 1);
+    /// assert_eq!(pool.call(()).await?, WorkerId::new(0, 0));
+    /// # Ok(()) }
+    /// ```
+    pub async fn resize(&self, n: usize) -> Result<(), ResizeError> {
+        self.supervisor.resize(n).await
     }
 
     /// Picks a worker without sending it anything. See [`Balancer::pick`].
@@ -252,11 +432,37 @@ impl<W: Worker> Pool<W> {
     }
 }
 
-/// What a call waits for once its pick guard is gone.
+/// One worker's answer to [`Pool::map`] or [`Pool::broadcast`].
+type EachReply<W> = (
+    WorkerId,
+    Result<<W as Worker>::Reply, CallError<<W as Worker>::Msg>>,
+);
+
+/// What a call waits for once its message is queued or refused (and any pick guard gone).
 enum Waiting<W: Worker> {
     Reply(PendingReply<W>),
     Room(WorkerRef<W>, W::Msg),
     Refused(CallError<W::Msg>),
+}
+
+impl<W: Worker> Waiting<W> {
+    /// Queues a call to `worker` without waiting.
+    fn queue(worker: &WorkerRef<W>, msg: W::Msg) -> Self {
+        match worker.try_call(msg) {
+            Ok(pending) => Self::Reply(pending),
+            Err(TryCall::Full(m)) => Self::Room(worker.clone(), m),
+            Err(TryCall::Refused(e)) => Self::Refused(e),
+        }
+    }
+
+    /// Waits for room if need be, then for the reply.
+    async fn reply(self) -> Result<W::Reply, CallError<W::Msg>> {
+        match self {
+            Self::Reply(pending) => pending.wait().await,
+            Self::Room(worker, m) => worker.call(m).await,
+            Self::Refused(e) => Err(e),
+        }
+    }
 }
 
 impl<W: Worker> Clone for Pool<W> {

@@ -1,29 +1,12 @@
 //! Configuration of a [`Supervisor`], checked at `start()`.
 
-use std::{
-    borrow::Cow,
-    collections::VecDeque,
-    fmt,
-    sync::{
-        atomic::{AtomicBool, AtomicU64},
-        Arc,
-    },
-    time::Duration,
-};
+use std::{borrow::Cow, fmt, sync::Arc, time::Duration};
 
-use parking_lot::Mutex;
-use tokio_util::task::TaskTracker;
-
-use super::{runner, Core, Inner, Signal, Supervisor};
+use super::{Core, CoreConfig, Inner, Supervisor};
 use crate::{
     error::ConfigError,
     telemetry::SupervisorMeter,
-    worker::{
-        capacity::Capacity,
-        mailbox::{mailbox, Mailbox},
-        slot::Slot,
-        Worker, WorkerId,
-    },
+    worker::{mailbox::Mailbox, Worker, WorkerId},
 };
 
 /// When a supervisor restarts a worker whose incarnation ended (OTP's restart types).
@@ -209,38 +192,17 @@ impl<W: Worker> SupervisorBuilder<W> {
     /// runtime.
     pub fn start(self) -> Result<Supervisor<W>, ConfigError> {
         self.check()?;
-        let mut receivers = Vec::with_capacity(self.size);
-        let capacity = Arc::new(Capacity::default());
-        let slots = (0..self.size)
-            .map(|index| {
-                let (tx, rx) = mailbox(self.mailbox);
-                receivers.push(rx);
-                Arc::new(Slot::new(index, tx, Arc::clone(&capacity)))
-            })
-            .collect();
-        let core = Arc::new(Core {
-            slots,
-            capacity,
+        let core = Arc::new(Core::new(CoreConfig {
             factory: self.factory,
+            mailbox: self.mailbox,
             restart: self.restart,
             intensity: self.intensity,
             window: self.window,
             backoff: self.backoff,
-            drain: Signal::default(),
-            stop: Signal::default(),
-            tracker: TaskTracker::new(),
-            recent_restarts: Mutex::new(VecDeque::new()),
-            watchers: Mutex::new(Vec::new()),
-            restarts: AtomicU64::new(0),
-            deaths: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-            gave_up: AtomicBool::new(false),
+            runtime: tokio::runtime::Handle::current(),
             meter: SupervisorMeter::new(self.name),
-        });
-        for (slot, rx) in core.slots.iter().zip(receivers) {
-            let task = runner::run_slot(Arc::clone(&core), Arc::clone(slot), rx);
-            core.tracker.spawn(task);
-        }
+        }));
+        core.start_slots(&mut core.layout.lock(), self.size);
         Ok(Supervisor {
             inner: Arc::new(Inner { core }),
         })

@@ -1,7 +1,14 @@
 //! Supervisors: start workers, restart the ones that crash, and give up when they crash too
-//! often (OTP's restart intensity).
+//! often (OTP's restart intensity); grow and shrink at run time.
+//!
+//! The slots live behind one `ArcSwap`, read without a lock by everything that looks at them
+//! (children, stats, size); a resize, a shutdown and a hard stop change them under one
+//! `parking_lot` mutex, so that no slot is added after the supervisor has begun to stop.
+//! A shrink takes the highest slots out: they read dead at once, their tasks move what is
+//! queued to the slots that remain, finish the message in hand and stop.
 
 mod builder;
+pub(crate) mod error;
 mod runner;
 
 use std::{
@@ -18,23 +25,30 @@ use std::{
     time::Duration,
 };
 
+use arc_swap::ArcSwap;
 use parking_lot::Mutex;
-use tokio::time::Instant;
+use tokio::{task::JoinHandle, time::Instant};
 use tokio_util::{
     sync::{CancellationToken, WaitForCancellationFuture},
     task::TaskTracker,
 };
 
 pub use self::builder::{Backoff, Restart, SupervisorBuilder};
+use self::error::ResizeError;
 use crate::{
     balancer::{Balancer, WeakBalancer},
     member::{Member, Source},
     telemetry::SupervisorMeter,
-    worker::{capacity::Capacity, slot::Slot, Worker, WorkerId, WorkerRef},
+    worker::{
+        capacity::Capacity,
+        mailbox::{mailbox, Mailbox},
+        slot::Slot,
+        Worker, WorkerId, WorkerRef,
+    },
 };
 
-/// Runs a fixed number of [`Worker`]s, each in its own tokio task, and restarts those that
-/// crash.
+/// Runs a number of [`Worker`]s, each in its own tokio task, and restarts those that crash;
+/// [`resize`](Supervisor::resize) changes the number at run time.
 ///
 /// Each worker lives in a *slot*. When it panics (or finishes, if
 /// [`Restart::Permanent`]) the slot starts a new incarnation from the factory: the old
@@ -139,7 +153,12 @@ impl Signal {
 /// What the slot tasks share. Tasks hold this, never `Inner`, so that dropping the last
 /// `Supervisor` is seen.
 pub(crate) struct Core<W: Worker> {
-    slots: Box<[Arc<Slot<W>>]>,
+    /// The current slots, in slot order. Read without a lock; replaced whole, under `layout`.
+    slots: ArcSwap<Vec<Arc<Slot<W>>>>,
+    /// What changes the slots, one at a time: resizes, shutdown and hard stops. Slow path only.
+    pub(super) layout: Mutex<Layout>,
+    /// The kind of mailbox each slot gets, a new one too.
+    mailbox: Mailbox,
     /// Wakes those waiting for a worker's load to fall.
     pub(crate) capacity: Arc<Capacity>,
     factory: Box<dyn Fn(WorkerId) -> W + Send + Sync>,
@@ -152,6 +171,8 @@ pub(crate) struct Core<W: Worker> {
     /// Hard stop (give-up or drop): finish the message in hand at most, return the rest.
     stop: Signal,
     tracker: TaskTracker,
+    /// Where the slots' tasks run.
+    runtime: tokio::runtime::Handle,
     /// When recent restarts happened, for the intensity check. Slow path only.
     recent_restarts: Mutex<VecDeque<Instant>>,
     /// Balancers to tell of restarts and deaths. Slow path only.
@@ -162,6 +183,16 @@ pub(crate) struct Core<W: Worker> {
     gave_up: AtomicBool,
     /// What the metrics recorder hears (nothing without the `metrics` feature).
     pub(crate) meter: SupervisorMeter,
+}
+
+/// What only the slow paths that change the slots touch.
+#[derive(Default)]
+pub(super) struct Layout {
+    /// The task of each current slot, in slot order.
+    tasks: Vec<JoinHandle<()>>,
+    /// For each place a shrink has emptied, the first incarnation a new slot there starts
+    /// with, so that no worker id is handed out twice.
+    first_free: Vec<u64>,
 }
 
 /// A point-in-time view of a supervisor, from [`Supervisor::stats`].
@@ -181,7 +212,8 @@ pub struct SupervisorStats {
     pub dropped: u64,
     /// Whether the supervisor gave up after too many restarts.
     pub gave_up: bool,
-    /// Every slot's current incarnation, liveness and load.
+    /// Every slot's current incarnation, liveness and load, in slot order: as many as the
+    /// supervisor's current [size](Supervisor::size).
     pub workers: Vec<WorkerStats>,
 }
 
@@ -262,6 +294,7 @@ impl<W: Worker> Supervisor<W> {
             gave_up: core.gave_up.load(Relaxed),
             workers: core
                 .slots
+                .load()
                 .iter()
                 .map(|slot| WorkerStats {
                     id: WorkerId::new(slot.index, slot.last()),
@@ -272,10 +305,97 @@ impl<W: Worker> Supervisor<W> {
         }
     }
 
-    /// How many slots the supervisor runs.
+    /// How many slots the supervisor runs now: as started, or as last
+    /// [resized](Supervisor::resize). One lock-free load.
     #[must_use]
     pub fn size(&self) -> usize {
-        self.inner.core.slots.len()
+        self.inner.core.slots.load().len()
+    }
+
+    /// Grows or shrinks the supervisor to `n` slots.
+    ///
+    /// Growing starts new slots `size()..n`, each with a worker from the factory; shrinking
+    /// takes out the highest slots, `n..size()`. Either way [`children`](Supervisor::children),
+    /// [`size`](Supervisor::size) and [`stats`](Supervisor::stats) show the new set at once,
+    /// and every [attached](Supervisor::attach) balancer is refreshed to it before this
+    /// returns (or waits): a pick sees the old set or the new one, never half of each.
+    ///
+    /// A slot that a shrink takes out stops taking messages at once: its handles read dead,
+    /// and a send or call through one answers `Dead` (a [`Pool`](crate::Pool) picks again).
+    /// The messages queued in it move, one by one in queue order, to the remaining slots
+    /// (each to the one with the least load then), with their callers: each queued call gets
+    /// its reply from the worker that handles it, each queued send is handled there. Its
+    /// worker finishes the message in hand, runs its [`stopping`](Worker::stopping) hook and
+    /// stops; a crash in that last message is counted in `deaths` and restarts nothing. This
+    /// waits for those slots to stop.
+    ///
+    /// A slot later grown in the same place starts its incarnations after the last one of
+    /// the slot that was there, so a [`WorkerId`] is never handed out twice. Resizes from
+    /// several tasks at once are applied one after the other.
+    ///
+    /// Messages still queued in a removed slot when the supervisor shuts down or gives up go
+    /// where that would send them anyway: to the slots finishing their queues at a graceful
+    /// shutdown, back to their callers as `Shutdown` at a hard stop. A queued message that no
+    /// remaining slot can take (every one has ended for good) comes back as `Dead` (a sent
+    /// one is counted in [`dropped`](SupervisorStats::dropped)).
+    ///
+    /// # Errors
+    ///
+    /// - [`ResizeError::ZeroSize`] for `n == 0`: a supervisor runs at least one worker, as
+    ///   at [`start`](SupervisorBuilder::start). [`shutdown`](Supervisor::shutdown) stops
+    ///   them all.
+    /// - [`ResizeError::Shutdown`] once the supervisor has shut down, begun to, or given up.
+    ///
+    /// Nothing changes in either case.
+    ///
+    /// # Cancel safety
+    ///
+    /// The resize happens at the first poll, in one step. Dropping the future after that does
+    /// not undo it: the slots taken out go on moving their queues and stop in the background,
+    /// and [`shutdown`](Supervisor::shutdown) still waits for them.
+    ///
+    /// A worker that awaits a shrink taking out its own slot is not waited for (it could not
+    /// finish its message otherwise); the other slots taken out are.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use croupier::{Supervisor, Worker};
+    ///
+    /// struct Echo;
+    /// impl Worker for Echo {
+    ///     type Msg = u32;
+    ///     type Reply = u32;
+    ///     async fn handle(&mut self, n: u32) -> u32 { n }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sup = Supervisor::builder(|_| Echo).size(2).start()?;
+    /// sup.resize(4).await?;
+    /// assert_eq!(sup.size(), 4);
+    /// assert_eq!(sup.children()[3].call(7).await?, 7);
+    ///
+    /// sup.resize(1).await?;
+    /// assert_eq!(sup.stats().workers.len(), 1);
+    /// assert_eq!(sup.children().len(), 1);
+    /// # Ok(()) }
+    /// ```
+    pub async fn resize(&self, n: usize) -> Result<(), ResizeError> {
+        let core = &self.inner.core;
+        let leaving = core.resize(n)?;
+        core.refresh_watchers();
+        // New workers are room: wake those waiting for a worker's load to fall.
+        core.capacity.released();
+        let me = tokio::task::try_id();
+        for task in leaving {
+            if me == Some(task.id()) {
+                continue;
+            }
+            // The slot's task catches every panic of the worker's; an error here is the
+            // runtime shutting down, which ends the wait as well.
+            let _ = task.await;
+        }
+        Ok(())
     }
 
     /// A source of the current children that does not keep the workers running: used by
@@ -286,8 +406,102 @@ impl<W: Worker> Supervisor<W> {
 }
 
 impl<W: Worker> Core<W> {
+    /// A core over no slots yet; [`start_slots`](Core::start_slots) adds them.
+    pub(super) fn new(config: CoreConfig<W>) -> Self {
+        Self {
+            slots: ArcSwap::from_pointee(Vec::new()),
+            layout: Mutex::new(Layout::default()),
+            mailbox: config.mailbox,
+            capacity: Arc::new(Capacity::default()),
+            factory: config.factory,
+            restart: config.restart,
+            intensity: config.intensity,
+            window: config.window,
+            backoff: config.backoff,
+            drain: Signal::default(),
+            stop: Signal::default(),
+            tracker: TaskTracker::new(),
+            runtime: config.runtime,
+            recent_restarts: Mutex::new(VecDeque::new()),
+            watchers: Mutex::new(Vec::new()),
+            restarts: AtomicU64::new(0),
+            deaths: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            gave_up: AtomicBool::new(false),
+            meter: config.meter,
+        }
+    }
+
+    /// Changes the slots to `n`; returns the tasks of the slots taken out, to wait for. The
+    /// caller refreshes the watchers.
+    fn resize(self: &Arc<Self>, n: usize) -> Result<Vec<JoinHandle<()>>, ResizeError> {
+        if n == 0 {
+            return Err(ResizeError::ZeroSize);
+        }
+        let mut layout = self.layout.lock();
+        // Under the lock that `begin_shutdown` and `stop_now` take too: a stop either came
+        // before this (and is seen), or comes after and shuts every slot this adds.
+        if self.is_stopped() {
+            return Err(ResizeError::Shutdown);
+        }
+        let current = self.slots.load_full();
+        if n > current.len() {
+            self.start_slots(&mut layout, n);
+            Ok(Vec::new())
+        } else {
+            Ok(self.remove_slots(&mut layout, &current, n))
+        }
+    }
+
+    /// Starts slots from the current size up to `n`, each in its own task.
+    pub(super) fn start_slots(self: &Arc<Self>, layout: &mut Layout, n: usize) {
+        let current = self.slots.load_full();
+        let mut slots = Vec::with_capacity(n);
+        slots.extend(current.iter().cloned());
+        let mut receivers = Vec::with_capacity(n.saturating_sub(current.len()));
+        for index in current.len()..n {
+            let first = layout.first_free.get(index).copied().unwrap_or(0);
+            let (tx, rx) = mailbox(self.mailbox);
+            let slot = Arc::new(Slot::new(index, first, tx, Arc::clone(&self.capacity)));
+            receivers.push((Arc::clone(&slot), rx));
+            slots.push(slot);
+        }
+        // The new slots read alive from here on; what is sent to them waits in their
+        // mailboxes until their tasks run.
+        self.slots.store(Arc::new(slots));
+        for (slot, rx) in receivers {
+            let task = runner::run_slot(Arc::clone(self), slot, rx);
+            layout
+                .tasks
+                .push(self.tracker.spawn_on(task, &self.runtime));
+        }
+    }
+
+    /// Takes slots `n..` out: they read dead at once and their tasks are told to move their
+    /// queues on and stop. Returns those tasks.
+    fn remove_slots(
+        &self,
+        layout: &mut Layout,
+        current: &[Arc<Slot<W>>],
+        n: usize,
+    ) -> Vec<JoinHandle<()>> {
+        let (kept, leaving) = current.split_at(n.min(current.len()));
+        self.slots.store(Arc::new(kept.to_vec()));
+        for slot in leaving {
+            if let Some(first_free) = slot.state.remove() {
+                if layout.first_free.len() <= slot.index {
+                    layout.first_free.resize(slot.index + 1, 0);
+                }
+                layout.first_free[slot.index] = first_free;
+            }
+            slot.removed.cancel();
+        }
+        layout.tasks.split_off(kept.len())
+    }
+
     fn children(&self) -> Vec<WorkerRef<W>> {
         self.slots
+            .load()
             .iter()
             .filter_map(|slot| {
                 let incarnation = slot.state.serving()?;
@@ -302,11 +516,14 @@ impl<W: Worker> Core<W> {
 
     /// Refuses new messages everywhere and lets the slots drain.
     fn begin_shutdown(&self) {
-        for slot in self.slots.iter() {
-            slot.state.shut();
+        {
+            let _layout = self.layout.lock();
+            for slot in self.slots.load().iter() {
+                slot.state.shut();
+            }
+            self.tracker.close();
+            self.drain.fire();
         }
-        self.tracker.close();
-        self.drain.fire();
         self.refresh_watchers();
     }
 
@@ -342,7 +559,8 @@ impl<W: Worker> Core<W> {
     /// Hard stop: every handle reads dead at once; each slot abandons the message in hand
     /// and hands queued ones back as `Shutdown`.
     fn stop_now(&self) {
-        for slot in self.slots.iter() {
+        let _layout = self.layout.lock();
+        for slot in self.slots.load().iter() {
             slot.state.shut();
         }
         self.tracker.close();
@@ -387,6 +605,19 @@ impl<W: Worker> Core<W> {
     }
 }
 
+/// What a [`Core`] is made from: the builder's settings.
+pub(crate) struct CoreConfig<W: Worker> {
+    pub(crate) factory: Box<dyn Fn(WorkerId) -> W + Send + Sync>,
+    pub(crate) mailbox: Mailbox,
+    pub(crate) restart: Restart,
+    pub(crate) intensity: u32,
+    pub(crate) window: Duration,
+    pub(crate) backoff: Backoff,
+    /// Where the slots' tasks run, those a resize adds too.
+    pub(crate) runtime: tokio::runtime::Handle,
+    pub(crate) meter: SupervisorMeter,
+}
+
 /// The children of a supervisor's core, as a [`Source`] that does not own the tasks.
 pub(crate) struct ChildrenSource<W: Worker>(Arc<Core<W>>);
 
@@ -414,7 +645,7 @@ impl<W: Worker> fmt::Debug for Supervisor<W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let core = &self.inner.core;
         f.debug_struct("Supervisor")
-            .field("size", &core.slots.len())
+            .field("size", &core.slots.load().len())
             .field("restart", &core.restart)
             .field(
                 "alive",

@@ -7,6 +7,10 @@
 //! other. The slot task as a whole is caught once more as the last line ([`run_slot`]): if
 //! anything else unwinds, the slot ends visibly (its handles read dead) and its queued
 //! messages come back, so no slot is ever left reading alive with nobody serving it.
+//!
+//! A slot that a shrink removes moves its queued messages to the slots that remain
+//! ([`forward_queued`]) as soon as it hears of the removal, even while its worker is still in
+//! the middle of a message, which it then finishes before it stops.
 
 use std::{
     future::{poll_fn, Future},
@@ -37,6 +41,8 @@ enum Exit {
     Drained,
     /// Hard stop: give-up or the supervisor was dropped.
     Stopped,
+    /// A shrink removed the slot; its queue has moved to the slots that remain.
+    Removed,
 }
 
 /// What one incarnation did.
@@ -76,12 +82,16 @@ pub(super) async fn run_slot<W: Worker>(
             Closed::Dead
         }
     });
-    return_queued(&core, &slot, &mut rx, why).await;
+    if slot.state.is_removed() {
+        forward_queued(&core, &slot, &mut rx).await;
+    } else {
+        return_queued(&core, &slot, &mut rx, why).await;
+    }
 }
 
 /// Incarnation after incarnation; returns why the slot takes no more messages.
 async fn serve<W: Worker>(core: &Core<W>, slot: &Arc<Slot<W>>, rx: &mut MailboxRx<W>) -> Closed {
-    let mut incarnation = 0_u64;
+    let mut incarnation = slot.first;
     let mut crashes_in_a_row = 0_u32;
     loop {
         let id = WorkerId::new(slot.index, incarnation);
@@ -91,10 +101,19 @@ async fn serve<W: Worker>(core: &Core<W>, slot: &Arc<Slot<W>>, rx: &mut MailboxR
         }
         match run.exit {
             Exit::Drained | Exit::Stopped => return Closed::Shutdown,
+            Exit::Removed => return Closed::Dead,
             Exit::Panicked | Exit::Finished => {}
         }
         core.deaths.fetch_add(1, Relaxed);
         core.meter.died();
+        if slot.state.is_removed() {
+            // Its handles read dead and the balancers no longer hold it: nothing to restart.
+            // The state says so after `retire`, which a removal makes fail, so that a
+            // successor never starts past what `SlotState::remove` promised.
+            tracing::debug!(worker = %id, exit = ?run.exit,
+                "croupier worker of a removed slot ended; not restarted");
+            return Closed::Dead;
+        }
         // `run_incarnation` has already retired the incarnation.
         if !core.restart.restarts(run.exit == Exit::Panicked) {
             tracing::debug!(worker = %id, exit = ?run.exit, "croupier worker ended; not restarted");
@@ -133,8 +152,13 @@ async fn serve<W: Worker>(core: &Core<W>, slot: &Arc<Slot<W>>, rx: &mut MailboxR
                     // A graceful shutdown cuts the delay short: the successor starts at once
                     // to finish the queue.
                     () = core.drain.fired() => {}
+                    // So does a removal: the queue moves on at once.
+                    () = slot.removed.cancelled() => {}
                     () = tokio::time::sleep(delay) => {}
                 }
+            }
+            if slot.state.is_removed() {
+                return Closed::Dead;
             }
         }
         // However fast a slot crashes, the runtime's other tasks get their turn.
@@ -161,7 +185,7 @@ async fn run_incarnation<W: Worker>(
             match run.exit {
                 Exit::Finished => run.exit = Exit::Panicked,
                 Exit::Panicked => {}
-                Exit::Drained | Exit::Stopped => tracing::error!(worker = %id,
+                Exit::Drained | Exit::Stopped | Exit::Removed => tracing::error!(worker = %id,
                     "croupier worker panicked in Drop while stopping; stopping goes on"),
             }
         }
@@ -183,10 +207,10 @@ async fn feed<W: Worker>(
         return Exit::Panicked;
     }
     loop {
-        let Some(Envelope { msg, reply }) = next_message(core, rx).await else {
-            // A graceful shutdown reached the end of the queue, or a hard stop came while the
-            // worker was idle.
-            return stop_idle(core, id, worker).await;
+        let Some(Envelope { msg, reply }) = next_message(core, slot, rx).await else {
+            // A graceful shutdown reached the end of the queue, a hard stop came while the
+            // worker was idle, or a shrink removed the slot (its queue has moved on).
+            return stop_idle(core, slot, id, worker).await;
         };
         run.took_any = true;
         if core.stop.is_fired() {
@@ -195,9 +219,9 @@ async fn feed<W: Worker>(
             if hand_back(slot, msg, reply, Closed::Shutdown) {
                 count_dropped(core, slot, 1, Closed::Shutdown);
             }
-            return stop_idle(core, id, worker).await;
+            return stop_idle(core, slot, id, worker).await;
         }
-        let handled = run_guarded(Some(&core.stop), || worker.handle(msg)).await;
+        let handled = handle(core, slot, rx, worker, msg).await;
         slot.unload();
         match handled {
             Ran::Stopped => {
@@ -244,17 +268,49 @@ async fn feed<W: Worker>(
     }
 }
 
-/// Ends an idle incarnation at shutdown or a hard stop: runs its `stopping` hook, whose panic
-/// is logged and changes nothing (shutdown goes on, nothing restarts).
-async fn stop_idle<W: Worker>(core: &Core<W>, id: WorkerId, worker: &mut W) -> Exit {
+/// Runs the worker's `handle` on `msg`. Should a shrink remove the slot while the handler
+/// waits, the queue moves on to the remaining slots meanwhile, so that the messages behind
+/// this one do not wait for it.
+async fn handle<W: Worker>(
+    core: &Core<W>,
+    slot: &Slot<W>,
+    rx: &mut MailboxRx<W>,
+    worker: &mut W,
+    msg: W::Msg,
+) -> Ran<W::Reply> {
+    let mut handling = pin!(run_guarded(Some(&core.stop), || worker.handle(msg)));
+    // Most handlers finish on their first poll: only one that waits listens for a removal.
+    if let Poll::Ready(ran) = poll_once(handling.as_mut()).await {
+        return ran;
+    }
+    tokio::select! {
+        biased;
+        ran = handling.as_mut() => ran,
+        () = slot.removed.cancelled() => {
+            let (ran, ()) = tokio::join!(handling, forward_queued(core, slot, rx));
+            ran
+        }
+    }
+}
+
+/// Ends an idle incarnation at shutdown, a hard stop or a removal: runs its `stopping` hook,
+/// whose panic is logged and changes nothing (stopping goes on, nothing restarts).
+async fn stop_idle<W: Worker>(
+    core: &Core<W>,
+    slot: &Slot<W>,
+    id: WorkerId,
+    worker: &mut W,
+) -> Exit {
     if !run_guarded(None, || worker.stopping()).await.is_done() {
         tracing::error!(worker = %id,
             "croupier worker's stopping hook panicked while stopping; stopping goes on");
     }
     if core.stop.is_fired() {
         Exit::Stopped
-    } else {
+    } else if core.drain.is_fired() || !slot.state.is_removed() {
         Exit::Drained
+    } else {
+        Exit::Removed
     }
 }
 
@@ -266,22 +322,38 @@ fn retire<W: Worker>(core: &Core<W>, slot: &Slot<W>, id: WorkerId, exit: Exit) {
     slot.state.retire(id.incarnation(), successor);
 }
 
-/// The next message, or `None` once a hard stop came or a shutdown emptied the mailbox.
-async fn next_message<W: Worker>(core: &Core<W>, rx: &mut MailboxRx<W>) -> Option<Envelope<W>> {
+/// The next message, or `None` once a hard stop came, a shutdown emptied the mailbox, or a
+/// shrink removed the slot (its queue then moves to the remaining slots first).
+async fn next_message<W: Worker>(
+    core: &Core<W>,
+    slot: &Slot<W>,
+    rx: &mut MailboxRx<W>,
+) -> Option<Envelope<W>> {
     if core.stop.is_fired() {
         return None;
     }
     if !core.drain.is_fired() {
-        let mut recv = pin!(rx.recv());
-        // A queued message is taken without registering with the signals.
-        if let Poll::Ready(env) = poll_once(recv.as_mut()).await {
-            return env;
+        if slot.state.is_removed() {
+            forward_queued(core, slot, rx).await;
+            return None;
         }
-        tokio::select! {
-            biased;
-            () = core.stop.fired() => return None,
-            () = core.drain.fired() => {}
-            env = recv => return env,
+        let removed = {
+            let mut recv = pin!(rx.recv());
+            // A queued message is taken without registering with the signals.
+            if let Poll::Ready(env) = poll_once(recv.as_mut()).await {
+                return env;
+            }
+            tokio::select! {
+                biased;
+                () = core.stop.fired() => return None,
+                () = core.drain.fired() => false,
+                () = slot.removed.cancelled() => true,
+                env = recv => return env,
+            }
+        };
+        if removed {
+            forward_queued(core, slot, rx).await;
+            return None;
         }
     }
     // Shutting down: take no more, hand out what is queued.
@@ -410,6 +482,71 @@ async fn return_queued<W: Worker>(
         }
     }
     count_dropped(core, slot, dropped, why);
+}
+
+/// Closes the mailbox of a removed slot and moves every queued message, one after the other
+/// in queue order, to the slots that remain, with its caller. Like [`return_queued`], waits
+/// for sends already under way to land. A message no slot takes goes back to its caller (or
+/// is counted as dropped). Running it again finds the mailbox closed and empty.
+async fn forward_queued<W: Worker>(core: &Core<W>, slot: &Slot<W>, rx: &mut MailboxRx<W>) {
+    rx.close();
+    let mut moved = 0_u64;
+    let mut dropped = 0_u64;
+    let mut why = Closed::Dead;
+    while let Some(env) = rx.recv().await {
+        slot.unload();
+        match forward(core, env).await {
+            Ok(()) => moved += 1,
+            Err((Envelope { msg, reply }, closed)) => {
+                why = closed;
+                if hand_back(slot, msg, reply, closed) {
+                    dropped += 1;
+                }
+            }
+        }
+    }
+    if moved > 0 {
+        tracing::debug!(
+            slot = slot.index,
+            moved,
+            "croupier: a removed slot's queued messages moved to the remaining slots"
+        );
+    }
+    count_dropped(core, slot, dropped, why);
+}
+
+/// Queues `env` in a remaining slot, the least loaded first, waiting for room in a bounded
+/// mailbox. At a graceful shutdown the remaining slots still finish their queues, so they take
+/// it as well while their mailboxes are open. Hands it back, with why, when none will.
+async fn forward<W: Worker>(
+    core: &Core<W>,
+    mut env: Envelope<W>,
+) -> Result<(), (Envelope<W>, Closed)> {
+    let slots = core.slots.load_full();
+    let draining = core.drain.is_fired();
+    let mut targets: Vec<&Slot<W>> = slots
+        .iter()
+        .map(|slot| &**slot)
+        .filter(|slot| slot.state.serving().is_some() || (draining && slot.state.is_shut()))
+        .collect();
+    // Stable: the lowest slot among the least loaded.
+    targets.sort_by_key(|slot| slot.load());
+    for target in targets {
+        if core.stop.is_fired() {
+            break;
+        }
+        // A target that closed since (it ended, or a shrink removed it too) hands it back.
+        match target.push(env).await {
+            Ok(()) => return Ok(()),
+            Err(back) => env = back,
+        }
+    }
+    let why = if core.is_stopped() {
+        Closed::Shutdown
+    } else {
+        Closed::Dead
+    };
+    Err((env, why))
 }
 
 /// Counts messages that were accepted and will never be handled, and says so.

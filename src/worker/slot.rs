@@ -10,18 +10,29 @@ use std::sync::{
 };
 
 use crossbeam_utils::CachePadded;
+use tokio_util::sync::CancellationToken;
 
-use super::{capacity::Capacity, mailbox::MailboxTx, state::SlotState, Worker};
+use super::{
+    capacity::Capacity,
+    mailbox::{Envelope, MailboxTx, Refused},
+    state::SlotState,
+    Worker,
+};
 
 /// One place in a supervisor: its mailbox and load outlive the incarnations that serve it, so
 /// that messages queued for a worker that crashed go, in order, to its successor.
 pub(crate) struct Slot<W: Worker> {
     pub(crate) index: usize,
+    /// The slot's first incarnation: 0, or one past the last of a slot that a shrink removed
+    /// from the same place, so that worker ids never repeat.
+    pub(crate) first: u64,
     pub(crate) tx: MailboxTx<W>,
     /// Messages queued plus the one in progress: what `WorkerRef::load` reads in one load.
     pub(crate) load: CachePadded<AtomicUsize>,
-    /// Which incarnation serves the slot, or whether it has ended or been shut.
+    /// Which incarnation serves the slot, or whether it has ended, been removed or been shut.
     pub(crate) state: SlotState,
+    /// Wakes the slot's task when a shrink removes the slot (the state says so first).
+    pub(crate) removed: CancellationToken,
     /// The last incarnation started, kept once the slot has stopped (for stats).
     last: AtomicU64,
     /// The supervisor's signal that some worker's load fell.
@@ -29,13 +40,15 @@ pub(crate) struct Slot<W: Worker> {
 }
 
 impl<W: Worker> Slot<W> {
-    pub(crate) fn new(index: usize, tx: MailboxTx<W>, capacity: Arc<Capacity>) -> Self {
+    pub(crate) fn new(index: usize, first: u64, tx: MailboxTx<W>, capacity: Arc<Capacity>) -> Self {
         Self {
             index,
+            first,
             tx,
             load: CachePadded::new(AtomicUsize::new(0)),
-            state: SlotState::new(),
-            last: AtomicU64::new(0),
+            state: SlotState::new(first),
+            removed: CancellationToken::new(),
+            last: AtomicU64::new(first),
             capacity,
         }
     }
@@ -60,5 +73,45 @@ impl<W: Worker> Slot<W> {
         // SeqCst: ordered before the look at the waiters in `released` (see there).
         self.load.fetch_sub(1, SeqCst);
         self.capacity.released();
+    }
+
+    /// Queues `env` at once, counted in the load, or says why not; whichever incarnation
+    /// serves the slot takes it.
+    pub(crate) fn try_push(&self, env: Envelope<W>) -> Result<(), Refused<Envelope<W>>> {
+        let queued = Queued::new(self);
+        self.tx.try_send(env)?;
+        queued.commit();
+        Ok(())
+    }
+
+    /// Queues `env`, counted in the load, waiting for room in a bounded mailbox; hands it
+    /// back if the mailbox closed.
+    pub(crate) async fn push(&self, env: Envelope<W>) -> Result<(), Envelope<W>> {
+        let queued = Queued::new(self);
+        self.tx.send(env).await?;
+        queued.commit();
+        Ok(())
+    }
+}
+
+/// Counts a message into the slot's load; uncounts it on drop unless committed, so a refused
+/// or cancelled send leaves the load as it was.
+struct Queued<'a>(&'a AtomicUsize);
+
+impl<'a> Queued<'a> {
+    fn new<W: Worker>(slot: &'a Slot<W>) -> Self {
+        slot.load.fetch_add(1, Relaxed);
+        Self(&slot.load)
+    }
+
+    /// The message is in the mailbox: the worker uncounts it once handled or returned.
+    fn commit(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
     }
 }

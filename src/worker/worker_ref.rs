@@ -3,10 +3,7 @@
 use std::{
     fmt,
     hash::{Hash, Hasher},
-    sync::{
-        atomic::{AtomicUsize, Ordering::Relaxed},
-        Arc,
-    },
+    sync::Arc,
 };
 
 use tokio::sync::oneshot;
@@ -79,12 +76,8 @@ impl<W: Worker> WorkerRef<W> {
         if let Some(why) = self.refusal() {
             return Err(SendError::closed(msg, why));
         }
-        let queued = Queued::new(&self.slot);
-        match self.slot.tx.try_send(Envelope { msg, reply: None }) {
-            Ok(()) => {
-                queued.commit();
-                Ok(())
-            }
+        match self.slot.try_push(Envelope { msg, reply: None }) {
+            Ok(()) => Ok(()),
             Err(Refused::Full(env)) => Err(SendError::Full(env.msg)),
             Err(Refused::Closed(env)) => Err(SendError::closed(env.msg, self.closed_reason())),
         }
@@ -118,16 +111,12 @@ impl<W: Worker> WorkerRef<W> {
             return Err(TryCall::Refused(CallError::closed(msg, why)));
         }
         let (tx, rx) = oneshot::channel();
-        let queued = Queued::new(&self.slot);
         let env = Envelope {
             msg,
             reply: Some(tx),
         };
-        match self.slot.tx.try_send(env) {
-            Ok(()) => {
-                queued.commit();
-                Ok(PendingReply(rx))
-            }
+        match self.slot.try_push(env) {
+            Ok(()) => Ok(PendingReply(rx)),
             Err(Refused::Full(env)) => Err(TryCall::Full(env.msg)),
             Err(Refused::Closed(env)) => Err(TryCall::Refused(CallError::closed(
                 env.msg,
@@ -139,15 +128,13 @@ impl<W: Worker> WorkerRef<W> {
     /// The slow path of `call` for a full bounded mailbox: wait for room, then for the reply.
     async fn call_when_room(&self, msg: W::Msg) -> Result<W::Reply, CallError<W::Msg>> {
         let (tx, rx) = oneshot::channel();
-        let queued = Queued::new(&self.slot);
         let env = Envelope {
             msg,
             reply: Some(tx),
         };
-        if let Err(env) = self.slot.tx.send(env).await {
+        if let Err(env) = self.slot.push(env).await {
             return Err(CallError::closed(env.msg, self.closed_reason()));
         }
-        queued.commit();
         PendingReply(rx).wait().await
     }
 
@@ -156,7 +143,8 @@ impl<W: Worker> WorkerRef<W> {
         self.slot.state.refusal(self.incarnation)
     }
 
-    /// Why the mailbox is closed: it closes only at shutdown or when the slot ends.
+    /// Why the mailbox is closed: it closes only at shutdown, when the slot ends, or when a
+    /// shrink removes it.
     fn closed_reason(&self) -> Closed {
         self.refusal().unwrap_or(Closed::Shutdown)
     }
@@ -182,28 +170,6 @@ impl<W: Worker> PendingReply<W> {
             Ok(Outcome::Returned(msg, why)) => Err(CallError::closed(msg, why)),
             Err(_) => Err(CallError::WorkerDied),
         }
-    }
-}
-
-/// Counts a message into the slot's load; uncounts it on drop unless committed, so a refused
-/// or cancelled send leaves the load as it was.
-struct Queued<'a>(&'a AtomicUsize);
-
-impl<'a> Queued<'a> {
-    fn new<W: Worker>(slot: &'a Slot<W>) -> Self {
-        slot.load.fetch_add(1, Relaxed);
-        Self(&slot.load)
-    }
-
-    /// The message is in the mailbox: the worker uncounts it once handled or returned.
-    fn commit(self) {
-        std::mem::forget(self);
-    }
-}
-
-impl Drop for Queued<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
     }
 }
 
