@@ -1023,3 +1023,34 @@ async fn a_worker_can_shrink_its_own_slot_away() {
     // The pool holds itself through its workers: shut it down to end the cycle.
     within(pool.shutdown()).await;
 }
+
+/// `call_for` sends a key to one worker slot, across that worker's restarts; other keys
+/// spread over the pool.
+#[tokio::test]
+async fn call_for_keeps_a_key_on_its_slot_across_restarts() {
+    let (probe, mut events) = Probe::new(4);
+    let pool = Pool::builder(probe.factory()).size(4).start().unwrap();
+    let home = pool.call_for("session-1", Msg::Work(1)).await.unwrap().by;
+    for n in 2..6 {
+        assert_eq!(
+            pool.call_for("session-1", Msg::Work(n)).await.unwrap().by,
+            home
+        );
+    }
+    // The key's worker crashes on this message and is restarted in its slot.
+    let crashed = pool.call_for("session-1", Msg::Panic).await;
+    assert!(
+        matches!(crashed, Err(PoolCallError::WorkerDied)),
+        "{crashed:?}"
+    );
+    within(events.wait_for(Event::Started(id(home.slot(), home.incarnation() + 1)))).await;
+    let again = pool.call_for("session-1", Msg::Work(9)).await.unwrap().by;
+    assert_eq!(again.slot(), home.slot(), "the key stays with its slot");
+    assert_eq!(again.incarnation(), home.incarnation() + 1);
+    // Many keys reach every slot.
+    let mut slots = HashSet::new();
+    for key in 0..64_u32 {
+        slots.insert(pool.call_for(&key, Msg::Work(0)).await.unwrap().by.slot());
+    }
+    assert_eq!(slots.len(), 4);
+}

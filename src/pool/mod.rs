@@ -10,7 +10,7 @@ use futures_util::future::join_all;
 
 use self::error::{PoolCallError, PoolSendError};
 use crate::{
-    balancer::{Balancer, BalancerBuilder, BalancerStats, DrainError, Picked, Wait},
+    balancer::{Balancer, BalancerBuilder, BalancerStats, DrainError, Outcome, Picked, Wait},
     error::{ConfigError, PickError},
     policy::Policy,
     supervisor::{
@@ -106,19 +106,83 @@ impl<W: Worker> Pool<W> {
     /// As [`WorkerRef::call`]: dropped before the message is queued (while it waits for room
     /// in a bounded mailbox), nothing is left behind; once queued, the message is handled even
     /// if the future is dropped, and the reply is discarded.
-    pub async fn call(&self, mut msg: W::Msg) -> Result<W::Reply, PoolCallError<W::Msg>> {
+    ///
+    /// A retry never goes back to a worker found dead (it reads dead from then on). With
+    /// [outlier ejection](PoolBuilder::outlier_ejection) on, each reply is reported a success
+    /// and each `WorkerDied` a failure (a crash restarts the worker and refreshes the
+    /// balancer, which starts the count again: crash loops are the supervisor's
+    /// [intensity](PoolBuilder::intensity) to stop).
+    pub async fn call(&self, msg: W::Msg) -> Result<W::Reply, PoolCallError<W::Msg>> {
+        self.call_by(msg, Balancer::pick).await
+    }
+
+    /// Like [`call`](Pool::call), but to the worker of `key` ([`Balancer::pick_for`]): the
+    /// same key goes to the same worker (slot) while it can take it, across the worker's
+    /// restarts; with [`bounded_loads`](PoolBuilder::bounded_loads), a busy worker passes a
+    /// hot key on.
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Pool::call).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`call`](Pool::call).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use croupier::{Pool, Worker, WorkerId};
+    ///
+    /// struct Who(WorkerId);
+    /// impl Worker for Who {
+    ///     type Msg = ();
+    ///     type Reply = WorkerId;
+    ///     async fn handle(&mut self, (): ()) -> WorkerId { self.0 }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = Pool::builder(Who).size(4).start()?;
+    /// let first = pool.call_for("session-17", ()).await?;
+    /// for _ in 0..5 {
+    ///     assert_eq!(pool.call_for("session-17", ()).await?, first);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn call_for<K: std::hash::Hash + ?Sized>(
+        &self,
+        key: &K,
+        msg: W::Msg,
+    ) -> Result<W::Reply, PoolCallError<W::Msg>> {
+        self.call_by(msg, |b| b.pick_for(key)).await
+    }
+
+    /// Calls the worker `pick` chooses, again while the chosen one turns out dead, and
+    /// reports each outcome.
+    async fn call_by<'a>(
+        &'a self,
+        mut msg: W::Msg,
+        pick: impl Fn(&'a Balancer<WorkerRef<W>>) -> Result<Picked<'a, WorkerRef<W>>, PickError>,
+    ) -> Result<W::Reply, PoolCallError<W::Msg>> {
         for _ in 0..self.attempts() {
             if self.supervisor.is_stopped() {
                 return Err(PoolCallError::Shutdown(msg));
             }
             // The pick guard must not live across an await: settle what to wait for first.
-            let waiting = match self.balancer.pick() {
+            let (ticket, waiting) = match pick(&self.balancer) {
                 Err(e) => return Err(PoolCallError::refused(e, msg)),
-                Ok(worker) => Waiting::queue(&worker, msg),
+                Ok(worker) => (worker.ticket(), Waiting::queue(&worker, msg)),
             };
             match waiting.reply().await {
                 Err(CallError::Dead(m)) => msg = m,
-                other => return other.map_err(PoolCallError::from),
+                other => {
+                    let outcome = match &other {
+                        Err(CallError::WorkerDied) => Outcome::Failure,
+                        _ => Outcome::Success,
+                    };
+                    self.balancer.report(ticket, outcome);
+                    return other.map_err(PoolCallError::from);
+                }
             }
         }
         Err(PoolCallError::Dead(msg))
@@ -554,6 +618,21 @@ impl<W: Worker> PoolBuilder<W> {
         let name = name.into();
         self.supervisor = self.supervisor.name(name.clone());
         self.balancer = self.balancer.name(name);
+        self
+    }
+
+    /// Key affinity with bounded loads for [`call_for`](Pool::call_for): see
+    /// [`BalancerBuilder::bounded_loads`](crate::BalancerBuilder::bounded_loads).
+    pub fn bounded_loads(mut self, epsilon: f64) -> Self {
+        self.balancer = self.balancer.bounded_loads(epsilon);
+        self
+    }
+
+    /// Outlier ejection of workers whose calls fail: see
+    /// [`BalancerBuilder::outlier_ejection`](crate::BalancerBuilder::outlier_ejection) and
+    /// [`Pool::call`].
+    pub fn outlier_ejection(mut self, ejection: crate::Ejection) -> Self {
+        self.balancer = self.balancer.outlier_ejection(ejection);
         self
     }
 
