@@ -184,17 +184,40 @@ impl Recorder {
     }
 }
 
-/// A croupier worker that serves its jobs through the run's recorder.
+/// A croupier worker that serves its jobs through the run's recorder; a slow one takes
+/// [`SLOWDOWN`] times as long over each.
 struct Server {
     recorder: Arc<Recorder>,
+    slow: bool,
 }
 
 impl Worker for Server {
     type Msg = Job;
     type Reply = ();
 
-    async fn handle(&mut self, job: Job) {
+    async fn handle(&mut self, mut job: Job) {
+        if self.slow {
+            job.cost *= SLOWDOWN;
+        }
         self.recorder.serve(job).await;
+    }
+}
+
+/// How much slower the slow worker of [`Contender::SlowWorker`] serves.
+const SLOWDOWN: u32 = 8;
+/// The share of jobs that carry the one hot key in [`Contender::Keys`]: 1.5 workers' worth.
+fn hot_share(workers: usize) -> f64 {
+    1.5 / workers as f64
+}
+
+/// The key of job `index`: the hot key 0 for a [`hot_share`] of the jobs, else one of 10 000.
+fn key_of(index: usize, workers: usize) -> u64 {
+    let mut state = SEED ^ index as u64;
+    let r = splitmix64(&mut state);
+    if ((r >> 11) as f64 / (1_u64 << 53) as f64) < hot_share(workers) {
+        0
+    } else {
+        1 + r % 10_000
     }
 }
 
@@ -222,11 +245,16 @@ async fn generate(
     dispatched
 }
 
-/// Who serves the jobs: a croupier pool under a policy, or tasks sharing one queue.
+/// Who serves the jobs: a croupier pool under a policy, or tasks sharing one queue; then two
+/// more cases: keyed jobs with one hot key sent by `call_for` (plain consistent hashing, or
+/// with bounded loads), and round robin over a pool with one slow worker (with or without
+/// outlier ejection, the callers reporting a reply later than 4× its cost a failure).
 #[derive(Clone, Copy)]
 enum Contender {
     Pool(Policy),
     SharedQueue,
+    Keys { bounded: bool },
+    SlowWorker { eject: bool },
 }
 
 /// One contender's figures.
@@ -254,6 +282,7 @@ async fn run(
             let r = Arc::clone(&recorder);
             let factory = move |_: WorkerId| Server {
                 recorder: Arc::clone(&r),
+                slow: false,
             };
             let pool = Pool::builder(factory)
                 .size(cfg.workers)
@@ -290,6 +319,89 @@ async fn run(
                 task.await?;
             }
             ("shared queue".to_owned(), dispatched)
+        }
+        Contender::Keys { bounded } => {
+            let r = Arc::clone(&recorder);
+            let factory = move |_: WorkerId| Server {
+                recorder: Arc::clone(&r),
+                slow: false,
+            };
+            let builder = Pool::builder(factory).size(cfg.workers).seed(SEED);
+            let pool = if bounded {
+                builder.bounded_loads(0.25)
+            } else {
+                builder
+            }
+            .start()?;
+            let tracker = tokio_util::task::TaskTracker::new();
+            let (sender, calls, workers) = (pool.clone(), tracker.clone(), cfg.workers);
+            let generator = generate(Arc::clone(arrivals), t0, move |j| {
+                let pool = sender.clone();
+                calls.spawn(async move { pool.call_for(&key_of(j.index, workers), j).await });
+                true
+            });
+            let dispatched = tokio::spawn(generator).await?;
+            tracker.close();
+            tracker.wait().await;
+            pool.shutdown().await;
+            let name = if bounded {
+                "keys, bounded"
+            } else {
+                "keys, plain"
+            };
+            (name.to_owned(), dispatched)
+        }
+        Contender::SlowWorker { eject } => {
+            let r = Arc::clone(&recorder);
+            let factory = move |id: WorkerId| Server {
+                recorder: Arc::clone(&r),
+                slow: id.slot() == 0,
+            };
+            let builder = Pool::builder(factory)
+                .size(cfg.workers)
+                .policy(Policy::RoundRobin);
+            let ejection = croupier::Ejection::default()
+                .consecutive_failures(2)
+                .base_time(Duration::from_millis(500))
+                .max_share(0.1);
+            let pool = if eject {
+                builder.outlier_ejection(ejection)
+            } else {
+                builder
+            }
+            .start()?;
+            let tracker = tokio_util::task::TaskTracker::new();
+            let (sender, calls) = (pool.clone(), tracker.clone());
+            let generator = generate(Arc::clone(arrivals), t0, move |j| {
+                let pool = sender.clone();
+                calls.spawn(async move {
+                    // The guard goes before the await; its ticket stays for the report.
+                    let (ticket, worker) = match pool.pick() {
+                        Ok(p) => (p.ticket(), p.cloned()),
+                        Err(_) => return,
+                    };
+                    let (start, late) = (Instant::now(), j.cost * 4);
+                    if worker.call(j).await.is_ok() {
+                        let outcome = if start.elapsed() > late {
+                            croupier::Outcome::Failure
+                        } else {
+                            croupier::Outcome::Success
+                        };
+                        pool.balancer().report(ticket, outcome);
+                    }
+                });
+                true
+            });
+            let dispatched = tokio::spawn(generator).await?;
+            tracker.close();
+            tracker.wait().await;
+            pool.shutdown().await;
+            let name = if eject {
+                "slow, ejection"
+            } else {
+                "slow, no eject"
+            };
+            (name.to_owned(), dispatched)
         }
     };
     let slots = recorder.latency_ns.iter().map(|l| l.load(Relaxed));
@@ -377,6 +489,43 @@ async fn bench(cfg: Config) -> Result<bool, Box<dyn Error>> {
     verdict("PowerOfTwo p99 ≤ 3× shared queue", p2c, 3.0, shared);
     let both = "LeastLoaded and PowerOfTwo p99 ≤ half of RoundRobin's (the worse of the two)";
     verdict(both, ll.max(p2c), 0.5, rr);
+
+    println!(
+        "\nkeyed jobs through call_for, {:.1} % of them with one hot key (1.5 workers' worth);\n\
+         then round robin with worker 0 serving {SLOWDOWN}× slower:",
+        100.0 * hot_share(cfg.workers)
+    );
+    let extras = [
+        Contender::Keys { bounded: false },
+        Contender::Keys { bounded: true },
+        Contender::SlowWorker { eject: false },
+        Contender::SlowWorker { eject: true },
+    ];
+    let first_extra = rows.len();
+    for contender in extras {
+        let r = run(contender, &cfg, &arrivals).await?;
+        print!("{:<15}", r.name);
+        for ms in r.latency {
+            print!(" {ms:>8.2}");
+        }
+        println!(" {:>9.2}×", r.latency[1] / shared);
+        rows.push(r);
+    }
+    let (plain, bounded) = (
+        rows[first_extra].latency[1],
+        rows[first_extra + 1].latency[1],
+    );
+    let (slow, ejected) = (
+        rows[first_extra + 2].latency[1],
+        rows[first_extra + 3].latency[1],
+    );
+    println!(
+        "  bounded loads: p99 {bounded:.2} ms against plain consistent hashing's {plain:.2} ms \
+         ({:.1}× lower)\n  outlier ejection: p99 {ejected:.2} ms against {slow:.2} ms without \
+         ({:.1}× lower)",
+        plain / bounded,
+        slow / ejected
+    );
     let whole = |r: &Row| r.completed == jobs as u64 && r.dispatched == jobs as u64;
     let lost = !rows.iter().all(whole);
     if lost {

@@ -239,7 +239,7 @@ impl<M: Member> Balancer<M> {
     /// ```
     pub fn pick_for<K: Hash + ?Sized>(&self, key: &K) -> Result<Picked<'_, M>, PickError> {
         let shared = &*self.shared;
-        if shared.cursor.is_draining() {
+        if shared.cursor.check().is_err() {
             shared.meter.refused(Refusal::Draining);
             return Err(PickError::Draining);
         }

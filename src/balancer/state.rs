@@ -45,6 +45,19 @@ impl Cursor {
         }
     }
 
+    /// Whether a drain is in progress, without taking a turn: a read-modify-write that changes
+    /// nothing, so that, like [`next`](Cursor::next), it is ordered before or after the
+    /// `fetch_or` that starts a drain in this location's modification order (a plain load
+    /// could read a value from before a drain that has already begun).
+    #[inline]
+    pub(crate) fn check(&self) -> Result<(), ()> {
+        if self.0.fetch_or(0, Relaxed) & DRAINING == 0 {
+            Ok(())
+        } else {
+            Err(())
+        }
+    }
+
     /// Passes over `turns` turns at once: a round-robin pick that had to look past dead or
     /// disabled members moves the cursor past them too, so the next pick does not land on
     /// the one it just handed out.

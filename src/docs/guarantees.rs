@@ -25,6 +25,19 @@
 //! The drain flag is the cursor's lowest bit: a pick's `fetch_add` is ordered before or after
 //! the drain's `fetch_or` in the cursor's modification order, so none slips through. A drop
 //! guard lowers it on success, timeout, error, panic, or when the future is dropped.
+//! [`pick_for`](crate::Balancer::pick_for) takes no turn (round robin's sequence stays exact
+//! around it) but reads the flag with a read-modify-write that changes nothing (`fetch_or(0)`),
+//! which is ordered in the same modification order, so none of its picks slips through either.
+//!
+//! ## Weights, affinity and ejection cost a pick nothing at pick time
+//!
+//! The weighted round-robin schedule and the affinity table are built with the snapshot
+//! (the table from the first `pick_for` on, for every later snapshot), so a pick only reads
+//! them: O(1), no lock, no allocation (`tests/no_alloc.rs`). Reports touch the reported
+//! entry's failure counter and nothing else; ejecting and re-admitting take the writer lock
+//! on a slow path, and the refresher thread re-admits on time. The bound of bounded loads is
+//! cached in the table and recomputed when a key's member looks over it, so a key never
+//! moves on a stale bound.
 //!
 //! ## A panic anywhere in worker code is a crash like any other
 //!
