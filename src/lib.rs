@@ -69,8 +69,10 @@
     unreachable_pub
 )]
 #![doc(test(attr(deny(warnings))))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod balance;
 mod balancer;
 pub mod docs;
@@ -79,6 +81,7 @@ mod member;
 pub mod policy;
 mod pool;
 #[cfg(feature = "remote")]
+#[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
 pub mod remote;
 mod snapshot;
 mod supervisor;
