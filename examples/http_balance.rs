@@ -37,9 +37,9 @@ const CALLERS: usize = 32;
 const PER_CALLER: usize = 150;
 
 /// A backend on 127.0.0.1 that handles `slots` requests at a time, each taking `work`.
-async fn backend(work: Duration, slots: usize) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("local addr");
+async fn backend(work: Duration, slots: usize) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
     let slots = Arc::new(Semaphore::new(slots));
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
@@ -60,7 +60,7 @@ async fn backend(work: Duration, slots: usize) -> SocketAddr {
             });
         }
     });
-    addr
+    Ok(addr)
 }
 
 /// One backend seen through a shared hyper client: a `tower::Service` that is `Clone`.
@@ -156,8 +156,33 @@ fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1e3)
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+const USAGE: &str = "usage: cargo run --release --example http_balance --features tower\n\
+    Runs three HTTP backends on 127.0.0.1 (one slow) and the same requests through each \
+    balancer; takes no arguments.";
+
+fn main() -> std::process::ExitCode {
+    if std::env::args().nth(1).is_some() {
+        println!("{USAGE}");
+        return std::process::ExitCode::SUCCESS;
+    }
+    let outcome = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(Box::from)
+        .and_then(|rt| rt.block_on(compare()));
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!(
+                "http_balance: {e}\n(loopback sockets are all it needs; is 127.0.0.1 usable here?)"
+            );
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn compare() -> Result<(), Box<dyn std::error::Error>> {
     let works = [
         Duration::from_millis(1),
         Duration::from_millis(1),
@@ -165,7 +190,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     let mut backends = Vec::new();
     for work in works {
-        backends.push(backend(work, 4).await);
+        backends.push(backend(work, 4).await?);
     }
     let client: Client<HttpConnector, Empty<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();
