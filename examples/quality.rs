@@ -8,8 +8,9 @@
 //! late counts against the system. Service is a timer sleep, as an I/O-bound handler waits, so
 //! that 16 workers share the runtime's 2 threads without spinning.
 //!
-//! Run it with `cargo run --release --example quality` (about 25 s), or pick the parameters:
-//! `cargo run --release --example quality -- --secs 5 --load 0.88 --workers 16`.
+//! Run it with `cargo run --release --example quality` (about 50 s), or pick the parameters:
+//! `cargo run --release --example quality -- --secs 5 --load 0.88 --workers 16`;
+//! `--svg docs/quality-cdf.svg` also draws the latency CDFs (the chart in the README).
 
 use std::{
     error::Error,
@@ -41,13 +42,15 @@ const TICK: Duration = Duration::from_millis(1);
 /// How long after setup the schedule starts, so that every worker task is up first.
 const LEAD: Duration = Duration::from_millis(20);
 const USAGE: &str = "usage: quality [--secs N (0 < N <= 600)] [--load U (0 < U < 1)] \
-                     [--workers N (1..=256)]";
+                     [--workers N (1..=256)] [--svg PATH (a latency CDF chart)]";
 
 /// The run's parameters, from the command line.
 struct Config {
     secs: f64,
     load: f64,
     workers: usize,
+    /// Where to write the latency CDF chart, if anywhere.
+    svg: Option<String>,
 }
 
 /// Reads `--secs`, `--load` and `--workers`; `Ok(None)` asks for the usage line.
@@ -56,6 +59,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Config>, 
         secs: 5.0,
         load: 0.88,
         workers: 16,
+        svg: None,
     };
     while let Some(flag) = args.next() {
         if flag == "-h" || flag == "--help" {
@@ -66,6 +70,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Config>, 
             "--secs" => cfg.secs = parse(&flag, &value?, |s: &f64| *s > 0.0 && *s <= 600.0)?,
             "--load" => cfg.load = parse(&flag, &value?, |u: &f64| *u > 0.0 && *u < 1.0)?,
             "--workers" => cfg.workers = parse(&flag, &value?, |n| (1..=256).contains(n))?,
+            "--svg" => cfg.svg = Some(value?),
             _ => return Err(format!("unknown argument {flag:?}")),
         }
     }
@@ -267,6 +272,8 @@ struct Row {
     load: f64,
     completed: u64,
     dispatched: u64,
+    /// The latency distribution: (latency in ms, share of jobs at or below it).
+    cdf: Vec<(f64, f64)>,
 }
 
 /// Plays the whole schedule against `contender`, waits for every job, and measures.
@@ -417,7 +424,14 @@ async fn run(
     let max = ms(ns[ns.len() - 1]);
     let busy = recorder.busy_ns.load(Relaxed);
     let completed = recorder.completed.load(Relaxed);
+    let cdf = (1..=400)
+        .map(|k| {
+            let q = f64::from(k) / 400.0;
+            (rank(q), q)
+        })
+        .collect();
     Ok(Row {
+        cdf,
         latency: [rank(0.5), rank(0.99), rank(0.999), max, mean],
         service: ms(busy) / completed as f64,
         load: busy as f64 / 1e9 / (cfg.workers as f64 * cfg.secs),
@@ -473,6 +487,10 @@ async fn bench(cfg: Config) -> Result<bool, Box<dyn Error>> {
         let (ratio, service, load) = (r.latency[1] / shared, r.service, r.load);
         let done = format!("{}/{}", r.completed, r.dispatched);
         println!(" {ratio:>9.2}× {service:>8.2} {load:>5.2} {done:>13}");
+    }
+    if let Some(path) = &cfg.svg {
+        chart(path, &rows, &cfg)?;
+        println!("latency CDF chart written to {path}");
     }
     let (rr, ll, p2c) = (rows[0].latency[1], rows[1].latency[1], rows[2].latency[1]);
     println!("\ntargets:");
@@ -534,6 +552,58 @@ async fn bench(cfg: Config) -> Result<bool, Box<dyn Error>> {
         println!("  no job lost: every contender completed all {jobs} jobs");
     }
     Ok(!lost)
+}
+
+/// Draws the latency CDF of every contender (log latency axis) as an SVG at `path`.
+fn chart(path: &str, rows: &[Row], cfg: &Config) -> Result<(), Box<dyn Error>> {
+    use plotters::prelude::*;
+    let most = rows
+        .iter()
+        .flat_map(|r| r.cdf.last())
+        .map(|&(ms, _)| ms)
+        .fold(1.0, f64::max);
+    let least = rows
+        .iter()
+        .flat_map(|r| r.cdf.first())
+        .map(|&(ms, _)| ms)
+        .fold(f64::INFINITY, f64::min)
+        .max(0.1);
+    let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let caption = format!(
+        "latency CDF: {} workers at {:.0} % load, 95 % 1 ms / 5 % 20 ms jobs",
+        cfg.workers,
+        cfg.load * 100.0
+    );
+    let mut chart = ChartBuilder::on(&root)
+        .caption(caption, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d((least * 0.9..most * 1.1).log_scale(), 0.0..1.0)?;
+    chart
+        .configure_mesh()
+        .x_desc("latency from scheduled arrival (ms, log scale)")
+        .y_desc("share of jobs")
+        .draw()?;
+    let colours = [RED, BLUE, GREEN, BLACK];
+    for (row, colour) in rows.iter().take(4).zip(colours) {
+        chart
+            .draw_series(LineSeries::new(
+                row.cdf.iter().copied(),
+                colour.stroke_width(2),
+            ))?
+            .label(row.name.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.9))
+        .draw()?;
+    root.present()?;
+    Ok(())
 }
 
 /// Parses the arguments, builds the 2-thread runtime and runs the benchmark.
