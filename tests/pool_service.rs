@@ -203,3 +203,63 @@ async fn pool_behind_timeout_and_concurrency_limit_layers() {
     let err = svc.oneshot(4).await.unwrap_err();
     assert!(err.is::<PoolCallError<u64>>(), "{err}");
 }
+
+/// A second `poll_ready` before the call keeps the worker the first one reserved: one pick.
+#[tokio::test]
+async fn poll_ready_twice_keeps_its_reservation() {
+    let (pool, _gate) = pool(2, None);
+    let mut svc = pool.clone();
+    let wakes = Arc::new(Counting::default());
+    let picks = pool.stats().balancer.picks;
+    assert!(matches!(poll_ready(&mut svc, &wakes), Poll::Ready(Ok(()))));
+    assert!(matches!(poll_ready(&mut svc, &wakes), Poll::Ready(Ok(()))));
+    assert_eq!(pool.stats().balancer.picks - picks, 1);
+    assert_eq!(within(Service::call(&mut svc, 3 - 1)).await.unwrap(), 4);
+    assert_eq!(
+        pool.stats().balancer.picks - picks,
+        1,
+        "the call used the reservation"
+    );
+}
+
+/// A worker that panics on 0 and otherwise echoes.
+struct Fragile;
+
+impl Worker for Fragile {
+    type Msg = u64;
+    type Reply = u64;
+    async fn handle(&mut self, n: u64) -> u64 {
+        assert_ne!(n, 0, "asked to crash");
+        n
+    }
+}
+
+/// With no live worker left (and none to come), `poll_ready` is ready at once, so that the
+/// call can say why: it never loops or pends on a refusal nothing will lift.
+#[tokio::test]
+async fn poll_ready_is_ready_when_no_worker_is_left() {
+    let pool = Pool::builder(|_| Fragile)
+        .size(1)
+        .restart(croupier::Restart::Temporary)
+        .start()
+        .unwrap();
+    assert!(matches!(
+        within(pool.call(0)).await,
+        Err(PoolCallError::WorkerDied)
+    ));
+    let mut svc = pool.clone();
+    // On a thread of its own, so that a poll_ready that loops fails the test, not hangs it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let wakes = Arc::new(Counting::default());
+        let w = waker(Arc::clone(&wakes));
+        let ready = Service::<u64>::poll_ready(&mut svc, &mut Context::from_waker(&w));
+        let _ = tx.send((ready.is_ready(), svc));
+    });
+    let (ready, mut svc) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("poll_ready looped");
+    assert!(ready);
+    let err = within(Service::call(&mut svc, 7)).await.unwrap_err();
+    assert!(matches!(err, PoolCallError::NoMembers(7)), "{err}");
+}
