@@ -7,7 +7,11 @@ use std::{
 
 use arc_swap::Guard;
 
-use super::{refresher, state::home_stripe, Balancer, Picked, Shared};
+use super::{
+    refresher,
+    state::{home_stripe, STRIPES},
+    Balancer, Picked, Shared,
+};
 use crate::{
     error::PickError,
     member::Member,
@@ -15,6 +19,9 @@ use crate::{
     snapshot::{affinity::hash_key, Snapshot},
     telemetry::Refusal,
 };
+
+// `Turn::unique` keeps the top five bits of 64 for the stripe.
+const _: () = assert!(STRIPES <= 32, "a stripe index fits in five bits");
 
 impl<M: Member> Balancer<M> {
     /// Picks a member by the balancer's [`Policy`](crate::Policy).
