@@ -7,8 +7,9 @@
 //! - a [`Balancer`] deals from any set of [`Member`]s, skips dead ones, reloads from its
 //!   [`Source`] once too few are alive, and refuses with [`PickError::Overloaded`] when every
 //!   member's queue is too long;
-//! - [`Balancer::pick`] reads one [`arc_swap`] snapshot and bumps one cache-padded atomic
-//!   cursor: no lock, no allocation, and no system call but the one `futex` wake of the rare
+//! - [`Balancer::pick`] reads one [`arc_swap`] snapshot and bumps its thread's stripe of a
+//!   cache-padded atomic cursor: no lock, no allocation, no cache line that another core's
+//!   picks write, and no system call but the one `futex` wake of the rare
 //!   pick that hands a refresh to the refresher thread.
 //!
 //! The reasoning behind the design, every guarantee and every memory ordering are in

@@ -110,8 +110,10 @@ struct Model {
     /// The balancer's list of disabled members.
     disabled: Vec<u32>,
     generation: u64,
-    /// The cursor's turns, extra ones included.
+    /// The cursor's turns on this thread's stripe, extra ones included.
     turns: usize,
+    /// This thread's cursor stripe: least loaded starts its scan that many entries on.
+    stripe: usize,
     picks: u64,
     skipped_dead: u64,
     overloaded: u64,
@@ -137,6 +139,7 @@ impl Model {
             disabled: Vec::new(),
             generation: 0,
             turns: 0,
+            stripe: this_threads_stripe(),
             picks: 0,
             skipped_dead: 0,
             overloaded: 0,
@@ -254,7 +257,12 @@ impl Model {
         if n == 0 {
             return (Err(PickError::NoMembers), 0, 0);
         }
-        let start = turn % n;
+        // Least loaded moves the start on by the stripe, so that threads on different stripes
+        // spread their ties; round robin goes round from the stripe's turn alone.
+        let start = match self.policy {
+            Policy::LeastLoaded => (turn + self.stripe) % n,
+            _ => turn % n,
+        };
         let first = self.snapshot[start].id;
         // The fast paths, which only read.
         match self.policy {
@@ -288,6 +296,25 @@ impl Model {
         };
         (best.map(|(i, _)| i).ok_or(nothing), newly, 0)
     }
+}
+
+/// The calling thread's stripe of the balancers' cursors: a fresh least-loaded balancer over
+/// 32 idle members (more than there are stripes) starts its first pick, turn 0, on the entry
+/// the stripe moves it to.
+fn this_threads_stripe() -> usize {
+    let idle: Vec<_> = (0..32).map(TestMember::new).collect();
+    let b = Balancer::builder()
+        .policy(Policy::LeastLoaded)
+        .source(idle)
+        .build()
+        .expect("a valid configuration");
+    let stripe = b.pick().expect("idle members").index();
+    assert_eq!(
+        b.pick().expect("idle members").index(),
+        stripe + 1,
+        "ties spread"
+    );
+    stripe
 }
 
 fn check_invariants(b: &Balancer<TestMember>, model: &Model) {

@@ -660,7 +660,7 @@ fn a_ratio_refresh_is_not_lost_to_a_stale_refresh_in_flight() {
             probe.eq_stop.wait_reached();
 
             // X finds two of generation 0 dead (6 of 8 is below 0.8): its turn was 0, and it
-            // passed over two members, so the cursor stands at 3 after it.
+            // passed over two members, so its stripe stands at 3 after it.
             old[0].kill();
             old[1].kill();
             old[0].stop.open();
@@ -672,12 +672,17 @@ fn a_ratio_refresh_is_not_lost_to_a_stale_refresh_in_flight() {
             );
             assert!(b.is_refreshing(), "round {round}: X's flight is under way");
 
-            // Y takes turn 3 in generation 1 and finds two dead there: below the ratio too.
-            new[3].kill();
-            new[4].kill();
+            // Y picks on a cursor stripe of its own (or X's, if they share one): one pick of
+            // the healthy generation 1 shows where Y's turns stand. Then Y's next turn lands on
+            // the entry after that one, and finds it and the next dead: below the ratio too.
+            let at = b.pick().expect("generation 1 is alive").index();
+            let entry = |k: usize| (at + k) % new.len();
+            new[entry(1)].kill();
+            new[entry(2)].kill();
             let y = b.pick().expect("six of generation 1 are alive");
             assert_eq!(
-                y.id, 15,
+                y.index(),
+                entry(3),
                 "round {round}: Y passed over the two it found dead"
             );
             assert_eq!(y.generation(), 1);
@@ -709,12 +714,17 @@ fn a_ratio_refresh_is_not_lost_to_a_stale_refresh_in_flight() {
                 "round {round}: the flight has not landed"
             );
 
-            // Z takes turn 6 in generation 2 (Y took 3 and passed over two) and finds two
-            // more dead: 4 of 6 is below the ratio. The flight must look again before landing.
-            new[6].kill();
-            new[7].kill();
+            // Z, on Y's thread and stripe, takes the turn after Y's (Y passed over two) in
+            // generation 2 and finds two more dead: 4 of 6 is below the ratio. The flight
+            // must look again before landing.
+            new[entry(4)].kill();
+            new[entry(5)].kill();
             let z = b.pick().expect("four of generation 2 are alive");
-            assert_eq!((z.id, z.generation()), (10, 2), "round {round}");
+            assert_eq!(
+                (z.id, z.generation()),
+                (new[entry(6)].id, 2),
+                "round {round}"
+            );
             drop(z);
             assert_eq!(
                 b.stats().skipped_dead,

@@ -260,9 +260,10 @@ fn empty_source_gives_no_members_then_recovers() {
     }
 }
 
-/// Concurrent pickers share one rotation: each pick takes its own turn of the one cursor, so
-/// over `k·n` picks in all, from any number of threads, every member is dealt exactly `k`
-/// times (the documented bound, within the number of threads, holds with room to spare).
+/// Concurrent pickers, each on a cursor stripe of its own (or sharing one), each making a
+/// whole number of rotations: every member is dealt within the documented bound of the
+/// mean, one per stripe in use (at most one per thread). `tests/stripes.rs` checks the bound
+/// with part-rotations.
 #[test]
 fn round_robin_is_even_under_concurrent_pickers() {
     const THREADS: usize = 4;

@@ -33,37 +33,104 @@ mod models {
 
     use super::{Closed, Cursor, SingleFlight, SlotState};
 
-    /// Drain start and end against two pickers: a pick succeeds exactly when its turn falls
-    /// outside the window between the drain's start and its end, and is refused exactly when
-    /// it falls inside.
+    /// Drain start and end against two pickers on two stripes of the cursor, one each: on
+    /// every stripe, a pick succeeds exactly when its turn falls outside the window between
+    /// the drain's flag on that stripe and its end there, and is refused exactly when it falls
+    /// inside. The pick on stripe 1 may come after stripe 0 is flagged and before stripe 1 is:
+    /// it is granted, and that is right, for the drain has not started until the last stripe
+    /// is flagged (the next model shows what follows the start).
     #[test]
     fn no_pick_succeeds_while_draining() {
         loom::model(|| {
-            let cursor = Arc::new(Cursor::new());
+            let cursor = Arc::new(Cursor::<2>::new());
             let pickers: Vec<_> = (0..2)
-                .map(|_| {
+                .map(|stripe| {
                     let cursor = Arc::clone(&cursor);
-                    thread::spawn(move || [cursor.next(), cursor.next()])
+                    thread::spawn(move || {
+                        let taken = [cursor.next(stripe), cursor.next(stripe)];
+                        // A check takes no turn; it is refused exactly when a turn here would be.
+                        let checked = cursor.check(stripe);
+                        (stripe, taken, checked)
+                    })
                 })
                 .collect();
             let start = cursor.start_drain();
-            assert!(cursor.is_draining());
+            assert!(cursor.is_draining(0) && cursor.is_draining(1));
             let end = cursor.end_drain();
-            assert!(start <= end);
             for picker in pickers {
-                for pick in picker.join().unwrap() {
+                let (s, taken, checked) = picker.join().unwrap();
+                assert!(start[s] <= end[s]);
+                for pick in taken {
                     match pick {
-                        Ok(turn) => {
-                            assert!(turn < start || turn >= end, "{turn} in {start}..{end}")
-                        }
-                        Err(turn) => {
-                            assert!(start <= turn && turn < end, "{turn} not in {start}..{end}")
-                        }
+                        Ok(turn) => assert!(
+                            turn < start[s] || turn >= end[s],
+                            "stripe {s}: {turn} in {}..{}",
+                            start[s],
+                            end[s]
+                        ),
+                        Err(turn) => assert!(
+                            start[s] <= turn && turn < end[s],
+                            "stripe {s}: {turn} not in {}..{}",
+                            start[s],
+                            end[s]
+                        ),
                     }
                 }
+                // The check came after both turns on its stripe, and takes no turn, so it may
+                // fall on either side of an end that also came after both: a refused check
+                // fell between the flag and the end, so the end came after both turns.
+                if checked.is_err() {
+                    assert_eq!(end[s], 2, "stripe {s}: refused check after the end");
+                }
             }
-            assert!(!cursor.is_draining());
+            assert!(!cursor.is_draining(0) && !cursor.is_draining(1));
             assert_eq!(cursor.turns(), 4);
+        });
+    }
+
+    /// Whatever happens after `start_drain` has returned (maintenance, and what it signals to
+    /// other threads) sees every stripe flagged: a picker that learns the drain has started,
+    /// through any synchronisation, is refused on both stripes, and checks and `is_draining`
+    /// agree, until the drain ends; then it is granted on both. A pick on stripe 1 racing the
+    /// start beforehand is ordered on its own stripe, either way.
+    #[test]
+    fn every_pick_after_the_start_is_refused() {
+        loom::model(|| {
+            let cursor = Arc::new(Cursor::<2>::new());
+            let started = Arc::new(AtomicBool::new(false));
+            let done = Arc::new(AtomicBool::new(false));
+            let picker = {
+                let (cursor, started, done) =
+                    (Arc::clone(&cursor), Arc::clone(&started), Arc::clone(&done));
+                thread::spawn(move || {
+                    let racing = cursor.next(1);
+                    while !started.load(SeqCst) {
+                        thread::yield_now();
+                    }
+                    for stripe in 0..2 {
+                        assert!(cursor.next(stripe).is_err(), "stripe {stripe} granted");
+                        assert!(cursor.check(stripe).is_err(), "stripe {stripe} checked ok");
+                        assert!(cursor.is_draining(stripe));
+                    }
+                    done.store(true, SeqCst);
+                    racing
+                })
+            };
+            let start = cursor.start_drain();
+            started.store(true, SeqCst);
+            while !done.load(SeqCst) {
+                thread::yield_now();
+            }
+            let end = cursor.end_drain();
+            let racing = picker.join().unwrap();
+            // The racing pick was granted exactly when it came before stripe 1's flag.
+            assert_eq!(racing.is_ok(), start[1] == 1, "{racing:?}, started at {start:?}");
+            assert_eq!(start[0], 0);
+            assert_eq!(end, [1, 2], "every turn counted, refused ones too");
+            for stripe in 0..2 {
+                assert!(cursor.next(stripe).is_ok(), "stripe {stripe} refused after the end");
+                assert!(!cursor.is_draining(stripe));
+            }
         });
     }
 

@@ -327,7 +327,7 @@ impl<M: Member> Balancer<M> {
     /// Whether an [`apply_within`](Balancer::apply_within) is in progress.
     #[must_use]
     pub fn is_draining(&self) -> bool {
-        self.shared.cursor.is_draining()
+        self.shared.cursor.is_draining(super::state::home_stripe())
     }
 
     /// The wait phase of a drain.

@@ -51,9 +51,10 @@ use crate::{
 ///
 /// A `Balancer` is a cheap handle (an [`Arc`] inside): clone it into every thread or task that
 /// picks. [`pick`](Balancer::pick) reads one snapshot of the members through an
-/// [`ArcSwap`], makes one relaxed `fetch_add` on a cache-padded cursor, takes no lock, makes no
-/// heap allocation and no system call (but the one wake described below). Everything else (refresh, disable, enable) happens on
-/// slow paths that never make pickers wait.
+/// [`ArcSwap`], makes one relaxed `fetch_add` on its thread's stripe of a striped cursor (so
+/// that pickers on different cores write different cache lines), takes no lock, makes no
+/// heap allocation and no system call (but the one wake described below). Everything else
+/// (refresh, disable, enable) happens on slow paths that never make pickers wait.
 ///
 /// # Liveness and refresh
 ///
@@ -115,9 +116,10 @@ impl<M> Clone for Balancer<M> {
 
 /// What every clone of a balancer shares.
 struct Shared<M> {
-    /// The only value every pick writes (its lowest bit is the drain flag); on a cache line of
-    /// its own so that writing it does not evict the snapshot pointer that every pick reads.
-    cursor: CachePadded<Cursor>,
+    /// The only value every pick writes, striped (each stripe's lowest bit is the drain flag):
+    /// every stripe on a cache line of its own, so that threads picking on different stripes
+    /// write different lines, and none evicts the snapshot pointer that every pick reads.
+    cursor: Cursor,
     snapshot: ArcSwap<Snapshot<M>>,
     /// What the policies decide by.
     rule: Rule,
@@ -159,7 +161,7 @@ impl<M: Member> Balancer<M> {
     fn from_parts(config: Config, source: Box<dyn Source<M>>) -> Self {
         let first = Snapshot::new(source.members(), 0, |_| 0);
         let shared = Arc::new(Shared {
-            cursor: CachePadded::new(Cursor::new()),
+            cursor: Cursor::new(),
             snapshot: ArcSwap::from_pointee(first),
             rule: config.rule,
             min_alive_ratio: config.min_alive_ratio,

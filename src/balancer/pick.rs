@@ -7,14 +7,21 @@ use std::{
 
 use arc_swap::Guard;
 
-use super::{refresher, Balancer, Picked, Shared};
+use super::{
+    refresher,
+    state::{home_stripe, STRIPES},
+    Balancer, Picked, Shared,
+};
 use crate::{
     error::PickError,
     member::Member,
-    policy::{self, affinity, Scan},
+    policy::{self, affinity, Scan, Turn},
     snapshot::{affinity::hash_key, Snapshot},
     telemetry::Refusal,
 };
+
+// `Turn::unique` keeps the top five bits of 64 for the stripe.
+const _: () = assert!(STRIPES <= 32, "a stripe index fits in five bits");
 
 impl<M: Member> Balancer<M> {
     /// Picks a member by the balancer's [`Policy`](crate::Policy).
@@ -53,10 +60,12 @@ impl<M: Member> Balancer<M> {
     #[inline]
     pub fn pick(&self) -> Result<Picked<'_, M>, PickError> {
         let shared = &*self.shared;
-        let Ok(turn) = shared.cursor.next() else {
+        let stripe = home_stripe();
+        let Ok(seq) = shared.cursor.next(stripe) else {
             shared.meter.refused(Refusal::Draining);
             return Err(PickError::Draining);
         };
+        let turn = Turn { seq, stripe };
         let snap = shared.snapshot.load();
         // The member (or both members) the turn lands on can nearly always be handed out as
         // they stand. The fast path only reads; otherwise the full scan starts from the same
@@ -112,10 +121,12 @@ impl<M: Member> Balancer<M> {
             return self.pick();
         }
         let shared = &*self.shared;
-        let Ok(turn) = shared.cursor.next() else {
+        let stripe = home_stripe();
+        let Ok(seq) = shared.cursor.next(stripe) else {
             shared.meter.refused(Refusal::Draining);
             return Err(PickError::Draining);
         };
+        let turn = Turn { seq, stripe };
         let snap = shared.snapshot.load();
         let exclude = |m: &M| tried.contains(m);
         if let Some(i) = policy::first(&shared.rule, &snap, turn) {
@@ -136,7 +147,7 @@ impl<M: Member> Balancer<M> {
     fn pick_slow(
         &self,
         snap: Guard<Arc<Snapshot<M>>>,
-        turn: usize,
+        turn: Turn,
         may_retry: bool,
         exclude: Option<&dyn Fn(&M) -> bool>,
     ) -> Result<Picked<'_, M>, PickError> {
@@ -151,8 +162,9 @@ impl<M: Member> Balancer<M> {
         let chosen = policy::scan(&shared.rule, &snap, turn, &mut scan);
         let c = &shared.counters;
         if scan.extra_turns != 0 {
-            // Only the balancer writes the cursor: the policy reported what it passed over.
-            shared.cursor.skip(scan.extra_turns);
+            // Only the balancer writes the cursor: the policy reported what it passed over,
+            // and the turns move on on the stripe this pick took its turn from.
+            shared.cursor.skip(turn.stripe, scan.extra_turns);
             c.extra_turns.fetch_add(scan.extra_turns as u64, Relaxed);
         }
         if scan.newly_dead > 0 {
@@ -175,7 +187,7 @@ impl<M: Member> Balancer<M> {
         &self,
         snap: Guard<Arc<Snapshot<M>>>,
         e: PickError,
-        turn: usize,
+        turn: Turn,
         may_retry: bool,
         exclude: Option<&dyn Fn(&M) -> bool>,
     ) -> Result<Picked<'_, M>, PickError> {
@@ -239,7 +251,7 @@ impl<M: Member> Balancer<M> {
     /// ```
     pub fn pick_for<K: Hash + ?Sized>(&self, key: &K) -> Result<Picked<'_, M>, PickError> {
         let shared = &*self.shared;
-        if shared.cursor.check().is_err() {
+        if shared.cursor.check(home_stripe()).is_err() {
             shared.meter.refused(Refusal::Draining);
             return Err(PickError::Draining);
         }

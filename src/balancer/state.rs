@@ -1,43 +1,79 @@
-//! The balancer's two small state machines: the pick cursor that carries the drain flag, and
-//! the single flight of ratio-triggered refreshes.
+//! The balancer's two small state machines: the striped pick cursor that carries the drain
+//! flag, and the single flight of ratio-triggered refreshes.
 //!
 //! They are written against `crate::sync`, so that the loom models in `loom/` compile this
 //! very file against loom's atomics and check every interleaving.
+
+use std::cell::Cell;
+
+use crossbeam_utils::CachePadded;
 
 use crate::sync::atomic::{
     AtomicUsize,
     Ordering::{AcqRel, Acquire, Relaxed, Release},
 };
 
-/// The cursor every pick advances, with the drain flag in its lowest bit.
+/// How many stripes a balancer's cursor has: threads beyond this many share stripes.
+pub(crate) const STRIPES: usize = 16;
+
+/// The cursor every pick advances, striped so that pickers on different cores write different
+/// cache lines, with the drain flag in the lowest bit of every stripe.
 ///
-/// A pick is one `fetch_add`: the value it returns gives the pick its turn *and* says whether
-/// a drain had begun. All read-modify-writes of one atomic are totally ordered, so each pick
-/// is ordered either before the `fetch_or` that starts a drain (it may succeed) or after it
-/// (it sees the flag and is refused) — and likewise around the `fetch_and` that ends it. No
-/// pick that comes after the start and before the end succeeds, and the check costs nothing
-/// beyond the increment every round-robin pick makes anyway.
+/// A thread picks on its own stripe ([`home_stripe`]), and a pick is one `fetch_add` there:
+/// the value it returns gives the pick its turn on that stripe *and* says whether a drain had
+/// begun. One thread's turns are consecutive, so round robin stays exact for one thread; the
+/// stripes' turns together count every pick.
 ///
-/// Relaxed throughout: the drain flag orders picks against drains through the modification
-/// order of this one location; it publishes no other memory.
+/// A drain sets the flag on every stripe, one `fetch_or` each, and clears it the same way. All
+/// read-modify-writes of one stripe are totally ordered, so each pick is ordered either before
+/// the `fetch_or` that flags its stripe (it may succeed) or after it (it sees the flag and is
+/// refused), and likewise around the `fetch_and` that clears it. A drain counts as started once
+/// [`start_drain`](Cursor::start_drain) has flagged the last stripe: anything that happens after
+/// that (maintenance, and every pick that happens after it) comes after every stripe's
+/// `fetch_or`, and by coherence a read-modify-write that happens after a write to a location
+/// is later than it in that location's modification order: refused, on whatever stripe. A
+/// pick that races the flagging may be refused a little early (its stripe was flagged first)
+/// or granted (its stripe was not flagged yet); either way it was not after the start. See
+/// [the orderings](crate::docs::orderings).
+///
+/// Relaxed throughout: the flag orders picks against drains through the modification order of
+/// each stripe, and through the happens-before that the drain's callers already have with
+/// what follows it; it publishes no other memory.
+///
+/// `N`, the number of stripes, must be a power of two; the loom models use 2.
 #[derive(Debug)]
-pub(crate) struct Cursor(AtomicUsize);
+pub(crate) struct Cursor<const N: usize = STRIPES> {
+    stripes: [CachePadded<AtomicUsize>; N],
+}
 
 /// The drain flag's bit.
 const DRAINING: usize = 1;
 /// What each pick adds: the turn lives above the flag bit.
 const STEP: usize = 2;
 
-impl Cursor {
+impl<const N: usize> Cursor<N> {
+    /// A power of two, so that `& (N - 1)` keeps any index in bounds without a check.
+    const MASK: usize = {
+        assert!(N.is_power_of_two(), "the stripe count is a power of two");
+        N - 1
+    };
+
     pub(crate) fn new() -> Self {
-        Self(AtomicUsize::new(0))
+        Self {
+            stripes: std::array::from_fn(|_| CachePadded::new(AtomicUsize::new(0))),
+        }
     }
 
-    /// Takes a turn: `Ok(turn)`, or `Err(turn)` if a drain is in progress. `turn` counts the
-    /// turns taken before this one.
     #[inline]
-    pub(crate) fn next(&self) -> Result<usize, usize> {
-        let c = self.0.fetch_add(STEP, Relaxed);
+    fn stripe(&self, stripe: usize) -> &AtomicUsize {
+        &self.stripes[stripe & Self::MASK]
+    }
+
+    /// Takes a turn on `stripe`: `Ok(turn)`, or `Err(turn)` if a drain is in progress. `turn`
+    /// counts the turns taken on this stripe before this one.
+    #[inline]
+    pub(crate) fn next(&self, stripe: usize) -> Result<usize, usize> {
+        let c = self.stripe(stripe).fetch_add(STEP, Relaxed);
         if c & DRAINING == 0 {
             Ok(c >> 1)
         } else {
@@ -45,47 +81,91 @@ impl Cursor {
         }
     }
 
-    /// Whether a drain is in progress, without taking a turn: a read-modify-write that changes
-    /// nothing, so that, like [`next`](Cursor::next), it is ordered before or after the
-    /// `fetch_or` that starts a drain in this location's modification order (a plain load
-    /// could read a value from before a drain that has already begun).
+    /// Whether a drain is in progress, without taking a turn: a read-modify-write on `stripe`
+    /// that changes nothing, so that, like [`next`](Cursor::next), it is ordered before or
+    /// after the `fetch_or` that flags that stripe in its modification order (a plain load
+    /// could read a value from before a drain that has already flagged it). One stripe is
+    /// enough for the same reason it is for a pick: a check that happens after the drain's
+    /// start comes after every stripe's flag.
     #[inline]
-    pub(crate) fn check(&self) -> Result<(), ()> {
-        if self.0.fetch_or(0, Relaxed) & DRAINING == 0 {
+    pub(crate) fn check(&self, stripe: usize) -> Result<(), ()> {
+        if self.stripe(stripe).fetch_or(0, Relaxed) & DRAINING == 0 {
             Ok(())
         } else {
             Err(())
         }
     }
 
-    /// Passes over `turns` turns at once: a round-robin pick that had to look past dead or
-    /// disabled members moves the cursor past them too, so the next pick does not land on
-    /// the one it just handed out.
+    /// Passes over `turns` turns of `stripe` at once: a round-robin pick that had to look past
+    /// dead or disabled members moves its stripe past them too, so that its thread's next pick
+    /// does not land on the one it just handed out.
     #[inline]
-    pub(crate) fn skip(&self, turns: usize) {
-        self.0.fetch_add(turns.wrapping_mul(STEP), Relaxed);
+    pub(crate) fn skip(&self, stripe: usize, turns: usize) {
+        self.stripe(stripe)
+            .fetch_add(turns.wrapping_mul(STEP), Relaxed);
     }
 
-    /// Raises the drain flag. Returns the turns taken before it: every turn from there on is
-    /// refused until [`end_drain`](Cursor::end_drain).
-    pub(crate) fn start_drain(&self) -> usize {
-        self.0.fetch_or(DRAINING, Relaxed) >> 1
+    /// Raises the drain flag on every stripe, in order. Returns the turns taken on each stripe
+    /// before its flag: every turn on it from there on is refused until
+    /// [`end_drain`](Cursor::end_drain). The drain has started once this returns.
+    pub(crate) fn start_drain(&self) -> [usize; N] {
+        std::array::from_fn(|s| self.stripes[s].fetch_or(DRAINING, Relaxed) >> 1)
     }
 
-    /// Lowers the drain flag. Returns the turns taken before it: every turn from there on is
-    /// granted again.
-    pub(crate) fn end_drain(&self) -> usize {
-        self.0.fetch_and(!DRAINING, Relaxed) >> 1
+    /// Lowers the drain flag on every stripe, in order. Returns the turns taken on each stripe
+    /// before it was lowered there: every turn on it from there on is granted again.
+    pub(crate) fn end_drain(&self) -> [usize; N] {
+        std::array::from_fn(|s| self.stripes[s].fetch_and(!DRAINING, Relaxed) >> 1)
     }
 
-    pub(crate) fn is_draining(&self) -> bool {
-        self.0.load(Relaxed) & DRAINING != 0
+    /// Whether `stripe` carries the drain flag. Read on the caller's own stripe, it agrees with
+    /// the caller's picks: a `true` means the caller's next pick is refused unless the drain
+    /// ends meanwhile (coherence of one location read, then read-modified, by one thread),
+    /// and, called after a drain has started (or ended), it reads `true` (or `false`).
+    pub(crate) fn is_draining(&self, stripe: usize) -> bool {
+        self.stripe(stripe).load(Relaxed) & DRAINING != 0
     }
 
-    /// Turns taken so far (refused ones included), modulo the word size.
+    /// Turns taken so far on all stripes together (refused ones included), modulo the word
+    /// size. Exact once the picks it should count happen before it; while picks run, a sum
+    /// of values each read at its own moment.
     pub(crate) fn turns(&self) -> usize {
-        self.0.load(Relaxed) >> 1
+        self.stripes
+            .iter()
+            .fold(0, |sum, s| sum.wrapping_add(s.load(Relaxed) >> 1))
     }
+}
+
+/// Where the next thread to pick gets its stripe: threads take stripes in turn, so the first
+/// [`STRIPES`] threads to pick in a process each have one of their own.
+static NEXT_STRIPE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// No stripe chosen yet.
+const UNSET: usize = usize::MAX;
+
+std::thread_local! {
+    /// The calling thread's stripe, in every balancer, chosen at its first pick. A `Cell`
+    /// with a constant initialiser and no destructor: no allocation, no registration.
+    static HOME: Cell<usize> = const { Cell::new(UNSET) };
+}
+
+/// The calling thread's stripe, in `0..STRIPES`; the first call on a thread chooses it.
+#[inline]
+pub(crate) fn home_stripe() -> usize {
+    let s = HOME.with(Cell::get);
+    if s != UNSET {
+        return s;
+    }
+    choose_stripe()
+}
+
+#[cold]
+#[inline(never)]
+fn choose_stripe() -> usize {
+    // Relaxed: a ticket, and nothing else; any order of tickets shares the stripes out.
+    let s = NEXT_STRIPE.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % STRIPES;
+    HOME.with(|h| h.set(s));
+    s
 }
 
 /// At most one ratio-triggered refresh at a time; pickers that ask for one never wait for it.
@@ -198,19 +278,29 @@ mod tests {
 
     #[test]
     fn turns_count_through_a_drain() {
-        let c = Cursor::new();
-        assert_eq!((c.next(), c.next()), (Ok(0), Ok(1)));
-        assert_eq!(c.start_drain(), 2, "turns taken before the drain");
-        assert!(c.is_draining());
+        let c: Cursor<2> = Cursor::new();
+        assert_eq!((c.next(0), c.next(0), c.next(1)), (Ok(0), Ok(1), Ok(0)));
+        assert_eq!(c.start_drain(), [2, 1], "turns taken before the drain");
+        assert!(c.is_draining(0) && c.is_draining(1));
         assert_eq!(
-            (c.next(), c.next()),
-            (Err(2), Err(3)),
+            (c.next(0), c.next(1), c.check(1)),
+            (Err(2), Err(1), Err(())),
             "refused, with their turns"
         );
-        assert_eq!(c.end_drain(), 4, "turns taken before the end");
-        assert!(!c.is_draining());
-        c.skip(3);
-        assert_eq!(c.next(), Ok(7));
-        assert_eq!(c.turns(), 8);
+        assert_eq!(c.end_drain(), [3, 2], "turns taken before the end");
+        assert!(!c.is_draining(0) && !c.is_draining(1));
+        assert_eq!(c.check(0), Ok(()));
+        c.skip(1, 3);
+        assert_eq!((c.next(1), c.next(0)), (Ok(5), Ok(3)));
+        assert_eq!(c.turns(), 4 + 6);
+    }
+
+    #[test]
+    fn a_stripe_index_stays_in_bounds() {
+        let c: Cursor<4> = Cursor::new();
+        assert_eq!(c.next(4 + 1), Ok(0));
+        assert_eq!(c.next(1), Ok(1), "stripe 5 is stripe 1");
+        assert!(home_stripe() < STRIPES);
+        assert_eq!(home_stripe(), home_stripe(), "a thread keeps its stripe");
     }
 }

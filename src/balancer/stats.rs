@@ -27,8 +27,8 @@ pub type Stats = BalancerStats;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct BalancerStats {
-    /// Picks made since the balancer was built, refused ones included (the cursor's turns,
-    /// less those round-robin picks passed over).
+    /// Picks made since the balancer was built, refused ones included (the turns of all the
+    /// cursor's stripes, less those round-robin picks passed over).
     pub picks: u64,
     /// Members found dead by picks, each counted once.
     pub skipped_dead: u64,
@@ -118,7 +118,8 @@ impl<M: Member> Balancer<M> {
 }
 
 impl<M: Member> Shared<M> {
-    /// Picks made so far: the cursor's turns, less the round-robin turns passed over.
+    /// Picks made so far: the turns of all the cursor's stripes, less the round-robin turns
+    /// passed over.
     pub(super) fn picks(&self) -> u64 {
         (self.cursor.turns() as u64).wrapping_sub(self.counters.extra_turns.load(Relaxed))
     }

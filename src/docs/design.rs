@@ -9,8 +9,8 @@
 //!   │                     read by every pick (private)
 //! Policy                  round robin, least loaded, power of two: pure functions of a
 //!   │                     snapshot and a turn, which report what they passed over
-//! Balancer<M>             lock-free pick() over one ArcSwap'd snapshot; the cursor; liveness;
-//!   │                     ratio-triggered refresh on the refresher thread; overload;
+//! Balancer<M>             lock-free pick() over one ArcSwap'd snapshot; the striped cursor;
+//!   │                     liveness; ratio-triggered refresh on the refresher thread; overload;
 //!   │                     apply_within (drain)
 //! Worker, WorkerRef,      tokio tasks with mailboxes; a WorkerRef is a Member whose load is
 //! Supervisor              its run-queue length; the Supervisor restarts crashed workers and
@@ -22,15 +22,16 @@
 //!
 //! ## One pick path
 //!
-//! [`Balancer::pick`](crate::Balancer::pick) takes a turn from the cursor (one relaxed
-//! `fetch_add`, whose lowest bit is the drain flag), loads the snapshot, and asks the policy's
-//! fast path whether the member the turn lands on can be handed out as it stands. That path
-//! only reads and is small enough to inline into callers. Anything else (a dead or disabled
-//! member, a load over `max_load`, least loaded with a busy member at the turn) goes to one
-//! cold path out of line: the policy's full scan, from the same member with the same turn,
-//! so that the fast path never changes an answer. The scan reports what it passed over; the
-//! balancer, and only the balancer, moves the cursor on by the extra turns, counts the dead,
-//! and asks for a refresh.
+//! [`Balancer::pick`](crate::Balancer::pick) takes a turn from its thread's stripe of the
+//! cursor (one relaxed `fetch_add`, whose lowest bit is the drain flag; the stripes keep
+//! pickers on different cores off each other's cache lines), loads the snapshot, and asks
+//! the policy's fast path whether the member the turn lands on can be handed out as it
+//! stands. That path only reads and is small enough to inline into callers. Anything else (a
+//! dead or disabled member, a load over `max_load`, least loaded with a busy member at the
+//! turn) goes to one cold path out of line: the policy's full scan, from the same member with
+//! the same turn, so that the fast path never changes an answer. The scan reports what it
+//! passed over; the balancer, and only the balancer, moves the pick's stripe on by the extra
+//! turns, counts the dead, and asks for a refresh.
 //!
 //! "Can this member be handed out" is one function of the snapshot (enabled, alive, under the
 //! limit), which every policy's fast path and scan call.

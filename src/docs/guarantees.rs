@@ -3,7 +3,8 @@
 //! ## `pick()` takes no lock, makes no allocation and (almost) no system call
 //!
 //! Every pick loads one snapshot through `ArcSwap` (lock-free; each thread gets a node of its
-//! own on its first load), takes one turn from the cursor and reads members' flags and loads.
+//! own on its first load), takes one turn from its thread's stripe of the cursor and reads
+//! members' flags and loads.
 //! The pick that finds the live share below the refresh ratio hands the refresh to the
 //! refresher thread: one atomic swap and, if that thread is parked, one `futex` wake — the
 //! only system call a pick can make. It returns from the snapshot it holds. Tests:
@@ -11,7 +12,32 @@
 //!
 //! A [`Picked`](crate::Picked) guard keeps its snapshot alive; if a refresh replaced that
 //! snapshot meanwhile, dropping the guard may free it on the picking thread. Do not hold a
-//! guard across an `.await`.
+//! guard across an `.await`. Nothing else a thread keeps holds a snapshot: once a refresh has
+//! replaced it and its last guard is dropped, it is freed with its members, even if a thread
+//! that picked from it lives on without picking again. A cursor stripe holds only a count, and
+//! arc-swap's per-thread debt slot is cleared when the guard drops (a guard whose snapshot was
+//! replaced while it was held holds a full reference, which its drop releases). Test:
+//! `tests/stripes.rs`, `replaced_snapshot_is_released`.
+//!
+//! ## Picks on different cores write different cache lines
+//!
+//! The cursor is 16 stripes, each a cache-padded counter; a thread takes one at its first pick
+//! (threads take them in turn, from a process-wide ticket; a `const` thread-local, so no
+//! allocation) and every pick it makes writes that stripe only. Up to 16 threads never write
+//! a line another's picks write; beyond that, threads that share a stripe share its line.
+//! What a pick reads (the snapshot pointer, the members' flags and loads) is written only on
+//! slow paths. What the stripes cost:
+//!
+//! - Round robin is exact per thread, not across threads: one thread alone deals every member
+//!   exactly `k` times in `k·n` picks, in source order, from wherever its stripe stands; under
+//!   concurrent pickers, each member's count stays within `S` of the mean, `S` being the
+//!   stripes in use (at most the threads, at most 16). Tests: `tests/stripes.rs`,
+//!   `one_thread_round_robin_is_exact_with_stripes` and `multi_thread_drift_is_bounded`.
+//! - A fresh balancer's stripes all start at the first member, so a burst of single picks from
+//!   many threads lands on the first members (within the bound above).
+//! - [`stats().picks`](crate::BalancerStats::picks) sums the stripes: exact once the picks it
+//!   counts have happened before the call, a sum of values read one after the other while
+//!   picks run.
 //!
 //! ## A refresh never blocks pickers
 //!
@@ -22,12 +48,18 @@
 //!
 //! ## A draining balancer hands out nothing, and always resumes
 //!
-//! The drain flag is the cursor's lowest bit: a pick's `fetch_add` is ordered before or after
-//! the drain's `fetch_or` in the cursor's modification order, so none slips through. A drop
-//! guard lowers it on success, timeout, error, panic, or when the future is dropped.
+//! The drain flag is the lowest bit of every cursor stripe. A drain sets it on every stripe
+//! (one `fetch_or` each) before it waits or runs maintenance, and counts as started once the
+//! last stripe is flagged; a pick's `fetch_add` is ordered before or after its stripe's
+//! `fetch_or` in that stripe's modification order, and any pick that happens after the start
+//! comes after every stripe's flag, so none slips through (the argument, and the loom models
+//! that check it, are in [the orderings](crate::docs::orderings)). A drop guard lowers the
+//! flag on every stripe on success, timeout, error, panic, or when the future is dropped.
 //! [`pick_for`](crate::Balancer::pick_for) takes no turn (round robin's sequence stays exact
-//! around it) but reads the flag with a read-modify-write that changes nothing (`fetch_or(0)`),
-//! which is ordered in the same modification order, so none of its picks slips through either.
+//! around it) but reads the flag of its thread's stripe with a read-modify-write that changes
+//! nothing (`fetch_or(0)`), which is ordered in the same modification order as a pick on that
+//! stripe, so none of its picks slips through either. A pick that races the start (its stripe
+//! flagged or not yet) may be refused a moment early or granted; neither is after the start.
 //!
 //! ## Weights, affinity and ejection cost a pick nothing at pick time
 //!
