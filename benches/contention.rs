@@ -1,5 +1,6 @@
 //! `contention`: aggregate picks per second from 1, 2 and 4 threads (4 oversubscribes a
-//! 2-core machine) on one balancer of 8 members, beside the floor and a mutex cursor.
+//! 2-core machine) on one balancer of 8 members (and of 64 for `_64`), beside the floor, a
+//! mutex cursor and tower's p2c shared behind a mutex.
 //!
 //! `cargo bench --bench contention`; `CROUPIER_BENCH_THREADS=1,2,4,8,16` sets the thread
 //! counts on a bigger machine. Criterion's time is per round of one pick on every thread; its
@@ -58,6 +59,11 @@ fn contention(c: &mut Criterion) {
 
     let rr = balancer(Policy::RoundRobin, MEMBERS);
     let p2c = balancer(Policy::PowerOfTwo, MEMBERS);
+    let rr_64 = balancer(Policy::RoundRobin, 64);
+    let p2c_64 = balancer(Policy::PowerOfTwo, 64);
+    // tower's balancer needs `&mut self`: shared here behind a mutex (a `Buffer` adds a task
+    // and a channel on top; see benches/tower.rs).
+    let tower = parking_lot::Mutex::new(baselines::TowerP2c::new(MEMBERS));
     let floor = Floor::new(MEMBERS);
     let mutex = MutexCursor::new(MEMBERS);
 
@@ -83,6 +89,27 @@ fn contention(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 on_threads(threads, iters, || {
                     black_box(&*p2c.pick().expect("live members"));
+                })
+            })
+        });
+        group.bench_function(id("croupier_rr_64"), |b| {
+            b.iter_custom(|iters| {
+                on_threads(threads, iters, || {
+                    black_box(&*rr_64.pick().expect("live members"));
+                })
+            })
+        });
+        group.bench_function(id("croupier_p2c_64"), |b| {
+            b.iter_custom(|iters| {
+                on_threads(threads, iters, || {
+                    black_box(&*p2c_64.pick().expect("live members"));
+                })
+            })
+        });
+        group.bench_function(id("tower_p2c_mutex"), |b| {
+            b.iter_custom(|iters| {
+                on_threads(threads, iters, || {
+                    black_box(tower.lock().pick());
                 })
             })
         });
