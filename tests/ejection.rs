@@ -134,3 +134,30 @@ fn reports_do_nothing_without_ejection_or_for_a_replaced_snapshot() {
     b.report(ticket, Outcome::Failure);
     assert_eq!(b.stats().ejected, 1);
 }
+
+/// A member the source stops returning is forgotten with its ejection: when it comes back it
+/// is in rotation at once.
+#[test]
+fn a_member_that_leaves_forgets_its_ejection() {
+    let members = make(3);
+    let source = SharedSource::new(members.clone());
+    let b = Balancer::builder()
+        .outlier_ejection(
+            Ejection::default()
+                .consecutive_failures(1)
+                .max_share(0.5)
+                .base_time(Duration::from_secs(600)),
+        )
+        .source(source.clone())
+        .build()
+        .unwrap();
+    report_for(&b, 1, Outcome::Failure);
+    assert_eq!(b.stats().ejected, 1);
+    source.set(vec![members[0].clone(), members[2].clone()]);
+    b.refresh();
+    assert_eq!(b.stats().ejected, 0);
+    source.set(members);
+    b.refresh();
+    assert_eq!(b.stats().ejected, 0, "back from the source, not ejected");
+    assert!((0..3).any(|_| b.pick().unwrap().id == 1));
+}

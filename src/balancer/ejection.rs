@@ -97,6 +97,13 @@ impl Ejection {
     pub fn max_time_value(&self) -> Duration {
         self.max
     }
+
+    /// How long the `times`-th ejection lasts: base × times, at most the max, then scaled by
+    /// `0.9 + r / 10 000` for `r` in `0..=2000` (± 10 %).
+    fn length(&self, times: u32, r: u64) -> Duration {
+        let length = self.base.saturating_mul(times).min(self.max);
+        length.mul_f64(0.9 + (r % 2001) as f64 / 10_000.0)
+    }
 }
 
 /// How a request to a picked member went, for [`Picked::report`] and [`Balancer::report`].
@@ -288,11 +295,12 @@ impl<M: Member> Shared<M> {
             }
         };
         e.total += 1;
-        let length = config.base.saturating_mul(times).min(config.max);
         // ±10 %, from the ejection count: repeatable, and different for members ejected
         // together.
-        let r = crate::snapshot::affinity::mix(e.total ^ self.rule.seed) % 2001;
-        let length = length.mul_f64(0.9 + r as f64 / 10_000.0);
+        let length = config.length(
+            times,
+            crate::snapshot::affinity::mix(e.total ^ self.rule.seed),
+        );
         let until = Instant::now() + length;
         e.out.push((member.clone(), until));
         // Flag it in the current snapshot (which may be newer than `snap`).
@@ -354,5 +362,42 @@ impl<M: Member> Shared<M> {
         );
         self.publish();
         next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lengths_grow_with_each_ejection_up_to_the_max_within_ten_percent() {
+        let e = Ejection::default()
+            .base_time(Duration::from_secs(10))
+            .max_time(Duration::from_secs(25));
+        assert_eq!(e.max_time_value(), Duration::from_secs(25));
+        let mid = 1000; // no jitter: 0.9 + 0.1
+        assert_eq!(e.length(1, mid), Duration::from_secs(10));
+        assert_eq!(e.length(2, mid), Duration::from_secs(20));
+        assert_eq!(e.length(3, mid), Duration::from_secs(25), "capped");
+        assert_eq!(e.length(1, 0), Duration::from_secs(9));
+        assert_eq!(e.length(1, 2000), Duration::from_secs(11));
+        assert_eq!(
+            e.length(1, 2001),
+            Duration::from_secs(9),
+            "r wraps into 0..=2000"
+        );
+        assert_eq!(
+            Ejection::default().max_time_value(),
+            Duration::from_secs(300)
+        );
+    }
+
+    #[test]
+    fn settings_are_kept_in_range() {
+        let e = Ejection::default()
+            .consecutive_failures(0)
+            .max_share(f64::NAN);
+        assert_eq!((e.failures, e.share), (1, 0.0));
+        assert_eq!(Ejection::default().max_share(2.0).share, 1.0);
     }
 }
