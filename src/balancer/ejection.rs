@@ -255,13 +255,18 @@ impl<M: Member> Balancer<M> {
                 }
             }
         }
-        if !shared.background.load(std::sync::atomic::Ordering::Relaxed) {
+        if shared.readmits_on_reports() {
             shared.readmit_due(Instant::now());
         }
     }
 }
 
 impl<M: Member> Shared<M> {
+    /// Whether reports re-admit due members themselves: only when no refresher thread does.
+    fn readmits_on_reports(&self) -> bool {
+        !self.background.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Ejects entry `i` of `snap` if the share allows.
     fn eject(&self, snap: &Snapshot<M>, i: usize, config: Ejection)
     where
