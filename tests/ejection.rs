@@ -161,3 +161,32 @@ fn a_member_that_leaves_forgets_its_ejection() {
     assert_eq!(b.stats().ejected, 0, "back from the source, not ejected");
     assert!((0..3).any(|_| b.pick().unwrap().id == 1));
 }
+
+/// Members ejected together come back each at its own time: the one due first does not take
+/// the other back with it.
+#[test]
+fn each_ejected_member_comes_back_at_its_own_time() {
+    let base = Duration::from_millis(200);
+    let members = make(4);
+    let b = Balancer::builder()
+        .outlier_ejection(
+            Ejection::default()
+                .consecutive_failures(1)
+                .max_share(1.0)
+                .base_time(base),
+        )
+        .source(members)
+        .build()
+        .unwrap();
+    // Member 0's first ejection, and its re-admission.
+    report_for(&b, 0, Outcome::Failure);
+    until("member 0 back", || b.stats().ejected == 0);
+    // Now member 0's second (about 2 × 200 ms) and member 1's first (about 200 ms) at once.
+    report_for(&b, 0, Outcome::Failure);
+    report_for(&b, 1, Outcome::Failure);
+    assert_eq!(b.stats().ejected, 2);
+    until("member 1 back", || b.stats().ejected < 2);
+    assert_eq!(b.stats().ejected, 1, "member 0 is due about 200 ms later");
+    assert!((0..12).all(|_| b.pick().unwrap().id != 0));
+    until("member 0 back again", || b.stats().ejected == 0);
+}

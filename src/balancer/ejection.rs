@@ -334,14 +334,14 @@ impl<M: Member> Shared<M> {
     pub(super) fn readmit_due(&self, now: Instant) -> Option<Instant> {
         let mut writer = self.writer.lock();
         let next = writer.ejection.next_due()?;
-        if next > now {
+        if !is_due(next, now) {
             return Some(next);
         }
         let eq = writer.eq?;
         let snap = self.snapshot.load();
         let mut back = 0;
         writer.ejection.out.retain(|(m, until)| {
-            if *until > now {
+            if !is_due(*until, now) {
                 return true;
             }
             for (k, entry) in snap.entries.iter().enumerate() {
@@ -368,6 +368,11 @@ impl<M: Member> Shared<M> {
         self.publish();
         next
     }
+}
+
+/// Whether an ejection that ends at `until` is over at `now`.
+fn is_due(until: Instant, now: Instant) -> bool {
+    until <= now
 }
 
 #[cfg(test)]

@@ -53,17 +53,22 @@ pub(crate) fn first<M: Member>(
     if load == 0 {
         return Some(i);
     }
-    let due = SINCE_RECHECK.with(|c| {
-        let n = c.get() + 1;
-        c.set(if n >= RECHECK { 0 } else { n });
-        n >= RECHECK
-    });
-    let cap = if due {
+    let cap = if recheck_due() {
         recompute(snap, table, epsilon)
     } else {
         table.cap.load(std::sync::atomic::Ordering::Relaxed)
     };
     (load < cap).then_some(i)
+}
+
+/// Counts a busy-member pick on this thread; true every [`RECHECK`]-th time.
+fn recheck_due() -> bool {
+    SINCE_RECHECK.with(|c| {
+        let n = c.get() + 1;
+        let due = n >= RECHECK;
+        c.set(if due { 0 } else { n });
+        due
+    })
 }
 
 /// The full walk: from the key's slot, the first member that may take the key, checked
@@ -117,4 +122,102 @@ fn recompute<M: Member>(snap: &Snapshot<M>, table: &Table, epsilon: f64) -> usiz
     table.cap.store(cap, std::sync::atomic::Ordering::Relaxed);
     SINCE_RECHECK.with(|c| c.set(0));
     cap
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::affinity::hash_key;
+
+    #[derive(Clone, Debug)]
+    struct M {
+        alive: bool,
+        load: usize,
+    }
+
+    impl Member for M {
+        fn is_alive(&self) -> bool {
+            self.alive
+        }
+        fn load(&self) -> usize {
+            self.load
+        }
+    }
+
+    fn snap(members: Vec<M>) -> Snapshot<M> {
+        Snapshot::new(members, 0, |_| 0)
+    }
+
+    /// The fast path answers as the full walk does, and answers most picks of a healthy pool.
+    #[test]
+    fn the_fast_path_answers_as_the_walk_does() {
+        let mut fast = 0;
+        for dead in [usize::MAX, 2, 5] {
+            let members = (0..8)
+                .map(|i| M {
+                    alive: i != dead,
+                    load: i % 3,
+                })
+                .collect();
+            let s = snap(members);
+            for bound in [None, Some(0.5)] {
+                for key in 0..200_u32 {
+                    let h = hash_key(&key);
+                    if let Some(i) = first(&s, s.table(), h, usize::MAX, bound) {
+                        let mut walk = Scan::default();
+                        assert_eq!(scan(&s, s.table(), h, usize::MAX, bound, &mut walk), Ok(i));
+                        fast += 1;
+                    }
+                }
+            }
+        }
+        assert!(fast > 800, "the fast path answered {fast} of 1200");
+    }
+
+    /// A member whose load the test sets.
+    #[derive(Clone, Debug)]
+    struct Loaded(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Member for Loaded {
+        fn is_alive(&self) -> bool {
+            true
+        }
+        fn load(&self) -> usize {
+            self.0.load(std::sync::atomic::Ordering::Relaxed)
+        }
+    }
+
+    /// A bound cached while loads were high is recomputed within [`RECHECK`] busy picks of a
+    /// thread, so a key does not stay on a member over the bound for long.
+    #[test]
+    fn a_stale_bound_is_recomputed_within_recheck_picks() {
+        use std::sync::{atomic::AtomicUsize, atomic::Ordering::Relaxed, Arc};
+        let loads = [
+            Arc::new(AtomicUsize::new(10)),
+            Arc::new(AtomicUsize::new(10)),
+        ];
+        let s = Snapshot::new(
+            loads.iter().map(|l| Loaded(Arc::clone(l))).collect(),
+            0,
+            |_| 0,
+        );
+        let table = s.table();
+        let key = (0..100_u32)
+            .map(|k| hash_key(&k))
+            .find(|&h| table.slots[slot_of(h, table.slots.len())] == 0)
+            .expect("some key lands on member 0");
+        // Loads 10 and 10: the bound is ⌈1.25 · 21 / 2⌉ = 14, and member 0 takes the key.
+        let mut walk = Scan::default();
+        assert_eq!(
+            scan(&s, table, key, usize::MAX, Some(0.25), &mut walk),
+            Ok(0)
+        );
+        assert_eq!(table.cap.load(Relaxed), 14);
+        // Member 1 goes idle: the bound is now ⌈1.25 · 11 / 2⌉ = 7, below member 0's 10.
+        loads[1].store(0, Relaxed);
+        let refused =
+            (0..=RECHECK).position(|_| first(&s, table, key, usize::MAX, Some(0.25)).is_none());
+        assert!(refused.is_some(), "the stale bound was never recomputed");
+        assert_eq!(table.cap.load(Relaxed), 7);
+    }
 }
