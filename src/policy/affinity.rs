@@ -88,11 +88,7 @@ pub(crate) fn scan<M: Member>(
     let cap = bound.map_or(usize::MAX, |epsilon| recompute(snap, table, epsilon));
     let start = slot_of(hash, m);
     for k in 0..m {
-        let at = if start + k >= m {
-            start + k - m
-        } else {
-            start + k
-        };
+        let at = super::wrap(start + k, m);
         let i = table.slots[at] as usize;
         match scan.look::<true>(snap, i, max_load) {
             Some(load) if load < cap => return Ok(i),
