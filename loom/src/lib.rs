@@ -124,11 +124,18 @@ mod models {
             let end = cursor.end_drain();
             let racing = picker.join().unwrap();
             // The racing pick was granted exactly when it came before stripe 1's flag.
-            assert_eq!(racing.is_ok(), start[1] == 1, "{racing:?}, started at {start:?}");
+            assert_eq!(
+                racing.is_ok(),
+                start[1] == 1,
+                "{racing:?}, started at {start:?}"
+            );
             assert_eq!(start[0], 0);
             assert_eq!(end, [1, 2], "every turn counted, refused ones too");
             for stripe in 0..2 {
-                assert!(cursor.next(stripe).is_ok(), "stripe {stripe} refused after the end");
+                assert!(
+                    cursor.next(stripe).is_ok(),
+                    "stripe {stripe} refused after the end"
+                );
                 assert!(!cursor.is_draining(stripe));
             }
         });
@@ -361,10 +368,15 @@ mod models {
                     }
                 })
             };
-            let first_free = state.remove().expect("the slot was neither shut nor removed");
+            let first_free = state
+                .remove()
+                .expect("the slot was neither shut nor removed");
             let started = runner.join().unwrap();
             if let Some(started) = started {
-                assert!(started < first_free, "{started} may be reused ({first_free})");
+                assert!(
+                    started < first_free,
+                    "{started} may be reused ({first_free})"
+                );
             }
             assert!(state.is_removed());
             assert_eq!(state.serving(), None);
