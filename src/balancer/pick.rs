@@ -60,12 +60,7 @@ impl<M: Member> Balancer<M> {
     #[inline]
     pub fn pick(&self) -> Result<Picked<'_, M>, PickError> {
         let shared = &*self.shared;
-        let stripe = home_stripe();
-        let Ok(seq) = shared.cursor.next(stripe) else {
-            shared.meter.refused(Refusal::Draining);
-            return Err(PickError::Draining);
-        };
-        let turn = Turn { seq, stripe };
+        let turn = self.take_turn()?;
         let snap = shared.snapshot.load();
         // The member (or both members) the turn lands on can nearly always be handed out as
         // they stand. The fast path only reads; otherwise the full scan starts from the same
@@ -74,6 +69,22 @@ impl<M: Member> Balancer<M> {
             return Ok(Picked::new(self, snap, i));
         }
         self.pick_slow(snap, turn, true, None)
+    }
+
+    /// Takes this thread's next turn on its stripe of the cursor, or refuses while a drain
+    /// is in progress: the first step of [`pick`](Balancer::pick) and
+    /// [`pick_excluding`](Balancer::pick_excluding).
+    #[inline]
+    fn take_turn(&self) -> Result<Turn, PickError> {
+        let shared = &*self.shared;
+        let stripe = home_stripe();
+        match shared.cursor.next(stripe) {
+            Ok(seq) => Ok(Turn { seq, stripe }),
+            Err(_) => {
+                shared.meter.refused(Refusal::Draining);
+                Err(PickError::Draining)
+            }
+        }
     }
 
     /// Like [`pick`](Balancer::pick), but never one of `tried`: the next member to retry a
@@ -121,12 +132,7 @@ impl<M: Member> Balancer<M> {
             return self.pick();
         }
         let shared = &*self.shared;
-        let stripe = home_stripe();
-        let Ok(seq) = shared.cursor.next(stripe) else {
-            shared.meter.refused(Refusal::Draining);
-            return Err(PickError::Draining);
-        };
-        let turn = Turn { seq, stripe };
+        let turn = self.take_turn()?;
         let snap = shared.snapshot.load();
         let exclude = |m: &M| tried.contains(m);
         if let Some(i) = policy::first(&shared.rule, &snap, turn) {
