@@ -503,8 +503,8 @@ async fn calls_in_flight_to_a_node_are_bounded() {
 }
 
 /// A node serves at most `per_connection` streams of one HTTP/2 connection at once: a plain
-/// gRPC client that opens more sees the rest wait (HTTP/2's own flow of streams), none
-/// refused, and every call answered once places free up.
+/// gRPC client that knows the limit and opens more sees the rest wait (HTTP/2's own flow of
+/// streams), none refused, and every call answered once places free up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_on_one_connection_are_bounded_by_the_node() {
     use croupier::remote::proto::croupier::v1::{croupier_client::CroupierClient, InvokeRequest};
@@ -535,6 +535,10 @@ async fn streams_on_one_connection_are_bounded_by_the_node() {
         .await
     };
     let ch = channel(w.local_addr().unwrap(), None).await.unwrap();
+    // The node announces its limit in its SETTINGS frame. A client that opens streams before it
+    // has read that frame may see the excess refused (RFC 9113, 5.1.2): one answered call first
+    // means the client has read it.
+    assert_eq!(health(ch.clone()).await, Ok(1), "the node is not serving");
     let calls: Vec<_> = (0..CALLS)
         .map(|_| {
             let mut client = CroupierClient::new(ch.clone());
