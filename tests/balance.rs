@@ -312,3 +312,201 @@ async fn balance_ejects_a_member_whose_responses_fail() {
     assert_eq!(failed, 2);
     assert_eq!(balance.balancer().stats().ejected, 1);
 }
+
+/// A gate that never holds a request back.
+fn open_gate() -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(Semaphore::MAX_PERMITS))
+}
+
+/// `n` answers of `balance`, one after the other.
+async fn answers<S>(balance: &S, n: usize) -> Vec<usize>
+where
+    S: Service<(), Response = usize, Error = BoxError> + Clone,
+{
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(balance.clone().oneshot(()).await.unwrap());
+    }
+    out
+}
+
+/// How many of `answers` each of `n` members gave.
+fn counts(answers: &[usize], n: usize) -> Vec<usize> {
+    let mut c = vec![0; n];
+    for &a in answers {
+        c[a] += 1;
+    }
+    c
+}
+
+#[tokio::test]
+async fn balance_weighted_round_robin_follows_weights() {
+    let open = open_gate();
+    let balance = Balance::builder()
+        .policy(Policy::RoundRobin)
+        .build_weighted(vec![
+            (Backend::new(0, &open), 3),
+            (Backend::new(1, &open), 1),
+            (Backend::new(2, &open), 0),
+        ])
+        .unwrap();
+    // Smooth: member 1's turns are spread among member 0's; member 2 (weight 0) gets nothing.
+    let first = answers(&balance, 8).await;
+    assert_eq!(first, [0, 0, 1, 0, 0, 0, 1, 0]);
+    // New weights take effect at once (the balance refreshes).
+    assert!(balance.set_weight(&0, 0));
+    assert!(balance.set_weight(&2, 2));
+    assert!(!balance.set_weight(&9, 1), "no member has key 9");
+    assert_eq!(counts(&answers(&balance, 9).await, 3), [0, 3, 6]);
+    // A member inserted with a weight joins the schedule; replacing a member's service with
+    // `insert` keeps its weight.
+    balance.insert_weighted(3, Backend::new(3, &open), 3);
+    balance.insert(2, Backend::new(2, &open));
+    assert_eq!(counts(&answers(&balance, 12).await, 4), [0, 2, 4, 6]);
+    // Least loaded compares load per unit of weight: held requests settle in proportion to
+    // the weights, 1:3 (by counts alone they would be 2:2).
+    let gates: Vec<_> = (0..2).map(|_| Arc::new(Semaphore::new(0))).collect();
+    let ll = Balance::builder()
+        .policy(Policy::LeastLoaded)
+        .build_weighted(vec![
+            (Backend::new(0, &gates[0]), 1),
+            (Backend::new(1, &gates[1]), 3),
+        ])
+        .unwrap();
+    let held: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(ll.clone().oneshot(())))
+        .collect();
+    settle(|| ll.in_flight().iter().map(|(_, n)| n).sum::<usize>() == 4).await;
+    assert_eq!(
+        ll.in_flight(),
+        [(0, 1), (1, 3)],
+        "requests in proportion 1:3"
+    );
+    for g in &gates {
+        g.add_permits(4);
+    }
+    for h in held {
+        h.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn balance_call_for_is_sticky_and_moves_about_one_nth() {
+    const KEYS: u32 = 2_000;
+    const N: usize = 10;
+    let open = open_gate();
+    let balance = Balance::new((0..N).map(|i| Backend::new(i, &open)).collect()).unwrap();
+    let mut home = Vec::new();
+    for k in 0..KEYS {
+        home.push(balance.call_for(&k, ()).await.unwrap());
+    }
+    // Every member gets keys, none much more than its share.
+    let share = counts(&home, N);
+    assert!(
+        share.iter().all(|&c| c > 100 && c < 300),
+        "uneven placement: {share:?}"
+    );
+    for k in 0..KEYS {
+        assert_eq!(balance.call_for(&k, ()).await.unwrap(), home[k as usize]);
+    }
+    // Member 3 leaves: its keys move, and few others do.
+    balance.remove(&3);
+    let (mut moved_off_3, mut moved_others) = (0, 0);
+    for k in 0..KEYS {
+        let now = balance.call_for(&k, ()).await.unwrap();
+        assert_ne!(now, 3, "a key went to a member that left");
+        if home[k as usize] == 3 {
+            moved_off_3 += 1;
+        } else if now != home[k as usize] {
+            moved_others += 1;
+        }
+    }
+    assert_eq!(moved_off_3, share[3]);
+    assert!(
+        moved_others < KEYS as usize / N / 4,
+        "{moved_others} keys of members that stayed moved"
+    );
+    // It comes back under its key: every key is home again.
+    balance.insert(3, Backend::new(3, &open));
+    for k in 0..KEYS {
+        assert_eq!(balance.call_for(&k, ()).await.unwrap(), home[k as usize]);
+    }
+}
+
+#[tokio::test]
+async fn balance_with_affinity_routes_by_request_key() {
+    let backends: Vec<_> = (0..4)
+        .map(|i| tower::service_fn(move |_user: Option<u32>| async move { Ok::<_, BoxError>(i) }))
+        .collect();
+    let balance = Balance::builder()
+        .policy(Policy::RoundRobin)
+        .build(backends)
+        .unwrap();
+    let mut sticky = balance.clone().with_affinity(|user: &Option<u32>| *user);
+    let mut home = Vec::new();
+    for user in 0..64 {
+        home.push(
+            sticky
+                .ready()
+                .await
+                .unwrap()
+                .call(Some(user))
+                .await
+                .unwrap(),
+        );
+    }
+    assert!(counts(&home, 4).iter().all(|&c| c > 0), "{home:?}");
+    for user in 0..64 {
+        let again = sticky
+            .ready()
+            .await
+            .unwrap()
+            .call(Some(user))
+            .await
+            .unwrap();
+        assert_eq!(again, home[user as usize]);
+        // The same key through `call_for` on the shared balance lands on the same member.
+        let direct = balance.call_for(&user, None).await.unwrap();
+        assert_eq!(direct, home[user as usize]);
+    }
+    // No key: the policy picks (round robin reaches every member in four requests).
+    let mut free = Vec::new();
+    for _ in 0..4 {
+        free.push(sticky.ready().await.unwrap().call(None).await.unwrap());
+    }
+    free.sort_unstable();
+    assert_eq!(free, [0, 1, 2, 3]);
+}
+
+#[tokio::test]
+async fn balance_bounded_loads_cap_a_hot_key() {
+    const HELD: usize = 40;
+    const N: usize = 4;
+    let total = |b: &Balance<Backend>| b.in_flight().iter().map(|(_, n)| n).sum::<usize>();
+    for bounded in [false, true] {
+        let gate = Arc::new(Semaphore::new(0));
+        let backends = (0..N).map(|i| Backend::new(i, &gate)).collect();
+        let mut builder = Balance::builder();
+        if bounded {
+            builder = builder.bounded_loads(0.25);
+        }
+        let balance = builder.build(backends).unwrap();
+        let mut held = Vec::new();
+        for _ in 0..HELD {
+            held.push(tokio::spawn(balance.call_for("hot", ())));
+            // Each request is counted before the next is picked.
+            settle(|| total(&balance) == held.len()).await;
+        }
+        let loads: Vec<usize> = balance.in_flight().iter().map(|&(_, n)| n).collect();
+        if bounded {
+            let cap = (1.25 * HELD as f64 / N as f64).ceil() as usize;
+            assert!(loads.iter().all(|&l| l <= cap), "{loads:?} over {cap}");
+        } else {
+            assert_eq!(loads.iter().max(), Some(&HELD), "{loads:?}");
+        }
+        gate.add_permits(HELD);
+        for h in held {
+            h.await.unwrap().unwrap();
+        }
+    }
+}

@@ -4,7 +4,7 @@
 use std::{
     fmt,
     sync::{
-        atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
+        atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed},
         Arc,
     },
     time::Duration,
@@ -79,6 +79,8 @@ pub(crate) struct State {
     ewma: Mutex<(f64, Instant)>,
     /// Out of rotation until this many ns after `epoch` (0: in rotation).
     out_until_ns: AtomicU64,
+    /// The member's weight, read when the balancer builds a snapshot.
+    weight: AtomicU32,
     common: Arc<Common>,
 }
 
@@ -93,6 +95,7 @@ impl State {
             estimate_ns: AtomicU64::new(rtt as u64),
             ewma: Mutex::new((rtt, Instant::now())),
             out_until_ns: AtomicU64::new(0),
+            weight: AtomicU32::new(1),
             common: Arc::clone(common),
         })
     }
@@ -141,6 +144,16 @@ impl State {
         back
     }
 
+    /// The weight the next snapshot gives the member.
+    pub(crate) fn weight(&self) -> u32 {
+        self.weight.load(Relaxed)
+    }
+
+    /// Sets the weight; it takes effect at the balancer's next refresh.
+    pub(crate) fn set_weight(&self, weight: u32) {
+        self.weight.store(weight, Relaxed);
+    }
+
     pub(crate) fn is_out(&self) -> bool {
         self.out_until_ns.load(Relaxed) != 0
     }
@@ -187,6 +200,12 @@ where
 {
     fn is_alive(&self) -> bool {
         !self.state.is_out()
+    }
+
+    /// As set by [`Balance::set_weight`](super::Balance::set_weight) and the weighted
+    /// constructors; 1 by default.
+    fn weight(&self) -> u32 {
+        self.state.weight()
     }
 
     /// The key: a request key stays with a member's key across membership changes.

@@ -13,6 +13,14 @@
 //! - **Failures**: a member whose `poll_ready` fails is taken out of rotation for a cooldown
 //!   and the request goes to another member, up to a bounded number of tries; the request is
 //!   never lost: it is sent once, to a member that was ready, or comes back in the error.
+//! - **Weights**: [`BalanceBuilder::build_weighted`], [`Balance::insert_weighted`] and
+//!   [`Balance::set_weight`]: smooth weighted round robin, load per unit of weight for the
+//!   load-aware policies, weight 0 for a soft drain.
+//! - **Key affinity**: [`Balance::call_for`], or [`Balance::with_affinity`] as a `Service`
+//!   that reads the key from each request: the same key to the same member (Maglev hashing on
+//!   the members' keys, about 1/n of keys moving when a member comes or goes), with
+//!   [`BalanceBuilder::bounded_loads`] so that one hot key cannot pile up on one member.
+//! - **Outlier ejection**: [`BalanceBuilder::outlier_ejection`], every response reported.
 //! - **Membership**: from a `Vec<S>` ([`Balance::new`]), from any
 //!   `tower::discover::Discover` ([`BalanceBuilder::discover`]: Insert/Remove by key, a member's
 //!   load state kept as long as its key stays or returns), or from a croupier
@@ -40,5 +48,5 @@ mod service;
 
 pub use self::{
     endpoint::Load,
-    service::{Balance, BalanceBuilder, BalanceError, BalanceLayer},
+    service::{AffinityBalance, Balance, BalanceBuilder, BalanceError, BalanceLayer},
 };

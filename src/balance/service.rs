@@ -21,6 +21,7 @@ use crate::{
     error::{ConfigError, PickError},
     member::Source,
     policy::Policy,
+    snapshot::affinity::hash_key,
 };
 
 /// A tower `Service` over member services `S`, chosen by a croupier
@@ -68,6 +69,7 @@ struct Settings {
     tries: usize,
     name: Option<&'static str>,
     ejection: Option<Ejection>,
+    bounded: Option<f64>,
 }
 
 /// Configures a [`Balance`]; made by [`Balance::builder`].
@@ -125,6 +127,7 @@ impl Default for BalanceBuilder {
                 tries: 3,
                 name: None,
                 ejection: None,
+                bounded: None,
             },
         }
     }
@@ -183,6 +186,17 @@ impl BalanceBuilder {
         self
     }
 
+    /// Key affinity with bounded loads for [`Balance::call_for`] and
+    /// [`Balance::with_affinity`]: a key's member takes it only while its load (requests in
+    /// flight) is below `(1 + epsilon)` times the average plus one; otherwise the key goes to
+    /// the next member of its order, so one hot key cannot pile up on one member (see
+    /// [`BalancerBuilder::bounded_loads`](crate::BalancerBuilder::bounded_loads)). Must be
+    /// positive and finite.
+    pub fn bounded_loads(mut self, epsilon: f64) -> Self {
+        self.settings.bounded = Some(epsilon);
+        self
+    }
+
     fn balancer<K, S>(
         &self,
         source: impl Source<Endpoint<K, S>>,
@@ -206,10 +220,13 @@ impl BalanceBuilder {
         if let Some(e) = self.settings.ejection {
             b = b.outlier_ejection(e);
         }
+        if let Some(epsilon) = self.settings.bounded {
+            b = b.bounded_loads(epsilon);
+        }
         b.build()
     }
 
-    pub(super) fn make<K, S>(self, members: Vec<(K, S)>) -> Result<Balance<S, K>, ConfigError>
+    pub(super) fn make<K, S>(self, members: Vec<(K, S, u32)>) -> Result<Balance<S, K>, ConfigError>
     where
         K: Clone + Eq + Hash + Send + Sync + 'static,
         S: Clone + Send + Sync + 'static,
@@ -218,8 +235,9 @@ impl BalanceBuilder {
         let mut states = HashMap::new();
         let endpoints: Vec<_> = members
             .into_iter()
-            .map(|(key, service)| {
+            .map(|(key, service, weight)| {
                 let state = State::new(self.settings.load, &common);
+                state.set_weight(weight);
                 states.insert(key.clone(), Arc::clone(&state));
                 Endpoint {
                     key,
@@ -250,7 +268,51 @@ impl BalanceBuilder {
     where
         S: Clone + Send + Sync + 'static,
     {
-        self.make(services.into_iter().enumerate().collect())
+        self.make(
+            services
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| (i, s, 1))
+                .collect(),
+        )
+    }
+
+    /// A balance over `services` with their weights, known by their index: round robin
+    /// becomes smooth weighted round robin, the load-aware policies compare load per unit of
+    /// weight, and a member of weight 0 gets nothing (see [`Member::weight`](crate::Member::weight)).
+    /// [`Balance::set_weight`] changes a weight later.
+    ///
+    /// ```
+    /// use croupier::{balance::Balance, Policy};
+    /// use tower::{service_fn, Service, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower::BoxError> {
+    /// let backend = |name: &'static str| service_fn(move |()| async move { Ok::<_, tower::BoxError>(name) });
+    /// let mut balance = Balance::builder()
+    ///     .policy(Policy::RoundRobin)
+    ///     .build_weighted(vec![(backend("big"), 3), (backend("small"), 1)])?;
+    /// let mut answers = Vec::new();
+    /// for _ in 0..4 {
+    ///     answers.push(balance.ready().await?.call(()).await?);
+    /// }
+    /// assert_eq!(answers, ["big", "big", "small", "big"]);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] for a bad setting (`max_load(0)`).
+    pub fn build_weighted<S>(self, services: Vec<(S, u32)>) -> Result<Balance<S>, ConfigError>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        self.make(
+            services
+                .into_iter()
+                .enumerate()
+                .map(|(i, (s, w))| (i, s, w))
+                .collect(),
+        )
     }
 
     /// A balance whose members come from a croupier [`Source`], read again on every
@@ -390,8 +452,52 @@ where
     }
 
     /// Adds `service` under `key`, or replaces the service of a member of that key (keeping
-    /// its load state: requests in flight, latency estimate).
+    /// its load state: requests in flight, latency estimate, weight). A new member has
+    /// weight 1.
     pub fn insert(&self, key: K, service: S) {
+        self.put(key, service, None);
+    }
+
+    /// Adds `service` under `key` with `weight`, or replaces the service and the weight of a
+    /// member of that key (keeping its requests in flight and latency estimate).
+    pub fn insert_weighted(&self, key: K, service: S, weight: u32) {
+        self.put(key, service, Some(weight));
+    }
+
+    /// Sets the weight of the member of `key` (0: it gets nothing until its weight rises);
+    /// `false` if no member has that key.
+    ///
+    /// ```
+    /// use croupier::{balance::Balance, Member, Policy};
+    /// use tower::service_fn;
+    ///
+    /// let backends: Vec<_> = (0..2)
+    ///     .map(|i| service_fn(move |()| async move { Ok::<_, tower::BoxError>(i) }))
+    ///     .collect();
+    /// let balance = Balance::builder().policy(Policy::RoundRobin).build(backends)?;
+    /// assert!(balance.set_weight(&0, 0));
+    /// assert!(!balance.set_weight(&7, 1), "no member has key 7");
+    /// for _ in 0..4 {
+    ///     assert_eq!(balance.balancer().pick()?.weight(), 1, "member 0 gets nothing");
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_weight(&self, key: &K, weight: u32) -> bool {
+        let inner = &self.inner;
+        let found = inner
+            .members
+            .lock()
+            .iter()
+            .find(|e| &e.key == key)
+            .map(|e| e.state.set_weight(weight))
+            .is_some();
+        if found {
+            inner.balancer.refresh();
+        }
+        found
+    }
+
+    fn put(&self, key: K, service: S, weight: Option<u32>) {
         let inner = &self.inner;
         let state = Arc::clone(
             inner
@@ -400,6 +506,9 @@ where
                 .entry(key.clone())
                 .or_insert_with(|| State::new(inner.settings.load, &inner.common)),
         );
+        if let Some(w) = weight {
+            state.set_weight(w);
+        }
         {
             let mut members = inner.members.lock();
             let endpoint = Endpoint {
@@ -481,7 +590,8 @@ where
         }
     }
 
-    async fn call<Req>(&self, req: Req) -> Result<S::Response, BoxError>
+    /// Sends `req` to a member: the one `key` (a hash) has affinity with, if any.
+    async fn call<Req>(&self, req: Req, key: Option<u64>) -> Result<S::Response, BoxError>
     where
         S: Service<Req>,
         S::Error: Into<BoxError>,
@@ -489,7 +599,11 @@ where
         self.readmit_due();
         let tries = self.settings.tries;
         for _ in 0..tries {
-            let (ticket, endpoint) = match self.balancer.pick() {
+            let picked = match key {
+                Some(hash) => self.balancer.pick_for(&hash),
+                None => self.balancer.pick(),
+            };
+            let (ticket, endpoint) = match picked {
                 Ok(picked) => (picked.ticket(), picked.cloned()),
                 Err(e) => return Err(BalanceError::Refused(e).into()),
             };
@@ -553,7 +667,141 @@ where
 
     fn call(&mut self, req: Req) -> Self::Future {
         let inner = Arc::clone(&self.inner);
-        Box::pin(async move { inner.call(req).await })
+        Box::pin(async move { inner.call(req, None).await })
+    }
+}
+
+impl<S, K> Balance<S, K>
+where
+    K: Clone + Eq + Hash + Send + Sync + fmt::Debug + 'static,
+{
+    /// Sends `req` to the member `key` has affinity with ([`Balancer::pick_for`]): the same
+    /// key goes to the same member while it is usable, and about 1/n of keys move when a
+    /// member comes or goes. Members are placed by their keys (`K`), so a member that leaves
+    /// and returns under its key gets its requests back. With
+    /// [`bounded_loads`](BalanceBuilder::bounded_loads) (or
+    /// [`max_load`](BalanceBuilder::max_load)), a key whose member is too busy goes to the
+    /// next member of its order. A member that fails `poll_ready` is passed over as by
+    /// `call`.
+    ///
+    /// ```
+    /// use croupier::balance::Balance;
+    /// use tower::service_fn;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower::BoxError> {
+    /// let backends: Vec<_> = (0..4)
+    ///     .map(|i| service_fn(move |()| async move { Ok::<_, tower::BoxError>(i) }))
+    ///     .collect();
+    /// let balance = Balance::new(backends)?;
+    /// let first = balance.call_for("user-42", ()).await?;
+    /// for _ in 0..10 {
+    ///     assert_eq!(balance.call_for("user-42", ()).await?, first);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Service::call`]: a [`BalanceError`] or the member's error, boxed.
+    pub fn call_for<Q, Req>(
+        &self,
+        key: &Q,
+        req: Req,
+    ) -> impl Future<Output = Result<S::Response, BoxError>> + Send + 'static
+    where
+        Q: Hash + ?Sized,
+        S: Service<Req> + Clone + Send + Sync + 'static,
+        S::Future: Send,
+        S::Error: Into<BoxError>,
+        S::Response: Send + 'static,
+        Req: Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        let hash = hash_key(key);
+        async move { inner.call(req, Some(hash)).await }
+    }
+
+    /// This balance as a `Service` that sends each request to the member its key has
+    /// affinity with, as [`call_for`](Balance::call_for) does; `key` reads the key from the
+    /// request (`None`: no affinity, the policy picks). Shares the members and their load
+    /// with `self`.
+    ///
+    /// ```
+    /// use croupier::balance::Balance;
+    /// use tower::{service_fn, Service, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower::BoxError> {
+    /// let backends: Vec<_> = (0..4)
+    ///     .map(|i| service_fn(move |user: String| async move { Ok::<_, tower::BoxError>((user, i)) }))
+    ///     .collect();
+    /// let mut sticky = Balance::new(backends)?.with_affinity(|user: &String| Some(user.clone()));
+    /// let (_, first) = sticky.ready().await?.call("ada".to_owned()).await?;
+    /// for _ in 0..10 {
+    ///     assert_eq!(sticky.ready().await?.call("ada".to_owned()).await?.1, first);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn with_affinity<F>(self, key: F) -> AffinityBalance<S, K, F> {
+        AffinityBalance { balance: self, key }
+    }
+}
+
+/// A [`Balance`] that sends each request to the member its key has affinity with; made by
+/// [`Balance::with_affinity`].
+pub struct AffinityBalance<S, K, F> {
+    balance: Balance<S, K>,
+    key: F,
+}
+
+impl<S, K, F: Clone> Clone for AffinityBalance<S, K, F> {
+    fn clone(&self) -> Self {
+        Self {
+            balance: self.balance.clone(),
+            key: self.key.clone(),
+        }
+    }
+}
+
+impl<S, K, F> AffinityBalance<S, K, F> {
+    /// The balance the requests go through.
+    #[must_use]
+    pub fn balance(&self) -> &Balance<S, K> {
+        &self.balance
+    }
+}
+
+impl<S, K, F, H, Req> Service<Req> for AffinityBalance<S, K, F>
+where
+    K: Clone + Eq + Hash + Send + Sync + fmt::Debug + 'static,
+    S: Service<Req> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
+    S::Response: Send + 'static,
+    Req: Send + 'static,
+    F: Fn(&Req) -> Option<H>,
+    H: Hash,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send>>;
+
+    /// Always ready: the member is picked, and waited for, in `call`.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let hash = (self.key)(&req).map(|k| hash_key(&k));
+        let inner = Arc::clone(&self.balance.inner);
+        Box::pin(async move { inner.call(req, hash).await })
+    }
+}
+
+impl<S, K: fmt::Debug, F> fmt::Debug for AffinityBalance<S, K, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AffinityBalance")
+            .field("balance", &self.balance)
+            .finish_non_exhaustive()
     }
 }
 
