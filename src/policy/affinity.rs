@@ -45,7 +45,7 @@ pub(crate) fn first<M: Member>(
     if m == 0 {
         return None;
     }
-    let i = table.slots[slot_of(hash, m)] as usize;
+    let i = table.slots.owner(slot_of(hash, m));
     let Some(epsilon) = bound else {
         return snap.usable::<false>(i, max_load).ok().map(|_| i);
     };
@@ -89,7 +89,7 @@ pub(crate) fn scan<M: Member>(
     let start = slot_of(hash, m);
     for k in 0..m {
         let at = super::wrap(start + k, m);
-        let i = table.slots[at] as usize;
+        let i = table.slots.owner(at);
         match scan.look::<true>(snap, i, max_load) {
             Some(load) if load < cap => return Ok(i),
             _ => {}
@@ -97,7 +97,7 @@ pub(crate) fn scan<M: Member>(
     }
     // Below the bound there is always a member (the lightest is under the average), unless
     // the loads moved while the walk read them: then any usable member will do.
-    super::least_loaded::from(snap, table.slots[start] as usize, max_load, scan)
+    super::least_loaded::from(snap, table.slots.owner(start), max_load, scan)
 }
 
 /// The bound now: `⌈(1 + ε) · (L + 1) / n⌉` over the usable members; cached in the table.
@@ -200,7 +200,7 @@ mod tests {
         let table = s.table();
         let key = (0..100_u32)
             .map(|k| hash_key(&k))
-            .find(|&h| table.slots[slot_of(h, table.slots.len())] == 0)
+            .find(|&h| table.slots.owner(slot_of(h, table.slots.len())) == 0)
             .expect("some key lands on member 0");
         // Loads 10 and 10: the bound is ⌈1.25 · 21 / 2⌉ = 14, and member 0 takes the key.
         let mut walk = Scan::default();
