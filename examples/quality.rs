@@ -616,7 +616,7 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("quality: {e}\n{USAGE}");
-            return ExitCode::from(2);
+            return ExitCode::FAILURE;
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -27,7 +27,22 @@ pub async fn run() -> Result<usize, Box<dyn std::error::Error>> {
 
 #[allow(dead_code)]
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    println!("resized to {} bytes", run().await?);
-    Ok(())
+async fn main() -> std::process::ExitCode {
+    if std::env::args().nth(1).is_some() {
+        println!(
+            "usage: cargo run --example readme\n\
+             Takes no arguments; runs the README's first example and prints what it returned."
+        );
+        return std::process::ExitCode::SUCCESS;
+    }
+    match run().await {
+        Ok(size) => {
+            println!("resized to {size} bytes");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("readme: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -264,10 +264,16 @@ mod tests {
     fn slots_are_narrow_while_owners_fit_in_two_bytes() {
         let narrow = Slots::new(vec![0, 65_535, 7].into_boxed_slice());
         assert!(matches!(narrow, Slots::Narrow(_)));
-        assert_eq!((0..3).map(|s| narrow.owner(s)).collect::<Vec<_>>(), [0, 65_535, 7]);
+        assert_eq!(
+            (0..3).map(|s| narrow.owner(s)).collect::<Vec<_>>(),
+            [0, 65_535, 7]
+        );
         let wide = Slots::new(vec![0, 65_536, 7].into_boxed_slice());
         assert!(matches!(wide, Slots::Wide(_)));
-        assert_eq!((0..3).map(|s| wide.owner(s)).collect::<Vec<_>>(), [0, 65_536, 7]);
+        assert_eq!(
+            (0..3).map(|s| wide.owner(s)).collect::<Vec<_>>(),
+            [0, 65_536, 7]
+        );
         assert_eq!(wide.len(), 3);
     }
 
