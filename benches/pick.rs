@@ -9,7 +9,9 @@ mod baselines;
 
 use std::{hint::black_box, time::Instant};
 
-use baselines::{balancer, handles, Actor, Floor, Handle, MutexCursor, TowerP2c, SIZES};
+use baselines::{
+    balancer, handles, Actor, Floor, Handle, MutexCursor, SnapshotFloor, TowerP2c, SIZES,
+};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use croupier::{Balancer, Member, Policy};
 
@@ -104,6 +106,10 @@ fn pick(c: &mut Criterion) {
         });
         group.bench_function(BenchmarkId::new("floor_cloned", n), |bench| {
             bench.iter(|| floor.pick())
+        });
+        let snapshot_floor = SnapshotFloor::new(n);
+        group.bench_function(BenchmarkId::new("floor_snapshot", n), |bench| {
+            bench.iter(|| snapshot_floor.peek())
         });
 
         let mutex = MutexCursor::new(n);
