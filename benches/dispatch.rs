@@ -3,6 +3,10 @@
 //! and against an actor-hop pool (ask a balancing task for a sender, then send: the design of
 //! kameo's and ractor's pools).
 //!
+//! Calls are measured in three patterns: one caller with `IN_FLIGHT` calls joined at once
+//! (`_call`), `CALLERS` tasks each calling in a loop (`_call_tasks`), and one caller awaiting
+//! each reply before the next call (`_call_serial`, the latency-bound case).
+//!
 //! `cargo bench --bench dispatch`. Criterion's time is per message: the sends and the
 //! handling of every one of them.
 
@@ -30,6 +34,8 @@ use tokio::{
 const WORKERS: usize = 8;
 /// Calls in flight at once in the `call` scenarios.
 const IN_FLIGHT: usize = 64;
+/// Caller tasks in the `call_tasks` scenarios.
+const CALLERS: u64 = 64;
 
 /// Counts handled messages and wakes the producer when the count reaches its target.
 #[derive(Default)]
@@ -148,6 +154,52 @@ where
     })
 }
 
+/// Times `iters` calls made by `call` from `CALLERS` tasks, each awaiting its calls one by one.
+fn time_call_tasks<C, F>(rt: &Runtime, iters: u64, call: C) -> Duration
+where
+    C: Fn(u64) -> F + Clone + Send + 'static,
+    F: Future<Output = u64> + Send,
+{
+    rt.block_on(async move {
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..CALLERS)
+            .map(|t| {
+                let call = call.clone();
+                // The calls shared out: the first `iters % CALLERS` tasks make one more.
+                let mine = iters / CALLERS + u64::from(t < iters % CALLERS);
+                tokio::spawn(async move {
+                    for i in 0..mine {
+                        call(i).await;
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("a caller runs");
+        }
+        start.elapsed()
+    })
+}
+
+/// Times `iters` calls made by `call` from one task that awaits each before the next.
+fn time_call_serial<C, F>(rt: &Runtime, iters: u64, call: C) -> Duration
+where
+    C: Fn(u64) -> F + Send + 'static,
+    F: Future<Output = u64> + Send,
+{
+    rt.block_on(async move {
+        tokio::spawn(async move {
+            let start = Instant::now();
+            for i in 0..iters {
+                assert_eq!(call(i).await, i);
+            }
+            start.elapsed()
+        })
+        .await
+        .expect("the caller runs")
+    })
+}
+
 fn dispatch(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -227,6 +279,34 @@ fn dispatch(c: &mut Criterion) {
                 async move { pool.call(i).await.expect("the pool answers") }
             })
         })
+    });
+    // The same calls from many caller tasks, and from one caller one at a time.
+    let raw_call = {
+        let raw = Arc::clone(&raw);
+        move |i| {
+            let (tx, rx) = oneshot::channel();
+            raw.next().send((i, Some(tx))).expect("the worker runs");
+            async move { rx.await.expect("the worker answers") }
+        }
+    };
+    let pool_call = {
+        let pool = Arc::clone(&pool);
+        move |i| {
+            let pool = Arc::clone(&pool);
+            async move { pool.call(i).await.expect("the pool answers") }
+        }
+    };
+    group.bench_function(id("raw_mpsc_call_tasks"), |b| {
+        b.iter_custom(|iters| time_call_tasks(&rt, iters, raw_call.clone()))
+    });
+    group.bench_function(id("croupier_pool_call_tasks"), |b| {
+        b.iter_custom(|iters| time_call_tasks(&rt, iters, pool_call.clone()))
+    });
+    group.bench_function(id("raw_mpsc_call_serial"), |b| {
+        b.iter_custom(|iters| time_call_serial(&rt, iters, raw_call.clone()))
+    });
+    group.bench_function(id("croupier_pool_call_serial"), |b| {
+        b.iter_custom(|iters| time_call_serial(&rt, iters, pool_call.clone()))
     });
     group.finish();
     rt.block_on(pool.shutdown());

@@ -495,6 +495,7 @@ impl<W: Worker> Core<W> {
                 layout.first_free[slot.index] = first_free;
             }
             slot.removed.cancel();
+            slot.idle.wake();
         }
         layout.tasks.split_off(kept.len())
     }
@@ -523,6 +524,7 @@ impl<W: Worker> Core<W> {
             }
             self.tracker.close();
             self.drain.fire();
+            self.wake_idle();
         }
         self.refresh_watchers();
     }
@@ -565,6 +567,16 @@ impl<W: Worker> Core<W> {
         }
         self.tracker.close();
         self.stop.fire();
+        self.wake_idle();
+    }
+
+    /// Wakes every slot task waiting idle for a message, after a signal was raised (under
+    /// the layout lock, so that no slot is added meanwhile: one added later reads the
+    /// signal's flag before it waits).
+    fn wake_idle(&self) {
+        for slot in self.slots.load().iter() {
+            slot.idle.wake();
+        }
     }
 
     /// Balancers attached to this supervisor, still alive; forgets those dropped since.

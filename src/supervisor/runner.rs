@@ -343,13 +343,31 @@ async fn next_message<W: Worker>(
             if let Poll::Ready(env) = poll_once(recv.as_mut()).await {
                 return env;
             }
-            tokio::select! {
-                biased;
-                () = core.stop.fired() => return None,
-                () = core.drain.fired() => false,
-                () = slot.removed.cancelled() => true,
-                env = recv => return env,
-            }
+            // An idle worker waits for a message or a signal. The three signals wake the
+            // slot's `idle` waker once raised (`Core::wake_idle`, `remove_slots`), so one
+            // registration, two atomic operations and no lock, serves all of them: waiting
+            // on each signal's own future took a lock to register and one to deregister,
+            // for every message that found the worker idle. Registered before the flags are
+            // read, so that a signal raised in between still wakes this task.
+            poll_fn(|cx| {
+                slot.idle.register(cx.waker());
+                if core.stop.is_fired() {
+                    Poll::Ready(Idle::Stop)
+                } else if core.drain.is_fired() {
+                    Poll::Ready(Idle::Drain)
+                } else if slot.state.is_removed() {
+                    Poll::Ready(Idle::Removed)
+                } else {
+                    recv.as_mut().poll(cx).map(Idle::Message)
+                }
+            })
+            .await
+        };
+        let removed = match removed {
+            Idle::Stop => return None,
+            Idle::Message(env) => return env,
+            Idle::Drain => false,
+            Idle::Removed => true,
         };
         if removed {
             forward_queued(core, slot, rx).await;
@@ -363,6 +381,18 @@ async fn next_message<W: Worker>(
         () = core.stop.fired() => None,
         env = rx.recv() => env,
     }
+}
+
+/// What ended an idle worker's wait, in the order they are looked at.
+enum Idle<T> {
+    /// A hard stop.
+    Stop,
+    /// A shutdown: the queue drains.
+    Drain,
+    /// A shrink removed the slot.
+    Removed,
+    /// The next message (`None`: the mailbox closed).
+    Message(Option<T>),
 }
 
 /// Polls `fut` once, with this task's waker.

@@ -10,6 +10,7 @@ use std::sync::{
 };
 
 use crossbeam_utils::CachePadded;
+use futures_util::task::AtomicWaker;
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -33,6 +34,9 @@ pub(crate) struct Slot<W: Worker> {
     pub(crate) state: SlotState,
     /// Wakes the slot's task when a shrink removes the slot (the state says so first).
     pub(crate) removed: CancellationToken,
+    /// The slot's task while it waits for a message, idle: woken by the supervisor's stop and
+    /// drain signals and by removal, after each sets its flag.
+    pub(crate) idle: AtomicWaker,
     /// The last incarnation started, kept once the slot has stopped (for stats).
     last: AtomicU64,
     /// The supervisor's signal that some worker's load fell.
@@ -48,6 +52,7 @@ impl<W: Worker> Slot<W> {
             load: CachePadded::new(AtomicUsize::new(0)),
             state: SlotState::new(first),
             removed: CancellationToken::new(),
+            idle: AtomicWaker::new(),
             last: AtomicU64::new(first),
             capacity,
         }
