@@ -303,4 +303,13 @@ mod tests {
         assert!(home_stripe() < STRIPES);
         assert_eq!(home_stripe(), home_stripe(), "a thread keeps its stripe");
     }
+
+    /// However many threads have chosen before, a stripe is always one of the cursor's: the
+    /// tickets wrap round the stripes.
+    #[test]
+    fn every_stripe_chosen_is_in_range() {
+        let chosen: Vec<usize> = (0..20 * STRIPES + 3).map(|_| choose_stripe()).collect();
+        assert!(chosen.iter().all(|&s| s < STRIPES), "{chosen:?}");
+        assert_eq!(home_stripe(), *chosen.last().unwrap());
+    }
 }
