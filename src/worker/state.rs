@@ -149,3 +149,23 @@ impl SlotState {
         self.0.swap(SHUT, Relaxed);
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// `remove` answers the first incarnation free for the slot's place once, then `None`:
+    /// a removed slot is not removed again, and a shut one never.
+    #[test]
+    fn a_slot_is_removed_once_and_a_shut_one_never() {
+        let state = SlotState::new(4);
+        assert!(state.retire(4, true), "incarnation 4 hands over to 5");
+        assert_eq!(state.remove(), Some(6));
+        assert!(state.is_removed());
+        assert_eq!(state.remove(), None, "already removed");
+        let shut = SlotState::new(0);
+        shut.shut();
+        assert_eq!(shut.remove(), None, "shut");
+        assert!(!shut.is_removed());
+    }
+}
