@@ -7,12 +7,15 @@
 
 mod baselines;
 
-use std::{hint::black_box, time::Instant};
-
-use baselines::{
-    balancer, handles, Actor, Floor, Handle, MutexCursor, SnapshotFloor, TowerP2c, SIZES,
+use std::{
+    hint::black_box,
+    sync::atomic::{AtomicUsize, Ordering::Relaxed},
+    time::Instant,
 };
+
+use baselines::{balancer, handles, Actor, Floor, Handle, MutexCursor, TowerP2c, SIZES};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use crossbeam_utils::CachePadded;
 use croupier::{Balancer, Member, Policy};
 
 /// A handle with a weight.
@@ -30,6 +33,32 @@ impl Member for Weighted {
 
     fn weight(&self) -> u32 {
         self.1
+    }
+}
+
+/// The floor with croupier's way of reading its members: the cursor, then an
+/// `ArcSwap::load` of the members list and the release of its guard, so that the pick benches
+/// show what the lock-free snapshot read costs by itself.
+struct SnapshotFloor {
+    cursor: CachePadded<AtomicUsize>,
+    members: arc_swap::ArcSwap<Vec<Handle>>,
+}
+
+impl SnapshotFloor {
+    /// A snapshot floor over `n` handles.
+    fn new(n: usize) -> Self {
+        Self {
+            cursor: CachePadded::new(AtomicUsize::new(0)),
+            members: arc_swap::ArcSwap::from_pointee(handles(n)),
+        }
+    }
+
+    /// The next member's liveness, read through a loaded snapshot (no handle kept).
+    #[inline]
+    fn peek(&self) -> bool {
+        let members = self.members.load();
+        let i = self.cursor.fetch_add(1, Relaxed) % members.len();
+        members[i].is_alive()
     }
 }
 

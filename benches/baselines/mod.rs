@@ -127,32 +127,6 @@ impl Floor {
     }
 }
 
-/// The floor with croupier's way of reading its members: the cursor, then an
-/// `ArcSwap::load` of the members list and the release of its guard, so that the pick benches
-/// show what the lock-free snapshot read costs by itself.
-pub struct SnapshotFloor {
-    cursor: CachePadded<AtomicUsize>,
-    members: arc_swap::ArcSwap<Vec<Handle>>,
-}
-
-impl SnapshotFloor {
-    /// A snapshot floor over `n` handles.
-    pub fn new(n: usize) -> Self {
-        Self {
-            cursor: CachePadded::new(AtomicUsize::new(0)),
-            members: arc_swap::ArcSwap::from_pointee(handles(n)),
-        }
-    }
-
-    /// The next member's liveness, read through a loaded snapshot (no handle kept).
-    #[inline]
-    pub fn peek(&self) -> bool {
-        let members = self.members.load();
-        let i = self.cursor.fetch_add(1, Relaxed) % members.len();
-        members[i].is_alive()
-    }
-}
-
 /// A cursor behind a `parking_lot::Mutex`.
 pub struct MutexCursor {
     cursor: parking_lot::Mutex<usize>,
