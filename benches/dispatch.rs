@@ -110,24 +110,29 @@ impl RawRoundRobin {
     }
 }
 
+/// Runs `task` as a task on the runtime's workers (not on the thread that blocks on it) and
+/// waits for its result.
+fn on_runtime<T: Send + 'static>(
+    rt: &Runtime,
+    task: impl Future<Output = T> + Send + 'static,
+) -> T {
+    rt.block_on(async move { tokio::spawn(task).await.expect("the task runs") })
+}
+
 /// Times `iters` messages sent by `send` from a task on the runtime, until all are handled.
 fn time_sends<S>(rt: &Runtime, done: &Arc<Done>, iters: u64, send: S) -> Duration
 where
     S: Fn(u64) + Send + 'static,
 {
     let done = Arc::clone(done);
-    rt.block_on(async move {
-        tokio::spawn(async move {
-            done.expect(iters);
-            let start = Instant::now();
-            for i in 0..iters {
-                send(i);
-            }
-            done.wait().await;
-            start.elapsed()
-        })
-        .await
-        .expect("the producer runs")
+    on_runtime(rt, async move {
+        done.expect(iters);
+        let start = Instant::now();
+        for i in 0..iters {
+            send(i);
+        }
+        done.wait().await;
+        start.elapsed()
     })
 }
 
@@ -137,20 +142,16 @@ where
     C: Fn(u64) -> F + Send + 'static,
     F: Future<Output = u64> + Send,
 {
-    rt.block_on(async move {
-        tokio::spawn(async move {
-            let start = Instant::now();
-            let mut left = iters;
-            while left > 0 {
-                let batch = left.min(IN_FLIGHT as u64);
-                let replies = join_all((0..batch).map(&call)).await;
-                assert_eq!(replies.len() as u64, batch);
-                left -= batch;
-            }
-            start.elapsed()
-        })
-        .await
-        .expect("the caller runs")
+    on_runtime(rt, async move {
+        let start = Instant::now();
+        let mut left = iters;
+        while left > 0 {
+            let batch = left.min(IN_FLIGHT as u64);
+            let replies = join_all((0..batch).map(&call)).await;
+            assert_eq!(replies.len() as u64, batch);
+            left -= batch;
+        }
+        start.elapsed()
     })
 }
 
@@ -187,16 +188,12 @@ where
     C: Fn(u64) -> F + Send + 'static,
     F: Future<Output = u64> + Send,
 {
-    rt.block_on(async move {
-        tokio::spawn(async move {
-            let start = Instant::now();
-            for i in 0..iters {
-                assert_eq!(call(i).await, i);
-            }
-            start.elapsed()
-        })
-        .await
-        .expect("the caller runs")
+    on_runtime(rt, async move {
+        let start = Instant::now();
+        for i in 0..iters {
+            assert_eq!(call(i).await, i);
+        }
+        start.elapsed()
     })
 }
 
@@ -245,42 +242,19 @@ fn dispatch(c: &mut Criterion) {
             let actor = actor.clone();
             let done = Arc::clone(&done);
             // The actor is asked from within the producer, so the producer is async here.
-            rt.block_on(async move {
-                tokio::spawn(async move {
-                    done.expect(iters);
-                    let start = Instant::now();
-                    for i in 0..iters {
-                        actor.pick().await.send((i, None)).expect("the worker runs");
-                    }
-                    done.wait().await;
-                    start.elapsed()
-                })
-                .await
-                .expect("the producer runs")
+            on_runtime(&rt, async move {
+                done.expect(iters);
+                let start = Instant::now();
+                for i in 0..iters {
+                    actor.pick().await.send((i, None)).expect("the worker runs");
+                }
+                done.wait().await;
+                start.elapsed()
             })
         })
     });
 
-    group.bench_function(id("raw_mpsc_call"), |b| {
-        b.iter_custom(|iters| {
-            let raw = Arc::clone(&raw);
-            time_calls(&rt, iters, move |i| {
-                let (tx, rx) = oneshot::channel();
-                raw.next().send((i, Some(tx))).expect("the worker runs");
-                async move { rx.await.expect("the worker answers") }
-            })
-        })
-    });
-    group.bench_function(id("croupier_pool_call"), |b| {
-        b.iter_custom(|iters| {
-            let pool = Arc::clone(&pool);
-            time_calls(&rt, iters, move |i| {
-                let pool = Arc::clone(&pool);
-                async move { pool.call(i).await.expect("the pool answers") }
-            })
-        })
-    });
-    // The same calls from many caller tasks, and from one caller one at a time.
+    // One call each: a raw channel + oneshot, and the pool; measured in three patterns.
     let raw_call = {
         let raw = Arc::clone(&raw);
         move |i| {
@@ -296,6 +270,12 @@ fn dispatch(c: &mut Criterion) {
             async move { pool.call(i).await.expect("the pool answers") }
         }
     };
+    group.bench_function(id("raw_mpsc_call"), |b| {
+        b.iter_custom(|iters| time_calls(&rt, iters, raw_call.clone()))
+    });
+    group.bench_function(id("croupier_pool_call"), |b| {
+        b.iter_custom(|iters| time_calls(&rt, iters, pool_call.clone()))
+    });
     group.bench_function(id("raw_mpsc_call_tasks"), |b| {
         b.iter_custom(|iters| time_call_tasks(&rt, iters, raw_call.clone()))
     });
