@@ -658,7 +658,7 @@ where
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send>>;
+    type Future = Responding<S::Response>;
 
     /// Always ready: the member is picked, and waited for, in `call`.
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
@@ -666,8 +666,28 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
+        self.respond(req, None)
+    }
+}
+
+/// The future of one request through a [`Balance`]: boxed, as the member is picked and
+/// waited for inside it.
+type Responding<R> = Pin<Box<dyn Future<Output = Result<R, BoxError>> + Send>>;
+
+impl<S, K> Balance<S, K> {
+    /// Sends `req` to the member the policy picks, or to the one `key` (a hash) has affinity
+    /// with: what both `Service` impls' `call` does.
+    fn respond<Req>(&self, req: Req, key: Option<u64>) -> Responding<S::Response>
+    where
+        K: Clone + Eq + Hash + Send + Sync + fmt::Debug + 'static,
+        S: Service<Req> + Clone + Send + Sync + 'static,
+        S::Future: Send,
+        S::Error: Into<BoxError>,
+        S::Response: Send + 'static,
+        Req: Send + 'static,
+    {
         let inner = Arc::clone(&self.inner);
-        Box::pin(async move { inner.call(req, None).await })
+        Box::pin(async move { inner.call(req, key).await })
     }
 }
 
@@ -783,7 +803,7 @@ where
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send>>;
+    type Future = Responding<S::Response>;
 
     /// Always ready: the member is picked, and waited for, in `call`.
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
@@ -792,8 +812,7 @@ where
 
     fn call(&mut self, req: Req) -> Self::Future {
         let hash = (self.key)(&req).map(|k| hash_key(&k));
-        let inner = Arc::clone(&self.balance.inner);
-        Box::pin(async move { inner.call(req, hash).await })
+        self.balance.respond(req, hash)
     }
 }
 
