@@ -234,4 +234,55 @@ impl RemoteError {
             _ => Self::NodeDown(node.clone()),
         }
     }
+
+    /// The error a call ends with on `status`, `past_deadline` saying whether the call's own
+    /// deadline had passed when it came. `CANCELLED` has two sources: the node's backstop for
+    /// the deadline (gRPC's `grpc-timeout`, which answers only after the deadline), and the
+    /// client's connection ending under a request it had not sent yet (hyper cancels those).
+    /// Before the deadline it can only be the second: the node is down, not slow.
+    pub(crate) fn from_call_status(
+        status: &tonic::Status,
+        node: &NodeId,
+        handler: &str,
+        past_deadline: bool,
+    ) -> Self {
+        match status.code() {
+            tonic::Code::Cancelled if past_deadline => Self::Timeout,
+            _ => Self::from_status(status, node, handler),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request the connection dropped before sending (hyper's "connection closed", which
+    /// tonic reports as `CANCELLED`) fails with `NodeDown`: it is not a timeout, since the
+    /// deadline has not passed. After the deadline, `CANCELLED` is the node's timeout.
+    #[test]
+    fn cancelled_before_the_deadline_is_node_down_and_after_it_a_timeout() {
+        let node = NodeId::from("a");
+        let closed = tonic::Status::cancelled("connection closed");
+        assert_eq!(
+            RemoteError::from_call_status(&closed, &node, "h", false),
+            RemoteError::NodeDown(node.clone())
+        );
+        assert_eq!(
+            RemoteError::from_call_status(&closed, &node, "h", true),
+            RemoteError::Timeout
+        );
+        let late = tonic::Status::deadline_exceeded("late");
+        for past in [false, true] {
+            assert_eq!(
+                RemoteError::from_call_status(&late, &node, "h", past),
+                RemoteError::Timeout
+            );
+        }
+        let missing = tonic::Status::not_found("no such handler");
+        assert_eq!(
+            RemoteError::from_call_status(&missing, &node, "h", false),
+            RemoteError::UnknownHandler("h".into())
+        );
+    }
 }

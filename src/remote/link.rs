@@ -187,13 +187,12 @@ impl RemoteNode {
             r = tokio::time::timeout_at(deadline + margin * 2, client.invoke(req)) => match r {
                 Err(_) => Err(RemoteError::Timeout),
                 Ok(Ok(reply)) => Ok(reply.into_inner().result),
-                // The node's side of the deadline (gRPC's `grpc-timeout`) may answer first.
-                Ok(Err(status))
-                    if matches!(status.code(), Code::Cancelled | Code::DeadlineExceeded) =>
-                {
-                    Err(RemoteError::Timeout)
-                }
-                Ok(Err(status)) => Err(RemoteError::from_status(&status, &link.id, handler)),
+                Ok(Err(status)) => Err(RemoteError::from_call_status(
+                    &status,
+                    &link.id,
+                    handler,
+                    tokio::time::Instant::now() >= deadline,
+                )),
             },
         }
     }
