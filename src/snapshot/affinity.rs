@@ -100,8 +100,7 @@ fn populate(order: &[usize], keys: &[u64], weights: &[u32]) -> Box<[u32]> {
         .unwrap_or(1);
     struct Perm {
         entry: u32,
-        offset: u64,
-        skip: u64,
+        perm: (u64, u64),
         next: u64,
         weight: u64,
         credit: u64,
@@ -109,11 +108,9 @@ fn populate(order: &[usize], keys: &[u64], weights: &[u32]) -> Box<[u32]> {
     let mut perms: Vec<Perm> = order
         .iter()
         .filter_map(|&i| {
-            let h = mix(keys[i]);
             Some(Perm {
                 entry: u32::try_from(i).ok()?,
-                offset: h % m,
-                skip: mix(h ^ 0x5851_f42d_4c95_7f2d) % (m - 1) + 1,
+                perm: permutation(keys[i], m),
                 next: 0,
                 weight: u64::from(weights[i]),
                 credit: 0,
@@ -123,7 +120,9 @@ fn populate(order: &[usize], keys: &[u64], weights: &[u32]) -> Box<[u32]> {
     const EMPTY: u32 = u32::MAX;
     let mut slots = vec![EMPTY; usize::try_from(m).unwrap_or(usize::MAX)];
     let mut filled = 0_u64;
-    while filled < m {
+    // Rounds of turns until the last slot is claimed (every round claims at least one: the
+    // heaviest member's credit reaches a turn each round).
+    loop {
         for p in &mut perms {
             p.credit += p.weight;
             while p.credit >= heaviest {
@@ -131,7 +130,7 @@ fn populate(order: &[usize], keys: &[u64], weights: &[u32]) -> Box<[u32]> {
                 // The next free slot of this member's permutation (one exists: filled < m,
                 // and the permutation visits every slot).
                 loop {
-                    let c = (p.offset + p.next % m * p.skip) % m;
+                    let c = nth_slot(p.perm, p.next, m);
                     p.next += 1;
                     let slot = &mut slots[usize::try_from(c).unwrap_or(0)];
                     if *slot == EMPTY {
@@ -146,7 +145,20 @@ fn populate(order: &[usize], keys: &[u64], weights: &[u32]) -> Box<[u32]> {
             }
         }
     }
-    slots.into_boxed_slice()
+}
+
+/// A member's permutation of `m` slots (`m` prime), from its key: `(offset, skip)` with
+/// `offset < m` and `1 <= skip < m`, so that [`nth_slot`] visits every slot once in `m` steps.
+/// Two hashes of the key, as in the paper.
+fn permutation(key: u64, m: u64) -> (u64, u64) {
+    let h = mix(key);
+    (h % m, mix(h ^ 0x5851_f42d_4c95_7f2d) % (m - 1) + 1)
+}
+
+/// Slot `j` of the permutation `(offset, skip)` of `m` slots: `(offset + j·skip) mod m`.
+#[inline]
+fn nth_slot((offset, skip): (u64, u64), j: u64, m: u64) -> u64 {
+    (offset + j % m * skip) % m
 }
 
 /// SplitMix64's output function: spreads a key's bits over the whole word.
@@ -250,6 +262,41 @@ mod tests {
         let member = |t: &Table, keys: &[u64], s: usize| keys[t.slots.owner(s)];
         for s in 0..a.slots.len() {
             assert_eq!(member(&a, &[10, 20, 30], s), member(&b, &[30, 10, 20], s));
+        }
+    }
+
+    /// Every member's permutation is a permutation: an offset below `m` and a skip in
+    /// `1..m` (with `m` prime, the steps then visit each slot once), for every table size and
+    /// many keys, and the slots step from the offset by the skip.
+    #[test]
+    fn each_permutation_visits_every_slot_once() {
+        for (m, _) in SIZES {
+            for key in (0..100_000).chain([u64::MAX - 1, u64::MAX]) {
+                let (offset, skip) = permutation(key, m);
+                assert!(offset < m, "key {key}: offset {offset} of {m} slots");
+                assert!(
+                    (1..m).contains(&skip),
+                    "key {key}: skip {skip} of {m} slots"
+                );
+            }
+        }
+        let m = SIZES[0].0;
+        for key in 0..20 {
+            let p = permutation(key, m);
+            assert_eq!(nth_slot(p, 0, m), p.0, "the first slot is the offset");
+            let mut seen = vec![false; m as usize];
+            let mut last = None;
+            for j in 0..m {
+                let s = nth_slot(p, j, m);
+                if let Some(last) = last {
+                    assert_eq!(s, (last + p.1) % m, "each slot is the last plus the skip");
+                }
+                assert!(
+                    !std::mem::replace(&mut seen[s as usize], true),
+                    "slot {s} twice"
+                );
+                last = Some(s);
+            }
         }
     }
 
