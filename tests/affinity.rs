@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::{make, make_from, SharedSource, TestMember};
-use croupier::{Balancer, ConfigError, PickError};
+use croupier::{Balancer, ConfigError, Member, PickError};
 use proptest::prelude::*;
 
 const KEYS: u32 = 20_000;
@@ -149,10 +149,12 @@ fn pick_for_honours_max_load_draining_and_its_settings() {
         m.set_load(2);
     }
     assert_eq!(b.pick_for(&7_u64).unwrap_err(), PickError::Overloaded);
+    assert_eq!(b.stats().overloaded, 1, "the refusal is counted");
     for m in &members {
         m.kill();
     }
     assert_eq!(b.pick_for(&7_u64).unwrap_err(), PickError::NoMembers);
+    assert_eq!(b.stats().overloaded, 1, "no members is not overloaded");
 
     let empty = Balancer::<TestMember>::builder()
         .source(Vec::new())
@@ -168,6 +170,49 @@ fn pick_for_honours_max_load_draining_and_its_settings() {
             .unwrap_err();
         assert!(matches!(e, ConfigError::InvalidEpsilon(_)), "{bad}: {e:?}");
     }
+}
+
+/// `pick_for` walking past dead members counts each once (`skipped_dead`) and asks for a
+/// refresh once too few are alive, as `pick` does; while the snapshot stays below the ratio
+/// (here the refresh fails: the source panics), walking past deaths already counted asks for
+/// no more.
+#[test]
+fn pick_for_counts_the_dead_it_skips_and_refreshes_below_the_ratio_once() {
+    let members = make(4);
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let b = {
+        let (members, calls) = (members.clone(), std::sync::Arc::clone(&calls));
+        Balancer::builder()
+            .min_alive_ratio(0.75)
+            .source(move || {
+                let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                assert!(n == 0, "source failure (expected by the test)");
+                members.clone()
+            })
+            .build()
+            .unwrap()
+    };
+    let calls = || calls.load(std::sync::atomic::Ordering::SeqCst);
+    let walk = |b: &Balancer<TestMember>| {
+        for k in 0..400_u64 {
+            assert!(b.pick_for(&k).unwrap().is_alive());
+        }
+        common::settle(b);
+    };
+    members[0].kill();
+    walk(&b);
+    assert_eq!(b.stats().skipped_dead, 1);
+    assert_eq!(calls(), 1, "3 of 4 alive is not below 0.75");
+
+    members[1].kill();
+    walk(&b);
+    assert_eq!(b.stats().skipped_dead, 2);
+    assert_eq!(calls(), 2, "2 of 4 is: one refresh (which fails)");
+
+    walk(&b);
+    assert_eq!(b.stats().skipped_dead, 2);
+    assert_eq!(calls(), 2, "nothing newly dead: no refresh asked");
+    assert_eq!(b.stats().generation, 0);
 }
 
 #[tokio::test]

@@ -243,6 +243,78 @@ fn pick_that_finds_everyone_dead_retries_on_the_refreshed_snapshot() {
     }
 }
 
+/// A member whose first liveness check refreshes its balancer: the refresh lands while a pick
+/// is looking at the old snapshot, before the pick gives up on it.
+#[derive(Clone, Debug)]
+struct Refreshing {
+    id: u32,
+    alive: bool,
+    on_check: Arc<Mutex<Option<Balancer<Refreshing>>>>,
+}
+
+impl croupier::Member for Refreshing {
+    fn is_alive(&self) -> bool {
+        let b = self.on_check.lock().unwrap().take();
+        if let Some(b) = b {
+            b.refresh();
+        }
+        self.alive
+    }
+}
+
+/// The race that `pick_that_finds_everyone_dead_retries_on_the_refreshed_snapshot` cannot
+/// stage, staged: the new snapshot is stored while the pick scans the old one, whose members
+/// are all dead. The pick (every policy, and `pick_for`) then looks once more, at the new one,
+/// and deals from it instead of answering `NoMembers`.
+#[test]
+fn a_pick_that_finds_everyone_dead_looks_again_at_a_snapshot_stored_meanwhile() {
+    for how in ["pick_for", "RoundRobin", "LeastLoaded", "PowerOfTwo"] {
+        let on_check = Arc::new(Mutex::new(None));
+        let dead = |id| Refreshing {
+            id,
+            alive: false,
+            on_check: Arc::clone(&on_check),
+        };
+        let next = Refreshing {
+            id: 10,
+            alive: true,
+            on_check: Arc::default(),
+        };
+        let members = Arc::new(Mutex::new(vec![dead(0), dead(1), dead(2)]));
+        let source = {
+            let members = Arc::clone(&members);
+            move || members.lock().unwrap().clone()
+        };
+        let policy = POLICIES
+            .into_iter()
+            .find(|p| format!("{p:?}") == how)
+            .unwrap_or(Policy::RoundRobin);
+        let b = Balancer::builder()
+            .policy(policy)
+            .source(source)
+            .build()
+            .unwrap();
+        *members.lock().unwrap() = vec![next];
+        *on_check.lock().unwrap() = Some(b.clone());
+
+        let picked = if how == "pick_for" {
+            b.pick_for("k").map(|p| (p.id, p.generation()))
+        } else {
+            b.pick().map(|p| (p.id, p.generation()))
+        };
+        assert!(
+            on_check.lock().unwrap().is_none(),
+            "{how}: the refresh was staged"
+        );
+        // Generation 1, or 2 if the refresh this pick asked for (every member dead) has
+        // landed on the refresher's thread in the meantime: either is newer than the pick's.
+        let (id, generation) = picked.unwrap_or_else(|e| panic!("{how}: {e}"));
+        assert_eq!(id, 10, "{how}: dealt from a snapshot stored meanwhile");
+        assert!(generation >= 1, "{how}: generation {generation}");
+        settle(&b);
+    }
+}
+
 /// `BalancerStats::picks` counts calls to `pick()`: one that retried on a refreshed snapshot
 /// takes one turn, not two.
 #[test]
