@@ -268,7 +268,9 @@ impl croupier::Member for Refreshing {
 /// and deals from it instead of answering `NoMembers`.
 #[test]
 fn a_pick_that_finds_everyone_dead_looks_again_at_a_snapshot_stored_meanwhile() {
-    for how in ["pick_for", "RoundRobin", "LeastLoaded", "PowerOfTwo"] {
+    // `None`: `pick_for` (with the default policy).
+    for policy in POLICIES.map(Some).into_iter().chain([None]) {
+        let how = policy.map_or_else(|| "pick_for".to_owned(), |p| format!("{p:?}"));
         let on_check = Arc::new(Mutex::new(None));
         let dead = |id| Refreshing {
             id,
@@ -285,22 +287,17 @@ fn a_pick_that_finds_everyone_dead_looks_again_at_a_snapshot_stored_meanwhile() 
             let members = Arc::clone(&members);
             move || members.lock().unwrap().clone()
         };
-        let policy = POLICIES
-            .into_iter()
-            .find(|p| format!("{p:?}") == how)
-            .unwrap_or(Policy::RoundRobin);
         let b = Balancer::builder()
-            .policy(policy)
+            .policy(policy.unwrap_or_default())
             .source(source)
             .build()
             .unwrap();
         *members.lock().unwrap() = vec![next];
         *on_check.lock().unwrap() = Some(b.clone());
 
-        let picked = if how == "pick_for" {
-            b.pick_for("k").map(|p| (p.id, p.generation()))
-        } else {
-            b.pick().map(|p| (p.id, p.generation()))
+        let picked = match policy {
+            Some(_) => b.pick().map(|p| (p.id, p.generation())),
+            None => b.pick_for("k").map(|p| (p.id, p.generation())),
         };
         assert!(
             on_check.lock().unwrap().is_none(),
