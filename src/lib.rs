@@ -79,6 +79,7 @@ mod balancer;
 pub mod docs;
 pub mod error;
 mod member;
+mod mix;
 pub mod policy;
 mod pool;
 #[cfg(feature = "remote")]

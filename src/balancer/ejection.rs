@@ -302,10 +302,7 @@ impl<M: Member> Shared<M> {
         e.total += 1;
         // ±10 %, from the ejection count: repeatable, and different for members ejected
         // together.
-        let length = config.length(
-            times,
-            crate::snapshot::affinity::mix(e.total ^ self.rule.seed),
-        );
+        let length = config.length(times, crate::mix::splitmix64(e.total ^ self.rule.seed));
         let until = Instant::now() + length;
         e.out.push((member.clone(), until));
         // Flag it in the current snapshot (which may be newer than `snap`).

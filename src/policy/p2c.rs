@@ -8,7 +8,12 @@
 //! has stripe 0).
 
 use super::{least_loaded, Scan};
-use crate::{error::PickError, member::Member, snapshot::Snapshot};
+use crate::{
+    error::PickError,
+    member::Member,
+    mix::{splitmix64, GOLDEN_GAMMA},
+    snapshot::Snapshot,
+};
 
 /// The fast path: the lighter of the two samples when both can be handed out as they stand
 /// (the only member when there is one).
@@ -90,35 +95,9 @@ fn below(r: u64, n: usize) -> usize {
     ((u128::from(r) * n as u128) >> 64) as usize
 }
 
-const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
-
-/// SplitMix64's output function (Steele, Lea, Flood 2014).
-#[inline]
-fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(GOLDEN_GAMMA);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The mixer is SplitMix64, as the module says: the first outputs of the reference
-    /// generator (Vigna's `splitmix64.c`) seeded with 0.
-    #[test]
-    fn the_mixer_is_splitmix64() {
-        let expected = [
-            0xe220_a839_7b1d_cdaf,
-            0x6e78_9e6a_a1b9_65f4,
-            0x06c4_5d18_8009_454f,
-        ];
-        for (k, want) in expected.into_iter().enumerate() {
-            let state = GOLDEN_GAMMA.wrapping_mul(k as u64);
-            assert_eq!(splitmix64(state), want, "output {k}");
-        }
-    }
 
     /// Two samples are always distinct, and both within range.
     #[test]

@@ -19,6 +19,8 @@
 
 use std::sync::atomic::AtomicUsize;
 
+use crate::mix::splitmix64;
+
 /// The table sizes (primes), and the most members each serves.
 const SIZES: [(u64, usize); 3] = [(4_099, 64), (65_537, 1_024), (1_048_583, usize::MAX)];
 
@@ -151,8 +153,8 @@ fn populate(order: &[usize], keys: &[u64], weights: &[u32]) -> Box<[u32]> {
 /// `offset < m` and `1 <= skip < m`, so that [`nth_slot`] visits every slot once in `m` steps.
 /// Two hashes of the key, as in the paper.
 fn permutation(key: u64, m: u64) -> (u64, u64) {
-    let h = mix(key);
-    (h % m, mix(h ^ 0x5851_f42d_4c95_7f2d) % (m - 1) + 1)
+    let h = splitmix64(key);
+    (h % m, splitmix64(h ^ 0x5851_f42d_4c95_7f2d) % (m - 1) + 1)
 }
 
 /// Slot `j` of the permutation `(offset, skip)` of `m` slots: `(offset + j·skip) mod m`.
@@ -161,23 +163,14 @@ fn nth_slot((offset, skip): (u64, u64), j: u64, m: u64) -> u64 {
     (offset + j % m * skip) % m
 }
 
-/// SplitMix64's output function: spreads a key's bits over the whole word.
-#[inline]
-pub(crate) fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// The slot of a key's hash, among `m`: Lemire's multiply-shift, no division.
 #[inline]
 pub(crate) fn slot_of(hash: u64, m: usize) -> usize {
-    ((u128::from(mix(hash)) * m as u128) >> 64) as usize
+    ((u128::from(splitmix64(hash)) * m as u128) >> 64) as usize
 }
 
 /// The hasher `pick_for` hashes keys with: FxHash's multiply-rotate over the key's words
-/// (rustc's hasher), finished by [`mix`] at lookup. Fast for the short keys affinity is used
+/// (rustc's hasher), finished by [`splitmix64`] at lookup. Fast for the short keys affinity is used
 /// with; not meant to resist chosen keys (bounded loads caps what one hot key can do).
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct KeyHasher(u64);
