@@ -293,6 +293,41 @@ mod tests {
         }
     }
 
+    /// The key hasher tells apart keys of one type: integers, pairs of them, strings of every
+    /// length around its 8-byte words (a short tail, a tail of zero bytes, a difference past
+    /// the first word), and slices that differ only in their length.
+    #[test]
+    fn different_keys_hash_apart() {
+        fn apart<K: std::hash::Hash + std::fmt::Debug + ?Sized>(keys: &[&K]) {
+            let mut seen = std::collections::HashMap::new();
+            for &k in keys {
+                if let Some(other) = seen.insert(hash_key(k), k) {
+                    panic!("{k:?} and {other:?} hash alike");
+                }
+            }
+        }
+        let pairs: Vec<(u64, u64)> = (0..64).flat_map(|i| (0..64).map(move |j| (i, j))).collect();
+        apart(&pairs.iter().collect::<Vec<_>>());
+        let ints: Vec<u64> = (0..10_000).collect();
+        apart(&ints.iter().collect::<Vec<_>>());
+        apart::<str>(&[
+            "",
+            "a",
+            "b",
+            "ab",
+            "ba",
+            "\0",
+            "\0\0",
+            "abcdefgh",
+            "abcdefgh\0",
+            "abcdefghi",
+            "abcdefghj",
+            "abcdefghij",
+            "xbcdefghij",
+        ]);
+        apart::<[u64]>(&[&[], &[0], &[0, 0]]);
+    }
+
     #[test]
     fn the_sizes_are_primes() {
         for (m, _) in SIZES {
