@@ -30,19 +30,25 @@ pub(crate) fn schedule(weights: &[u32]) -> Option<Box<[u32]>> {
     }
     let mut w: Vec<u64> = weights.iter().map(|&w| u64::from(w)).collect();
     reduce(&mut w);
-    let total: u64 = w.iter().sum();
     let nonzero = w.iter().filter(|&&x| x > 0).count() as u64;
     let cap = MAX_LEN
         .min(MAX_STEPS / (w.len() as u64).max(1))
         .max(nonzero);
+    fit(&mut w, cap);
+    Some(smooth(&w))
+}
+
+/// Scales the non-zero weights down in proportion when their total exceeds `cap`, each
+/// keeping at least 1, and divides them by their greatest common divisor again.
+fn fit(w: &mut [u64], cap: u64) {
+    let total: u64 = w.iter().sum();
     if total > cap {
-        for x in w.iter_mut().filter(|x| **x > 0) {
+        for x in w.iter_mut().filter(|x| **x != 0) {
             let scaled = u128::from(*x) * u128::from(cap) / u128::from(total);
             *x = u64::try_from(scaled).unwrap_or(u64::MAX).max(1);
         }
-        reduce(&mut w);
+        reduce(w);
     }
-    Some(smooth(&w))
 }
 
 /// Divides the non-zero weights by their greatest common divisor.
@@ -135,22 +141,27 @@ mod tests {
     }
 
     /// Within `1 − 1/(2n−2)` of the exact share after every step, where nginx's smooth
-    /// weighted round robin is 1.07 off.
+    /// weighted round robin is 1.07 off. Members of weight 0 do not count in `n`: with eight
+    /// more of them, the bound stays that of the eight weighted members.
     #[test]
     fn every_prefix_is_within_one_pick_of_its_share() {
-        let w = [8_u32, 8, 1, 1, 1, 2, 8, 1];
-        let s = schedule(&w).unwrap();
-        let total: u32 = w.iter().sum();
-        let mut c = [0_i64; 8];
-        for (t, &i) in s.iter().enumerate() {
-            c[i as usize] += 1;
-            for (k, &wk) in w.iter().enumerate() {
-                // |c − t·w/W| ≤ 1 − 1/14  ⇔  14·|c·W − t·w| ≤ 13·W
-                let off = (c[k] * i64::from(total) - (t as i64 + 1) * i64::from(wk)).abs();
-                assert!(14 * off <= 13 * i64::from(total), "member {k} at step {t}");
+        let weighted = [8_u32, 8, 1, 1, 1, 2, 8, 1];
+        let with_zeros = [8_u32, 0, 8, 1, 0, 0, 1, 1, 2, 0, 8, 0, 0, 1, 0, 0];
+        for w in [&weighted[..], &with_zeros[..]] {
+            let s = schedule(w).unwrap();
+            let total: u32 = w.iter().sum();
+            let mut c = vec![0_i64; w.len()];
+            for (t, &i) in s.iter().enumerate() {
+                c[i as usize] += 1;
+                for (k, &wk) in w.iter().enumerate() {
+                    // |c − t·w/W| ≤ 1 − 1/14  ⇔  14·|c·W − t·w| ≤ 13·W
+                    let off = (c[k] * i64::from(total) - (t as i64 + 1) * i64::from(wk)).abs();
+                    assert!(14 * off <= 13 * i64::from(total), "{w:?}: {k} at step {t}");
+                }
             }
+            let want: Vec<u64> = w.iter().map(|&x| u64::from(x)).collect();
+            assert_eq!(counts(&s, w.len()), want);
         }
-        assert_eq!(counts(&s, 8), w.map(u64::from));
     }
 
     #[test]
@@ -167,6 +178,32 @@ mod tests {
         // 2 : 1 between the heavy two, to within the rounding of the scaling.
         let ratio = c[0] as f64 / c[2] as f64;
         assert!((ratio - 2.0).abs() < 0.01, "{c:?}");
+    }
+
+    /// A zero weight stays zero when heavy weights are scaled down.
+    #[test]
+    fn scaling_leaves_a_zero_weight_out() {
+        let s = schedule(&[u32::MAX, 0, 1]).unwrap();
+        assert_eq!(counts(&s, 3)[1], 0);
+    }
+
+    /// With more members than the step budget allows entries for, the cap is the number of
+    /// members with a weight (never below), not counting those of weight 0: 5 000 weighted
+    /// members of 6 000 over 16 Mi steps (2 796 each) share a cap of 5 000, and the heavy
+    /// one's 1 000 of 5 999 scale to ⌊1 000 · 5 000 / 5 999⌋ = 833.
+    #[test]
+    fn the_cap_is_never_below_the_weighted_members() {
+        let mut weights = vec![1_000_u32];
+        weights.extend([1; 4_999]);
+        weights.extend([0; 1_000]);
+        let s = schedule(&weights).unwrap();
+        let c = counts(&s, weights.len());
+        assert_eq!(c[0], 833);
+        assert!(
+            c[1..5_000].iter().all(|&n| n == 1),
+            "each light member keeps 1"
+        );
+        assert!(c[5_000..].iter().all(|&n| n == 0), "weight 0 keeps none");
     }
 
     #[test]
