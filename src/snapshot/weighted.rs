@@ -138,6 +138,12 @@ mod tests {
             Some(&[0, 0, 1, 0, 0, 2, 0][..])
         );
         assert_eq!(schedule(&[3, 1]).as_deref(), Some(&[0, 0, 1, 0][..]));
+        // At step 2, member 2 is exactly at the eligibility bound ((2·5 − 1·8)·4 = 8 = W):
+        // eligible (`≥`), and its deadline 7/5 is the earliest, so it goes again.
+        assert_eq!(
+            schedule(&[1, 2, 5]).as_deref(),
+            Some(&[2, 2, 1, 2, 0, 2, 1, 2][..])
+        );
     }
 
     /// Within `1 − 1/(2n−2)` of the exact share after every step, where nginx's smooth
