@@ -91,7 +91,8 @@ fn smooth(w: &[u64]) -> Box<[u32]> {
         for (k, &(_, weight)) in live.iter().enumerate() {
             let due = t * weight;
             let had = count[k] * total;
-            if due < had || (due - had) * m < total {
+            // Eligible: not ahead of its share by 1/m or more (due − had ≥ W/m).
+            if !due.checked_sub(had).is_some_and(|lag| lag * m >= total) {
                 continue;
             }
             let earlier = best.map_or(true, |b| {
