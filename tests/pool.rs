@@ -1024,6 +1024,56 @@ async fn a_worker_can_shrink_its_own_slot_away() {
     within(pool.shutdown()).await;
 }
 
+/// Keys follow worker slots, not positions in the list of live workers: once a temporary
+/// worker has ended for good and a refresh has left its slot out of the balancer, every key
+/// of the other slots stays where it was (keyed by position, the slots after the missing one
+/// would shift and take each other's keys).
+#[tokio::test]
+async fn call_for_keeps_other_keys_in_place_when_a_slot_ends() {
+    let (probe, _events) = Probe::new(4);
+    let pool = Pool::builder(probe.factory())
+        .size(4)
+        .restart(Restart::Temporary)
+        .start()
+        .unwrap();
+    let mut home = Vec::new();
+    for key in 0..200_u32 {
+        home.push(pool.call_for(&key, Msg::Work(0)).await.unwrap().by.slot());
+    }
+    // The first slot ends: every other slot's position in the list moves up by one.
+    let gone = 0;
+    let key = home.iter().position(|&s| s == gone).unwrap() as u32;
+    let crashed = pool.call_for(&key, Msg::Panic).await;
+    assert!(
+        matches!(crashed, Err(PoolCallError::WorkerDied)),
+        "{crashed:?}"
+    );
+    until("the crashed worker has ended", || {
+        pool.supervisor().children().len() == 3
+    })
+    .await;
+    assert_eq!(pool.balancer().refresh(), 3);
+    let (mut orphans, mut moved) = (0, 0);
+    for key in 0..200_u32 {
+        let now = pool.call_for(&key, Msg::Work(0)).await.unwrap().by.slot();
+        assert_ne!(now, gone, "key {key} went to the ended slot");
+        if home[key as usize] == gone {
+            orphans += 1;
+        } else if now != home[key as usize] {
+            moved += 1;
+        }
+    }
+    assert!(orphans > 0, "no key was on the crashed slot");
+    // Maglev moves a few keys of the members that stay (a few per cent); keyed by position,
+    // most of the keys of the slots after the ended one would move.
+    assert!(
+        moved <= 12,
+        "{moved} of {} keys of live slots moved",
+        200 - orphans
+    );
+    within(pool.shutdown()).await;
+}
+
 /// `call_for` sends a key to one worker slot, across that worker's restarts; other keys
 /// spread over the pool.
 #[tokio::test]
