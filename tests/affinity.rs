@@ -3,7 +3,13 @@
 
 mod common;
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicUsize, Ordering::SeqCst},
+        Arc,
+    },
+};
 
 use common::{make, make_from, SharedSource, TestMember};
 use croupier::{Balancer, ConfigError, Member, PickError};
@@ -179,20 +185,20 @@ fn pick_for_honours_max_load_draining_and_its_settings() {
 #[test]
 fn pick_for_counts_the_dead_it_skips_and_refreshes_below_the_ratio_once() {
     let members = make(4);
-    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let calls = Arc::new(AtomicUsize::new(0));
     let b = {
-        let (members, calls) = (members.clone(), std::sync::Arc::clone(&calls));
+        let (members, calls) = (members.clone(), Arc::clone(&calls));
         Balancer::builder()
             .min_alive_ratio(0.75)
             .source(move || {
-                let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let n = calls.fetch_add(1, SeqCst);
                 assert!(n == 0, "source failure (expected by the test)");
                 members.clone()
             })
             .build()
             .unwrap()
     };
-    let calls = || calls.load(std::sync::atomic::Ordering::SeqCst);
+    let calls = || calls.load(SeqCst);
     let walk = |b: &Balancer<TestMember>| {
         for k in 0..400_u64 {
             assert!(b.pick_for(&k).unwrap().is_alive());
