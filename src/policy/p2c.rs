@@ -7,7 +7,7 @@
 //! choices every run that thread has the same stripe (the first thread of a process to pick
 //! has stripe 0).
 
-use super::{least_loaded, Scan};
+use super::{least_loaded, wrap, Scan};
 use crate::{
     error::PickError,
     member::Member,
@@ -32,17 +32,18 @@ pub(super) fn first<M: Member>(
     let la = snap.usable::<true>(a, max_load).ok()?;
     let Some(b) = b else { return Some(a) };
     let lb = snap.usable::<true>(b, max_load).ok()?;
-    Some(if least_loaded::lighter(snap, (b, lb), (a, la)) {
-        b
-    } else {
-        a
-    })
+    Some(lighter_of(snap, (a, la), (b, lb)))
 }
 
-/// Samples two distinct entries; returns the lighter usable one under `max_load`. When
-/// neither sample can be handed out (dead, disabled or over the limit) it falls back to a
-/// least-loaded scan from the first sample, which finds any usable member or says why there
-/// is none.
+/// Samples two distinct entries; returns the lighter usable one under `max_load`.
+///
+/// When one sample cannot be handed out (dead, disabled, ejected, excluded or at the limit),
+/// the other is not taken blindly: that would send it a share of the picks whatever its load
+/// (with one member of four out, a member with 40 queued while the rest idle would get about
+/// one pick in six). Up to [`REDRAWS`] more samples are drawn to find a second usable member
+/// to compare with; when they are all out too, or neither first sample is usable, it falls
+/// back to a least-loaded scan from the first sample, which finds the lightest usable member
+/// or says why there is none.
 pub(super) fn scan<M: Member>(
     snap: &Snapshot<M>,
     turn: u64,
@@ -50,24 +51,65 @@ pub(super) fn scan<M: Member>(
     max_load: usize,
     scan: &mut Scan<'_, M>,
 ) -> Result<usize, PickError> {
-    let (a, b) = samples(snap.len(), turn, seed);
+    let n = snap.len();
+    let (a, b) = samples(n, turn, seed);
     let Some(b) = b else {
         return least_loaded::from(snap, a, max_load, scan);
     };
-    match (
+    let (keep, other) = match (
         scan.look::<true>(snap, a, max_load),
         scan.look::<true>(snap, b, max_load),
     ) {
-        (Some(la), Some(lb)) => Ok(if least_loaded::lighter(snap, (b, lb), (a, la)) {
-            b
-        } else {
-            a
-        }),
-        (Some(_), None) => Ok(a),
-        (None, Some(_)) => Ok(b),
-        (None, None) => least_loaded::from(snap, a, max_load, scan),
+        (Some(la), Some(lb)) => return Ok(lighter_of(snap, (a, la), (b, lb))),
+        (Some(la), None) => ((a, la), b),
+        (None, Some(lb)) => ((b, lb), a),
+        (None, None) => return least_loaded::from(snap, a, max_load, scan),
+    };
+    for k in 1..=REDRAWS {
+        let c = redraw(n, turn, seed, k, keep.0, other);
+        if let Some(lc) = scan.look::<true>(snap, c, max_load) {
+            return Ok(lighter_of(snap, keep, (c, lc)));
+        }
+    }
+    least_loaded::from(snap, a, max_load, scan)
+}
+
+/// How many more samples a pick draws when one of its two is out, before it scans.
+const REDRAWS: u64 = 4;
+
+/// The lighter of two usable samples; the first on a tie.
+#[inline]
+fn lighter_of<M>(snap: &Snapshot<M>, a: (usize, usize), b: (usize, usize)) -> usize {
+    if least_loaded::lighter(snap, b, a) {
+        b.0
+    } else {
+        a.0
     }
 }
+
+/// The `k`-th extra sample of turn `turn` among `n > 1` entries: never `keep` (the usable
+/// sample it is to be compared with), and not `out` (the one found out) when `n > 2`.
+#[inline]
+fn redraw(n: usize, turn: u64, seed: u64, k: u64, keep: usize, out: usize) -> usize {
+    if n == 2 {
+        return out;
+    }
+    let r = splitmix64(
+        seed.wrapping_add(turn.wrapping_mul(GOLDEN_GAMMA))
+            .wrapping_add(k.wrapping_mul(REDRAW_GAMMA)),
+    );
+    // An offset in 1..n-1 from `keep`, skipping `out`.
+    let offset = 1 + below(r, n - 2);
+    let c = wrap(keep + offset, n);
+    if wrap(out + n - keep, n) <= offset {
+        wrap(c + 1, n)
+    } else {
+        c
+    }
+}
+
+/// Spreads the redraws of one turn away from its first pair (any odd constant would do).
+const REDRAW_GAMMA: u64 = 0xd1b5_4a32_d192_ed03;
 
 /// The two distinct entries that turn `turn` samples among `n > 0`; no second one when
 /// `n == 1`.
@@ -161,6 +203,28 @@ mod tests {
                 .count();
             // By chance one pair in 56 matches: about 180 of 10 000.
             assert!(same < 400, "stripes {x} and {y} sampled alike {same} times");
+        }
+    }
+    /// A redraw is never the usable sample it is compared with, nor (with three or more
+    /// entries) the one found out, and over many turns reaches every other entry.
+    #[test]
+    fn redraws_avoid_both_first_samples() {
+        for n in 2..12 {
+            for keep in 0..n {
+                for out in (0..n).filter(|&o| o != keep) {
+                    let mut seen = vec![false; n];
+                    for turn in 0..400 {
+                        for k in 1..=REDRAWS {
+                            let c = redraw(n, turn, 0x5eed, k, keep, out);
+                            assert!(c < n && c != keep, "n {n}: {keep} {out} -> {c}");
+                            assert!(n == 2 || c != out, "n {n}: {keep} {out} -> {c}");
+                            seen[c] = true;
+                        }
+                    }
+                    let reached = seen.iter().filter(|&&s| s).count();
+                    assert_eq!(reached, if n == 2 { 1 } else { n - 2 }, "n {n}");
+                }
+            }
         }
     }
 }
