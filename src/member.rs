@@ -52,6 +52,17 @@ pub trait Member: Clone + Send + Sync + 'static {
         0
     }
 
+    /// The part of [`load`](Member::load) that a drain's [`Wait::idle`](crate::Wait::idle)
+    /// waits to see at 0: work the member has taken on. Defaults to `load()`.
+    ///
+    /// A member whose load also counts work it has only been promised answers less: a pool
+    /// worker's load counts the calls that ready `Pool` services have reserved it for
+    /// (they hold back picks at [`max_load`](crate::BalancerBuilder::max_load)), but a drain
+    /// must not wait for a reservation that may never be used.
+    fn drain_load(&self) -> usize {
+        self.load()
+    }
+
     /// The member's share of the picks, relative to the others'; `1` by default. `0` hands
     /// it nothing (a soft drain: it stays alive and in the snapshot, but no policy picks it).
     ///

@@ -9,7 +9,8 @@ use std::{
 };
 
 use croupier::{
-    Balancer, DrainError, Member, PickError, Pool, PoolCallError, PoolSendError, Wait, Worker,
+    Balancer, DrainError, Member, PickError, Policy, Pool, PoolCallError, PoolSendError, Wait,
+    Worker,
 };
 use tokio::sync::{oneshot, Notify, Semaphore};
 
@@ -450,4 +451,243 @@ fn drain_errors_say_what_happened() {
         let text = e.to_string();
         assert!(text.contains(says), "{e:?} displays {text:?}");
     }
+}
+
+/// What the chaos test's workers panic with.
+const PLANNED_CRASH: &str = "one of the 1 % of calls that crash their worker";
+
+/// A worker that records whether a drain's maintenance was running when it handled a
+/// message; 1 % of its calls panic (it restarts).
+struct Watchful {
+    maintaining: Arc<AtomicBool>,
+    handled_inside: Arc<AtomicUsize>,
+    handled: Arc<AtomicUsize>,
+}
+
+impl Worker for Watchful {
+    type Msg = u64;
+    type Reply = u64;
+    async fn handle(&mut self, n: u64) -> u64 {
+        if self.maintaining.load(SeqCst) {
+            self.handled_inside.fetch_add(1, SeqCst);
+        }
+        self.handled.fetch_add(1, SeqCst);
+        tokio::task::yield_now().await;
+        assert!(n % 100 != 99, "{PLANNED_CRASH}");
+        n
+    }
+}
+
+/// Users calling and sending in loops, workers crashing and restarting, and maintenance
+/// windows after `Wait::idle`: no message is handled while maintenance runs, every call
+/// returns, and every accepted send is handled. Twenty runs a policy, on two threads.
+#[test]
+fn no_message_is_handled_during_maintenance_under_chaos() {
+    // The planned crashes are many: keep their reports (and backtraces) out of the output.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !info.to_string().contains(PLANNED_CRASH) {
+            report(info);
+        }
+    }));
+    for policy in [Policy::RoundRobin, Policy::LeastLoaded, Policy::PowerOfTwo] {
+        for run in 0..20 {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let (inside, sent, handled_sends) = rt.block_on(chaos(policy, run));
+            assert_eq!(
+                inside, 0,
+                "{policy:?}, run {run}: handled during maintenance"
+            );
+            assert_eq!(sent, handled_sends, "{policy:?}, run {run}: sends lost");
+        }
+    }
+}
+
+/// One run of the chaos: returns the messages handled during maintenance, the sends
+/// accepted, and the sends handled.
+async fn chaos(policy: Policy, run: u64) -> (usize, usize, usize) {
+    let maintaining = Arc::new(AtomicBool::new(false));
+    let handled_inside = Arc::new(AtomicUsize::new(0));
+    let handled = Arc::new(AtomicUsize::new(0));
+    let pool = {
+        let (m, i, h) = (
+            Arc::clone(&maintaining),
+            Arc::clone(&handled_inside),
+            Arc::clone(&handled),
+        );
+        Pool::builder(move |_| Watchful {
+            maintaining: Arc::clone(&m),
+            handled_inside: Arc::clone(&i),
+            handled: Arc::clone(&h),
+        })
+        .size(6)
+        .policy(policy)
+        .seed(run)
+        .intensity(1_000_000, Duration::from_secs(1))
+        .start()
+        .unwrap()
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls_answered = Arc::new(AtomicUsize::new(0));
+    let sends_accepted = Arc::new(AtomicUsize::new(0));
+    let mut users = Vec::new();
+    for u in 0..6_u64 {
+        let (pool, stop) = (pool.clone(), Arc::clone(&stop));
+        let (answered, accepted) = (Arc::clone(&calls_answered), Arc::clone(&sends_accepted));
+        users.push(tokio::spawn(async move {
+            let mut n = u * 1_000_000;
+            while !stop.load(SeqCst) {
+                n += 1;
+                if u < 4 {
+                    // Every call returns: a reply, a crash, or a refusal with the message.
+                    let _ = pool.call(n).await;
+                    answered.fetch_add(1, SeqCst);
+                    // A refused call returns without yielding: let the others run.
+                    tokio::task::yield_now().await;
+                } else {
+                    // A send accepted is handled (numbers ending in 0: no crash on a send).
+                    if pool.send(n * 10).is_ok() {
+                        accepted.fetch_add(1, SeqCst);
+                    }
+                    tokio::task::yield_now().await;
+                }
+            }
+        }));
+    }
+    for _ in 0..25 {
+        // Let the users get some work in between windows.
+        let (calls, sends) = (calls_answered.load(SeqCst), sends_accepted.load(SeqCst));
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while calls_answered.load(SeqCst) < calls + 5 || sends_accepted.load(SeqCst) < sends + 5
+            {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the users make progress between windows");
+        let m = Arc::clone(&maintaining);
+        pool.apply_within(Wait::idle(Duration::from_secs(5)), || async move {
+            m.store(true, SeqCst);
+            tokio::task::yield_now().await;
+            // Maintenance that takes a while (its work, not a wait for anything).
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            m.store(false, SeqCst);
+        })
+        .await
+        .expect("the pool falls idle well within 5 s");
+        tokio::task::yield_now().await;
+    }
+    stop.store(true, SeqCst);
+    for user in users {
+        tokio::time::timeout(Duration::from_secs(10), user)
+            .await
+            .expect("every user's call returns")
+            .unwrap();
+    }
+    // Everything accepted is handled by the time the pool has shut down.
+    pool.shutdown().await;
+    let sends = sends_accepted.load(SeqCst);
+    let handled = handled.load(SeqCst);
+    let calls = calls_answered.load(SeqCst);
+    assert!(handled >= sends, "handled {handled} < sends {sends}");
+    // Each call was handled at most once; the sends handled are the rest.
+    let handled_sends = sends.min(handled);
+    assert!(calls >= 125 && sends >= 125);
+    (handled_inside.load(SeqCst), sends, handled_sends)
+}
+
+/// A key whose hash parks the thread that computes it, once, until released: it stops a
+/// `call_for` after its pick has passed the drain flag and before it queues.
+struct ParkingKey {
+    parked: Mutex<Option<oneshot::Sender<()>>>,
+    release: Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl std::hash::Hash for ParkingKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let parked = self.parked.lock().unwrap().take();
+        if let Some(parked) = parked {
+            parked.send(()).unwrap();
+            // Bounded: a test that is wrong fails instead of hanging.
+            let _ = self
+                .release
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(10));
+        }
+        17_u64.hash(state);
+    }
+}
+
+/// The race behind the chaos test, staged: a call picks its worker, a drain begins and
+/// finds every worker idle, maintenance starts, and only then does the call go on to queue
+/// its message. It must come back `Draining` with the message, not be handled during the
+/// maintenance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pick_taken_before_the_drain_is_not_handled_during_maintenance() {
+    let maintaining = Arc::new(AtomicBool::new(false));
+    let handled_inside = Arc::new(AtomicUsize::new(0));
+    let handled = Arc::new(AtomicUsize::new(0));
+    let pool = {
+        let (m, i, h) = (
+            Arc::clone(&maintaining),
+            Arc::clone(&handled_inside),
+            Arc::clone(&handled),
+        );
+        Pool::builder(move |_| Watchful {
+            maintaining: Arc::clone(&m),
+            handled_inside: Arc::clone(&i),
+            handled: Arc::clone(&h),
+        })
+        .size(2)
+        .start()
+        .unwrap()
+    };
+    let (parked_tx, parked) = oneshot::channel();
+    let (release, release_rx) = std::sync::mpsc::channel();
+    let key = ParkingKey {
+        parked: Mutex::new(Some(parked_tx)),
+        release: Mutex::new(release_rx),
+    };
+    // The caller runs on a thread of its own, so that parking it stalls nothing else.
+    let (done_tx, done) = oneshot::channel();
+    let caller = {
+        let pool = pool.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let answer = rt.block_on(pool.call_for(&key, 7));
+            let _ = done_tx.send(answer);
+        })
+    };
+    parked.await.unwrap();
+    let m = Arc::clone(&maintaining);
+    let answer = pool
+        .apply_within(Wait::idle(Duration::from_secs(5)), || async move {
+            m.store(true, SeqCst);
+            release.send(()).unwrap();
+            // Whatever the call does now, it does during the maintenance.
+            let answer = tokio::time::timeout(Duration::from_secs(10), done)
+                .await
+                .expect("the call returns")
+                .unwrap();
+            m.store(false, SeqCst);
+            answer
+        })
+        .await
+        .unwrap();
+    caller.join().unwrap();
+    assert_eq!(handled_inside.load(SeqCst), 0, "handled during maintenance");
+    assert!(
+        matches!(answer, Err(PoolCallError::Draining(7))),
+        "{answer:?}"
+    );
+    // Dealing resumed: the same call goes through now.
+    assert_eq!(pool.call(8).await.unwrap(), 8);
+    assert_eq!(handled.load(SeqCst), 1);
 }

@@ -263,3 +263,79 @@ async fn poll_ready_is_ready_when_no_worker_is_left() {
     let err = within(Service::call(&mut svc, 7)).await.unwrap_err();
     assert!(matches!(err, PoolCallError::NoMembers(7)), "{err}");
 }
+
+/// A call reserved by `poll_ready` before a drain began is not handled during the drain's
+/// maintenance: it comes back `Draining` with its message. And the unused reservation does
+/// not hold the drain's idle wait up.
+#[tokio::test]
+async fn a_reserved_call_is_not_handled_during_a_drain() {
+    let (pool, _gate) = pool(2, None);
+    let mut ready = pool.clone();
+    let wakes = Arc::new(Counting::default());
+    assert!(poll_ready(&mut ready, &wakes).is_ready());
+    // A second handle, ready and never used: the drain must not wait for it.
+    let mut idle_reservation = pool.clone();
+    assert!(poll_ready(&mut idle_reservation, &wakes).is_ready());
+    let answer = within(
+        pool.apply_within(Wait::idle(Duration::from_secs(5)), || async {
+            // Handled now, this call would be handled during the maintenance.
+            within(Service::call(&mut ready, 10)).await
+        }),
+    )
+    .await
+    .expect("the drain does not time out on an unused reservation");
+    assert!(
+        matches!(answer, Err(PoolCallError::Draining(10))),
+        "{answer:?}"
+    );
+    // After the drain, the other reservation serves as usual.
+    assert_eq!(
+        within(Service::call(&mut idle_reservation, 4))
+            .await
+            .unwrap(),
+        8
+    );
+}
+
+/// A reservation counts toward `max_load` until it is used or dropped: four ready clones
+/// cannot together put four calls on a `max_load(1)` worker.
+#[tokio::test]
+async fn ready_clones_respect_max_load() {
+    let (pool, gate) = pool(1, Some(1));
+    let wakes = Arc::new(Counting::default());
+    let mut clones: Vec<_> = (0..4).map(|_| pool.clone()).collect();
+    let ready: Vec<bool> = clones
+        .iter_mut()
+        .map(|c| poll_ready(c, &wakes).is_ready())
+        .collect();
+    assert_eq!(ready, [true, false, false, false], "one reservation fits");
+    assert_eq!(
+        pool.stats().supervisor.workers[0].load,
+        1,
+        "the reservation counts"
+    );
+    // The first uses its reservation on a call that waits at the gate: still a load of 1.
+    let first = tokio::spawn(Service::call(&mut clones[0], 1));
+    assert!(poll_ready(&mut clones[1], &wakes).is_pending());
+    // It finishes: the load falls, a waiter is woken and gets the worker.
+    gate.add_permits(1);
+    assert_eq!(within(first).await.unwrap().unwrap(), 2);
+    within(async {
+        while wakes.0.load(SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let ready: Vec<bool> = clones[1..]
+        .iter_mut()
+        .map(|c| poll_ready(c, &wakes).is_ready())
+        .collect();
+    assert_eq!(ready.iter().filter(|&&r| r).count(), 1, "{ready:?}");
+    // Dropping the ready clone gives its reservation back.
+    let at = ready.iter().position(|&r| r).unwrap() + 1;
+    clones.remove(at);
+    assert_eq!(pool.stats().supervisor.workers[0].load, 0);
+    assert!(clones[1..]
+        .iter_mut()
+        .any(|c| poll_ready(c, &wakes).is_ready()));
+}

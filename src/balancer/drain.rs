@@ -35,7 +35,8 @@ pub enum Wait<M> {
     None,
     /// Wait this long (ballermann's numeric wait), then run maintenance.
     Duration(Duration),
-    /// Wait until every member's [`load`](Member::load) is 0, checked every millisecond;
+    /// Wait until every member's [`drain_load`](Member::drain_load) (its
+    /// [`load`](Member::load) unless it says otherwise) is 0, checked every millisecond;
     /// past `timeout`, give up without running maintenance.
     ///
     /// Dead members of the current snapshot count as well: a crashed worker's queued
@@ -182,6 +183,27 @@ impl<M: Member> Balancer<M> {
     /// [`pick_wait`](Balancer::pick_wait) waits. Members handed out before the drain began may
     /// still be in use; [`Wait::idle`] and [`Wait::each`] are how to wait for them.
     ///
+    /// # What a member picked before the drain may still do
+    ///
+    /// A drain does not revoke a [`Picked`](crate::Picked) (or a member cloned from one) taken
+    /// before it began: whatever its holder hands that member afterwards reaches it, during
+    /// the wait and during maintenance too. What the wait covers:
+    ///
+    /// - [`Wait::idle`] waits for the work that is counted in a member's
+    ///   [`drain_load`](Member::drain_load) when it looks. Work counted before the drain
+    ///   began is waited for; work a holder hands over after the wait saw the member idle is
+    ///   not.
+    /// - A [`Pool`](crate::Pool) closes that gap for every message that enters a worker
+    ///   through it ([`call`](crate::Pool::call), [`call_for`](crate::Pool::call_for),
+    ///   [`send`](crate::Pool::send), the tower `Service`): it counts the message into the
+    ///   worker's load and only then looks at the drain flag once more, handing the message
+    ///   back with `Draining` if the drain has begun. So with `Wait::idle`, no message that
+    ///   goes through the pool is handled once maintenance has begun.
+    ///   [`Pool::broadcast`](crate::Pool::broadcast) and [`Pool::map`](crate::Pool::map) go
+    ///   to the workers, not through the balancer, and are not held back.
+    /// - [`Wait::none`] and [`Wait::duration`] wait for nothing in particular: what was
+    ///   queued before the drain may be handled during maintenance.
+    ///
     /// Refreshes may still happen during a drain. [`Wait::idle`] checks the current snapshot
     /// each time, so members added meanwhile are waited for too. [`Wait::each`] awaits its
     /// function for every live member of the current snapshot; if a refresh replaced the
@@ -318,6 +340,15 @@ impl<M: Member> Balancer<M> {
         }
     }
 
+    /// Whether work counted into a picked member's load may be queued for it now: false once
+    /// a drain has begun. A pool asks this after it has counted a message into its worker's
+    /// load and before it queues it, so that a drain's idle wait either sees that count or the
+    /// message is refused (see [`Cursor::admit`](super::state::Cursor::admit)).
+    #[inline]
+    pub(crate) fn admits(&self) -> bool {
+        self.shared.cursor.admit(super::state::home_stripe())
+    }
+
     /// What a drain's end wakes.
     #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     pub(crate) fn resumed(&self) -> std::sync::Arc<Notify> {
@@ -354,7 +385,7 @@ impl<M: Member> Balancer<M> {
                 .iter()
                 // Dead members count too: a dead worker's queue moves to its successor,
                 // which the snapshot may not hold yet.
-                .filter(|s| s.member.load() > 0)
+                .filter(|s| s.member.drain_load() > 0)
                 .count();
             if busy == 0 {
                 return Ok(());

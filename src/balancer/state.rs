@@ -36,9 +36,10 @@ pub(crate) const STRIPES: usize = 16;
 /// or granted (its stripe was not flagged yet); either way it was not after the start. See
 /// [the orderings](crate::docs::orderings).
 ///
-/// Relaxed throughout: the flag orders picks against drains through the modification order of
+/// Relaxed for picks: the flag orders picks against drains through the modification order of
 /// each stripe, and through the happens-before that the drain's callers already have with
-/// what follows it; it publishes no other memory.
+/// what follows it. Only [`admit`](Cursor::admit) (Release) and the drain's start (Acquire)
+/// publish memory: the load counted for a message about to be queued.
 ///
 /// `N`, the number of stripes, must be a power of two; the loom models use 2.
 #[derive(Debug)]
@@ -96,6 +97,23 @@ impl<const N: usize> Cursor<N> {
         }
     }
 
+    /// Whether work counted into a member's load may now be queued for it: the second look
+    /// at the drain flag that a pool makes after it has counted a picked message into its
+    /// worker's load and before it queues it, so that a pick made before a drain began cannot
+    /// deliver its message after the drain's idle wait has looked.
+    ///
+    /// Release, paired with the Acquire of [`start_drain`](Cursor::start_drain)'s
+    /// `fetch_or`: both are read-modify-writes of the stripe, so one precedes the other in
+    /// its modification order. If this comes first it reads the flag down (admitted), and
+    /// the `fetch_or` reads a value of this one's release sequence (every later write to a
+    /// stripe is a read-modify-write too): this synchronises with it, so the count made
+    /// before this happens before everything the drain does next, its look at the loads
+    /// included. If the `fetch_or` comes first, this reads the flag up (not admitted).
+    #[inline]
+    pub(crate) fn admit(&self, stripe: usize) -> bool {
+        self.stripe(stripe).fetch_or(0, Release) & DRAINING == 0
+    }
+
     /// Passes over `turns` turns of `stripe` at once: a round-robin pick that had to look past
     /// dead or disabled members moves its stripe past them too, so that its thread's next pick
     /// does not land on the one it just handed out.
@@ -108,8 +126,12 @@ impl<const N: usize> Cursor<N> {
     /// Raises the drain flag on every stripe, in order. Returns the turns taken on each stripe
     /// before its flag: every turn on it from there on is refused until
     /// [`end_drain`](Cursor::end_drain). The drain has started once this returns.
+    ///
+    /// Acquire: pairs with the Release of [`admit`](Cursor::admit), so that every message
+    /// admitted before the flag went up on its stripe is counted in its member's load for
+    /// whatever the drain looks at next.
     pub(crate) fn start_drain(&self) -> [usize; N] {
-        std::array::from_fn(|s| self.stripes[s].fetch_or(DRAINING, Relaxed) >> 1)
+        std::array::from_fn(|s| self.stripes[s].fetch_or(DRAINING, Acquire) >> 1)
     }
 
     /// Lowers the drain flag on every stripe, in order. Returns the turns taken on each stripe

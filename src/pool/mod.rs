@@ -18,7 +18,8 @@ use crate::{
     },
     worker::{
         error::{CallError, SendError},
-        Mailbox, PendingReply, TryCall, Worker, WorkerId, WorkerRef,
+        slot::Admit,
+        Mailbox, PendingReply, TryCall, TrySend, Worker, WorkerId, WorkerRef,
     },
 };
 
@@ -101,6 +102,14 @@ impl<W: Worker> Pool<W> {
     ///
     /// All but `WorkerDied` hand the message back.
     ///
+    /// A call whose pick was made before a drain began but that would queue its message
+    /// after it is refused with `Draining` too: once [`apply_within`](Pool::apply_within)'s
+    /// wait has begun, no message enters a worker through the pool.
+    ///
+    /// With the `tower` feature, a call on a handle that `poll_ready` has made ready goes to
+    /// the worker it reserved (as `svc.ready().await?.call(msg)` does, which on a `Pool`
+    /// resolves to this method).
+    ///
     /// # Cancel safety
     ///
     /// As [`WorkerRef::call`]: dropped before the message is queued (while it waits for room
@@ -113,6 +122,12 @@ impl<W: Worker> Pool<W> {
     /// balancer, which starts the count again: crash loops are the supervisor's
     /// [intensity](PoolBuilder::intensity) to stop).
     pub async fn call(&self, msg: W::Msg) -> Result<W::Reply, PoolCallError<W::Msg>> {
+        // `svc.ready().await?.call(msg)` lands here on a `Pool`: use what `poll_ready`
+        // reserved.
+        #[cfg(feature = "tower")]
+        if let Some(reservation) = self.ready.take() {
+            return self.call_reserved(reservation, msg).await;
+        }
         self.call_by(msg, Balancer::pick).await
     }
 
@@ -164,6 +179,7 @@ impl<W: Worker> Pool<W> {
         mut msg: W::Msg,
         pick: impl Fn(&'a Balancer<WorkerRef<W>>) -> Result<Picked<'a, WorkerRef<W>>, PickError>,
     ) -> Result<W::Reply, PoolCallError<W::Msg>> {
+        let admit = &|| self.balancer.admits();
         for _ in 0..self.attempts() {
             if self.supervisor.is_stopped() {
                 return Err(PoolCallError::Shutdown(msg));
@@ -171,19 +187,26 @@ impl<W: Worker> Pool<W> {
             // The pick guard must not live across an await: settle what to wait for first.
             let (ticket, waiting) = match pick(&self.balancer) {
                 Err(e) => return Err(PoolCallError::refused(e, msg)),
-                Ok(worker) => (worker.ticket(), Waiting::queue(&worker, msg)),
+                Ok(worker) => (worker.ticket(), Delivery::queue(&worker, msg, admit)),
             };
-            match waiting.reply().await {
-                Err(CallError::Dead(m)) => msg = m,
-                other => {
-                    let outcome = match &other {
-                        Err(CallError::WorkerDied) => Outcome::Failure,
-                        _ => Outcome::Success,
-                    };
-                    self.balancer.report(ticket, outcome);
-                    return other.map_err(PoolCallError::from);
+            let answer = match waiting.answer().await {
+                // A drain began between the pick and the queueing: the message was never
+                // queued, and must not be handled during the maintenance.
+                Err(TryCall::Barred(m)) => return Err(PoolCallError::Draining(m)),
+                Err(TryCall::Refused(CallError::Dead(m))) => {
+                    msg = m;
+                    continue;
                 }
-            }
+                Err(TryCall::Refused(e)) => Err(e),
+                Err(TryCall::Full(_)) => unreachable!("a call waits for room, never ends full"),
+                Ok(reply) => Ok(reply),
+            };
+            let outcome = match &answer {
+                Err(CallError::WorkerDied) => Outcome::Failure,
+                _ => Outcome::Success,
+            };
+            self.balancer.report(ticket, outcome);
+            return answer.map_err(PoolCallError::from);
         }
         Err(PoolCallError::Dead(msg))
     }
@@ -206,9 +229,12 @@ impl<W: Worker> Pool<W> {
                 Ok(worker) => worker,
                 Err(e) => return Err(PoolSendError::refused(e, msg)),
             };
-            match worker.send(msg) {
-                Err(SendError::Dead(m)) => msg = m,
-                other => return other.map_err(PoolSendError::from),
+            match worker.try_send(msg, &|| self.balancer.admits()) {
+                Err(TrySend::Refused(SendError::Dead(m))) => msg = m,
+                // A drain began between the pick and the queueing: not queued.
+                Err(TrySend::Barred(m)) => return Err(PoolSendError::Draining(m)),
+                Err(TrySend::Refused(e)) => return Err(PoolSendError::from(e)),
+                Ok(()) => return Ok(()),
             }
         }
         Err(PoolSendError::Dead(msg))
@@ -336,7 +362,7 @@ impl<W: Worker> Pool<W> {
             .into_iter()
             .map(|worker| {
                 let id = worker.id();
-                let waiting = Waiting::queue(&worker, f(id));
+                let waiting = Delivery::queue(&worker, f(id), &open);
                 async move { (id, waiting.reply().await) }
             })
             .collect()
@@ -418,8 +444,11 @@ impl<W: Worker> Pool<W> {
     }
 
     /// Stops dealing, waits, runs `maintenance`, and resumes: [`Balancer::apply_within`] on
-    /// the pool's balancer. Meanwhile [`call`](Pool::call) and [`send`](Pool::send) answer
-    /// `Draining` with the message inside.
+    /// the pool's balancer. Meanwhile [`call`](Pool::call), [`call_for`](Pool::call_for) and
+    /// [`send`](Pool::send) answer `Draining` with the message inside, and so does one whose
+    /// pick came before the drain but whose message would be queued after it began: with
+    /// [`Wait::idle`], no message that goes through the pool is handled during
+    /// maintenance (see [`Balancer::apply_within`] for the details).
     ///
     /// # Errors
     ///
@@ -503,30 +532,48 @@ type EachReply<W> = (
 );
 
 /// What a call waits for once its message is queued or refused (and any pick guard gone).
-enum Waiting<W: Worker> {
+enum Delivery<'a, W: Worker> {
     Reply(PendingReply<W>),
-    Room(WorkerRef<W>, W::Msg),
-    Refused(CallError<W::Msg>),
+    /// The bounded mailbox was full: wait for room, behind the same gate.
+    Room(WorkerRef<W>, W::Msg, Admit<'a>),
+    NotQueued(TryCall<W::Msg>),
 }
 
-impl<W: Worker> Waiting<W> {
-    /// Queues a call to `worker` without waiting.
-    fn queue(worker: &WorkerRef<W>, msg: W::Msg) -> Self {
-        match worker.try_call(msg) {
+impl<'a, W: Worker> Delivery<'a, W> {
+    /// Queues a call to `worker` without waiting, behind `admit` (see
+    /// [`Balancer::admits`]): a drain that began since the pick bars it.
+    fn queue(worker: &WorkerRef<W>, msg: W::Msg, admit: Admit<'a>) -> Self {
+        match worker.try_call(msg, admit) {
             Ok(pending) => Self::Reply(pending),
-            Err(TryCall::Full(m)) => Self::Room(worker.clone(), m),
-            Err(TryCall::Refused(e)) => Self::Refused(e),
+            Err(TryCall::Full(m)) => Self::Room(worker.clone(), m, admit),
+            Err(e) => Self::NotQueued(e),
         }
     }
 
-    /// Waits for room if need be, then for the reply.
-    async fn reply(self) -> Result<W::Reply, CallError<W::Msg>> {
-        match self {
-            Self::Reply(pending) => pending.wait().await,
-            Self::Room(worker, m) => worker.call(m).await,
-            Self::Refused(e) => Err(e),
-        }
+    /// Waits for room if need be, then for the reply; a call that was not queued says why.
+    async fn answer(self) -> Result<W::Reply, TryCall<W::Msg>> {
+        let pending = match self {
+            Self::Reply(pending) => pending,
+            Self::Room(worker, m, admit) => worker.call_when_room(m, admit).await?,
+            Self::NotQueued(e) => return Err(e),
+        };
+        pending.wait().await.map_err(TryCall::Refused)
     }
+
+    /// [`answer`](Delivery::answer) for a call queued through the open gate.
+    async fn reply(self) -> Result<W::Reply, CallError<W::Msg>> {
+        self.answer().await.map_err(|e| match e {
+            TryCall::Refused(e) => e,
+            TryCall::Full(_) | TryCall::Barred(_) => {
+                unreachable!("an open gate bars nothing, and waiting for room ends full")
+            }
+        })
+    }
+}
+
+/// The gate of a message that goes to a worker whatever the balancer says (a broadcast).
+fn open() -> bool {
+    true
 }
 
 impl<W: Worker> Clone for Pool<W> {

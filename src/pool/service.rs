@@ -4,6 +4,12 @@
 //! `call`, or pends while every live worker is at `max_load` or the pool drains. It is woken
 //! by the pool itself (a worker whose load falls, a drain that ends), never by a timer or by
 //! polling again. A `call` without `poll_ready` works as [`Pool::call`] does.
+//!
+//! A reservation counts in the worker's load from `poll_ready` until the `call` that uses it
+//! or the drop of the handle that holds it, so ready clones cannot together push a worker
+//! past `max_load`; a drain's idle wait does not wait for it (it may never be used). A call
+//! made on a reservation once a drain has begun is refused with `Draining`, message inside,
+//! like any other call during a drain.
 
 use std::{
     future::Future,
@@ -11,27 +17,60 @@ use std::{
     task::{Context, Poll},
 };
 
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+use parking_lot::Mutex;
 use tokio::sync::futures::OwnedNotified;
 
-use super::{error::PoolCallError, Pool};
+use super::{error::PoolCallError, Delivery, Pool};
 use crate::{
+    balancer::Balancer,
     error::{CallError, PickError},
-    worker::{capacity::CapacityWait, Worker, WorkerRef},
+    worker::{capacity::CapacityWait, Reservation, TryCall, Worker},
 };
 
 /// One `Pool` handle's readiness: the worker reserved by `poll_ready`, or what it waits for.
 /// A clone of the pool starts afresh.
 pub(crate) struct Readiness<W: Worker> {
-    reserved: Option<WorkerRef<W>>,
+    /// Behind a lock because the inherent [`Pool::call`] (`&self`) uses it too: tower's
+    /// `svc.ready().await?.call(msg)` resolves to the inherent method on a `Pool`. Locked
+    /// only while `has_reservation` says there is one (never, for a pool used without tower).
+    reserved: Mutex<Option<Reservation<W>>>,
+    has_reservation: AtomicBool,
     waiting: Option<Waiting>,
 }
 
 impl<W: Worker> Default for Readiness<W> {
     fn default() -> Self {
         Self {
-            reserved: None,
+            reserved: Mutex::new(None),
+            has_reservation: AtomicBool::new(false),
             waiting: None,
         }
+    }
+}
+
+impl<W: Worker> Readiness<W> {
+    /// Whether `poll_ready` has reserved a worker not yet used.
+    fn is_reserved(&mut self) -> bool {
+        self.reserved.get_mut().is_some()
+    }
+
+    fn reserve(&mut self, reservation: Reservation<W>) {
+        *self.reserved.get_mut() = Some(reservation);
+        // Relaxed: written under `&mut self`; whoever reads it through `&self` later got
+        // that shared borrow after this, and the lock orders the reservation itself.
+        self.has_reservation.store(true, Relaxed);
+    }
+
+    /// Takes the reservation, if there is one, for the call about to be made.
+    pub(super) fn take(&self) -> Option<Reservation<W>> {
+        if !self.has_reservation.load(Relaxed) {
+            return None;
+        }
+        let taken = self.reserved.lock().take();
+        self.has_reservation.store(false, Relaxed);
+        taken
     }
 }
 
@@ -55,7 +94,7 @@ impl<W: Worker> Pool<W> {
     /// Registers for what the refusal `e` waits for, then picks again (so that a change in
     /// between still wakes the waiter): the worker, or what to wait for, or `None` when
     /// there is nothing to wait for (the call will report why).
-    fn register(&self, e: &PickError) -> Result<WorkerRef<W>, Option<Waiting>> {
+    fn register(&self, e: &PickError) -> Result<Reservation<W>, Option<Waiting>> {
         let waiting = match e {
             PickError::Overloaded => Waiting::Capacity(self.supervisor.capacity().wait()),
             PickError::Draining => {
@@ -66,7 +105,7 @@ impl<W: Worker> Pool<W> {
             _ => return Err(None),
         };
         match self.balancer.pick() {
-            Ok(w) => Ok(w.cloned()),
+            Ok(w) => Ok(w.reserve()),
             Err(again) if std::mem::discriminant(&again) == std::mem::discriminant(e) => {
                 Err(Some(waiting))
             }
@@ -92,19 +131,20 @@ impl<W: Worker> tower::Service<W::Msg> for Pool<W> {
                 }
                 self.ready.waiting = None;
             }
-            if self.ready.reserved.is_some() || self.supervisor.is_stopped() {
+            if self.ready.is_reserved() || self.supervisor.is_stopped() {
                 return Poll::Ready(Ok(()));
             }
             let refused = match self.balancer.pick() {
                 Ok(w) => {
-                    self.ready.reserved = Some(w.cloned());
+                    let reservation = w.reserve();
+                    self.ready.reserve(reservation);
                     return Poll::Ready(Ok(()));
                 }
                 Err(e) => e,
             };
             match self.register(&refused) {
-                Ok(worker) => {
-                    self.ready.reserved = Some(worker);
+                Ok(reservation) => {
+                    self.ready.reserve(reservation);
                     return Poll::Ready(Ok(()));
                 }
                 Err(Some(waiting)) => self.ready.waiting = Some(waiting),
@@ -118,16 +158,35 @@ impl<W: Worker> tower::Service<W::Msg> for Pool<W> {
 
     fn call(&mut self, msg: W::Msg) -> Self::Future {
         let pool = self.clone();
-        let reserved = self.ready.reserved.take();
+        let reserved = self.ready.take();
         Box::pin(async move {
-            if let Some(worker) = reserved {
-                match worker.call(msg).await {
-                    // It died since it was reserved: pick another.
-                    Err(CallError::Dead(m)) => return pool.call(m).await,
-                    other => return other.map_err(PoolCallError::from),
-                }
+            match reserved {
+                Some(reservation) => pool.call_reserved(reservation, msg).await,
+                None => pool.call(msg).await,
             }
-            pool.call(msg).await
         })
+    }
+}
+
+impl<W: Worker> Pool<W> {
+    /// A call on the worker `poll_ready` reserved; another pick if it has died since.
+    pub(super) async fn call_reserved(
+        &self,
+        reservation: Reservation<W>,
+        msg: W::Msg,
+    ) -> Result<W::Reply, PoolCallError<W::Msg>> {
+        let admit = &|| self.balancer.admits();
+        let delivery = Delivery::queue(reservation.worker(), msg, admit);
+        // Queued (or not): the call's own count replaces the reservation's.
+        drop(reservation);
+        match delivery.answer().await {
+            Ok(reply) => Ok(reply),
+            // A drain began after the reservation: refused like any call during a drain.
+            Err(TryCall::Barred(m)) => Err(PoolCallError::Draining(m)),
+            // It died since it was reserved: pick another.
+            Err(TryCall::Refused(CallError::Dead(m))) => self.call_by(m, Balancer::pick).await,
+            Err(TryCall::Refused(e)) => Err(PoolCallError::from(e)),
+            Err(TryCall::Full(_)) => unreachable!("a call waits for room, never ends full"),
+        }
     }
 }

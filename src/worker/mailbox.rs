@@ -49,8 +49,21 @@ pub(crate) enum MailboxTx<W: crate::Worker> {
 
 /// Why a message could not be queued; holds the message.
 pub(crate) enum Refused<T> {
+    /// The bounded mailbox is full.
     Full(T),
+    /// The mailbox is closed.
     Closed(T),
+    /// The sender's gate said no once the message was counted (a drain began).
+    Barred(T),
+}
+
+impl<T> Refused<T> {
+    /// The message, whatever the reason.
+    pub(crate) fn into_inner(self) -> T {
+        match self {
+            Self::Full(t) | Self::Closed(t) | Self::Barred(t) => t,
+        }
+    }
 }
 
 /// The receiving half of a mailbox, owned by the slot's task across incarnations.

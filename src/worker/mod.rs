@@ -9,7 +9,9 @@ mod worker_ref;
 
 use std::{fmt, future::Future};
 
-pub(crate) use self::worker_ref::{PendingReply, TryCall};
+#[cfg(feature = "tower")]
+pub(crate) use self::worker_ref::Reservation;
+pub(crate) use self::worker_ref::{PendingReply, TryCall, TrySend};
 pub use self::{mailbox::Mailbox, worker_ref::WorkerRef};
 
 /// A unit of work that lives in its own tokio task and handles one message at a time.

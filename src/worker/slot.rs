@@ -28,8 +28,9 @@ pub(crate) struct Slot<W: Worker> {
     /// from the same place, so that worker ids never repeat.
     pub(crate) first: u64,
     pub(crate) tx: MailboxTx<W>,
-    /// Messages queued plus the one in progress: what `WorkerRef::load` reads in one load.
-    pub(crate) load: CachePadded<AtomicUsize>,
+    /// Messages queued plus the one in progress, and calls reserved: what `WorkerRef::load`
+    /// reads, on one cache line.
+    pub(crate) load: CachePadded<Load>,
     /// Which incarnation serves the slot, or whether it has ended, been removed or been shut.
     pub(crate) state: SlotState,
     /// Wakes the slot's task when a shrink removes the slot (the state says so first).
@@ -49,7 +50,7 @@ impl<W: Worker> Slot<W> {
             index,
             first,
             tx,
-            load: CachePadded::new(AtomicUsize::new(0)),
+            load: CachePadded::new(Load::default()),
             state: SlotState::new(first),
             removed: CancellationToken::new(),
             idle: AtomicWaker::new(),
@@ -68,22 +69,51 @@ impl<W: Worker> Slot<W> {
         self.last.load(Relaxed)
     }
 
-    /// Messages queued plus the one in progress.
+    /// Messages queued plus the one in progress, plus calls reserved: what picks weigh.
     pub(crate) fn load(&self) -> usize {
-        self.load.load(Relaxed)
+        self.queued()
+            .saturating_add(self.load.reserved.load(Relaxed))
+    }
+
+    /// Messages queued plus the one in progress: what a drain waits for.
+    pub(crate) fn queued(&self) -> usize {
+        self.load.queued.load(Relaxed)
     }
 
     /// One message fewer queued or in progress; wakes those waiting for capacity.
     pub(crate) fn unload(&self) {
         // SeqCst: ordered before the look at the waiters in `released` (see there).
-        self.load.fetch_sub(1, SeqCst);
+        self.load.queued.fetch_sub(1, SeqCst);
+        self.capacity.released();
+    }
+
+    /// Counts one call reserved for this slot (a ready `Pool` service's) into its load.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn reserve(&self) {
+        self.load.reserved.fetch_add(1, Relaxed);
+    }
+
+    /// Uncounts a reservation; wakes those waiting for capacity, as the load fell.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn unreserve(&self) {
+        // SeqCst: as in `unload`.
+        self.load.reserved.fetch_sub(1, SeqCst);
         self.capacity.released();
     }
 
     /// Queues `env` at once, counted in the load, or says why not; whichever incarnation
-    /// serves the slot takes it.
-    pub(crate) fn try_push(&self, env: Envelope<W>) -> Result<(), Refused<Envelope<W>>> {
+    /// serves the slot takes it. `admit` is asked once the message is counted and before it
+    /// is queued; if it says no, the count is undone and `env` comes back as
+    /// [`Refused::Barred`].
+    pub(crate) fn try_push(
+        &self,
+        env: Envelope<W>,
+        admit: Admit<'_>,
+    ) -> Result<(), Refused<Envelope<W>>> {
         let queued = Queued::new(self);
+        if !admit() {
+            return Err(Refused::Barred(env));
+        }
         self.tx.try_send(env)?;
         queued.commit();
         Ok(())
@@ -92,12 +122,39 @@ impl<W: Worker> Slot<W> {
     /// Queues `env`, counted in the load, waiting for room in a bounded mailbox; hands it
     /// back if the mailbox closed.
     pub(crate) async fn push(&self, env: Envelope<W>) -> Result<(), Envelope<W>> {
+        self.push_admitted(env, &|| true)
+            .await
+            .map_err(Refused::into_inner)
+    }
+
+    /// [`push`](Slot::push) behind `admit`, asked as in [`try_push`](Slot::try_push) before
+    /// the wait for room: once admitted, the message is counted in the load while it waits,
+    /// so a drain's idle wait waits for it too.
+    pub(crate) async fn push_admitted(
+        &self,
+        env: Envelope<W>,
+        admit: Admit<'_>,
+    ) -> Result<(), Refused<Envelope<W>>> {
         let queued = Queued::new(self);
-        self.tx.send(env).await?;
+        if !admit() {
+            return Err(Refused::Barred(env));
+        }
+        self.tx.send(env).await.map_err(Refused::Closed)?;
         queued.commit();
         Ok(())
     }
 }
+
+/// A slot's load: what is queued or in progress, and what ready services have reserved.
+#[derive(Debug, Default)]
+pub(crate) struct Load {
+    queued: AtomicUsize,
+    reserved: AtomicUsize,
+}
+
+/// The gate a message passes after it is counted in a slot's load and before it is queued:
+/// a pool's "has a drain begun since the pick?" (`Balancer::admits`).
+pub(crate) type Admit<'a> = &'a (dyn Fn() -> bool + Sync);
 
 /// Counts a message into the slot's load; uncounts it on drop unless committed, so a refused
 /// or cancelled send leaves the load as it was.
@@ -105,8 +162,8 @@ struct Queued<'a>(&'a AtomicUsize);
 
 impl<'a> Queued<'a> {
     fn new<W: Worker>(slot: &'a Slot<W>) -> Self {
-        slot.load.fetch_add(1, Relaxed);
-        Self(&slot.load)
+        slot.load.queued.fetch_add(1, Relaxed);
+        Self(&slot.load.queued)
     }
 
     /// The message is in the mailbox: the worker uncounts it once handled or returned.

@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use super::{
     error::{CallError, SendError},
     mailbox::{Envelope, Outcome, Refused},
-    slot::Slot,
+    slot::{Admit, Slot},
     state::Closed,
     Worker, WorkerId,
 };
@@ -73,13 +73,26 @@ impl<W: Worker> WorkerRef<W> {
     /// [`SendError::Full`] if its bounded mailbox is full, [`SendError::Shutdown`] once the
     /// supervisor has stopped.
     pub fn send(&self, msg: W::Msg) -> Result<(), SendError<W::Msg>> {
+        self.try_send(msg, &|| true).map_err(|e| match e {
+            TrySend::Refused(e) => e,
+            TrySend::Barred(_) => unreachable!("an open gate bars nothing"),
+        })
+    }
+
+    /// [`send`](WorkerRef::send) behind `admit`, asked once the message is counted in the
+    /// load and before it is queued (see [`Slot::try_push`]).
+    pub(crate) fn try_send(&self, msg: W::Msg, admit: Admit<'_>) -> Result<(), TrySend<W::Msg>> {
         if let Some(why) = self.refusal() {
-            return Err(SendError::closed(msg, why));
+            return Err(TrySend::Refused(SendError::closed(msg, why)));
         }
-        match self.slot.try_push(Envelope { msg, reply: None }) {
+        match self.slot.try_push(Envelope { msg, reply: None }, admit) {
             Ok(()) => Ok(()),
-            Err(Refused::Full(env)) => Err(SendError::Full(env.msg)),
-            Err(Refused::Closed(env)) => Err(SendError::closed(env.msg, self.closed_reason())),
+            Err(Refused::Full(env)) => Err(TrySend::Refused(SendError::Full(env.msg))),
+            Err(Refused::Closed(env)) => Err(TrySend::Refused(SendError::closed(
+                env.msg,
+                self.closed_reason(),
+            ))),
+            Err(Refused::Barred(env)) => Err(TrySend::Barred(env.msg)),
         }
     }
 
@@ -97,16 +110,28 @@ impl<W: Worker> WorkerRef<W> {
     /// after does not withdraw the message: the worker still handles it, and the reply is
     /// discarded.
     pub async fn call(&self, msg: W::Msg) -> Result<W::Reply, CallError<W::Msg>> {
-        match self.try_call(msg) {
+        let open = &|| true;
+        let queued = match self.try_call(msg, open) {
+            Err(TryCall::Full(msg)) => self.call_when_room(msg, open).await,
+            other => other,
+        };
+        match queued {
             Ok(pending) => pending.wait().await,
-            Err(TryCall::Full(msg)) => self.call_when_room(msg).await,
             Err(TryCall::Refused(e)) => Err(e),
+            Err(TryCall::Full(_) | TryCall::Barred(_)) => {
+                unreachable!("an open gate bars nothing, and waiting for room ends full")
+            }
         }
     }
 
-    /// Queues a call without waiting for room; the reply is awaited separately, so that the
-    /// caller need not hold the handle (or a [`Picked`](crate::Picked)) while it waits.
-    pub(crate) fn try_call(&self, msg: W::Msg) -> Result<PendingReply<W>, TryCall<W::Msg>> {
+    /// Queues a call without waiting for room, behind `admit` (see [`Slot::try_push`]); the
+    /// reply is awaited separately, so that the caller need not hold the handle (or a
+    /// [`Picked`](crate::Picked)) while it waits.
+    pub(crate) fn try_call(
+        &self,
+        msg: W::Msg,
+        admit: Admit<'_>,
+    ) -> Result<PendingReply<W>, TryCall<W::Msg>> {
         if let Some(why) = self.refusal() {
             return Err(TryCall::Refused(CallError::closed(msg, why)));
         }
@@ -115,27 +140,48 @@ impl<W: Worker> WorkerRef<W> {
             msg,
             reply: Some(tx),
         };
-        match self.slot.try_push(env) {
+        match self.slot.try_push(env, admit) {
             Ok(()) => Ok(PendingReply(rx)),
-            Err(Refused::Full(env)) => Err(TryCall::Full(env.msg)),
-            Err(Refused::Closed(env)) => Err(TryCall::Refused(CallError::closed(
-                env.msg,
-                self.closed_reason(),
-            ))),
+            Err(e) => Err(self.not_queued(e)),
         }
     }
 
-    /// The slow path of `call` for a full bounded mailbox: wait for room, then for the reply.
-    async fn call_when_room(&self, msg: W::Msg) -> Result<W::Reply, CallError<W::Msg>> {
+    /// The slow path of a call to a full bounded mailbox: waits for room (counted in the load
+    /// once `admit` has let it through, see [`Slot::push_admitted`]), then queues. Never
+    /// answers [`TryCall::Full`].
+    pub(crate) async fn call_when_room(
+        &self,
+        msg: W::Msg,
+        admit: Admit<'_>,
+    ) -> Result<PendingReply<W>, TryCall<W::Msg>> {
         let (tx, rx) = oneshot::channel();
         let env = Envelope {
             msg,
             reply: Some(tx),
         };
-        if let Err(env) = self.slot.push(env).await {
-            return Err(CallError::closed(env.msg, self.closed_reason()));
+        match self.slot.push_admitted(env, admit).await {
+            Ok(()) => Ok(PendingReply(rx)),
+            Err(e) => Err(self.not_queued(e)),
         }
-        PendingReply(rx).wait().await
+    }
+
+    /// What a call that could not be queued tells its caller.
+    fn not_queued(&self, refused: Refused<Envelope<W>>) -> TryCall<W::Msg> {
+        match refused {
+            Refused::Full(env) => TryCall::Full(env.msg),
+            Refused::Closed(env) => {
+                TryCall::Refused(CallError::closed(env.msg, self.closed_reason()))
+            }
+            Refused::Barred(env) => TryCall::Barred(env.msg),
+        }
+    }
+
+    /// Counts a call reserved for this worker into its load until the reservation is used
+    /// or dropped.
+    #[cfg(feature = "tower")]
+    pub(crate) fn reserve(&self) -> Reservation<W> {
+        self.slot.reserve();
+        Reservation(Some(self.clone()))
     }
 
     /// Why a message to this incarnation would be refused, if it would.
@@ -156,6 +202,41 @@ pub(crate) enum TryCall<M> {
     Full(M),
     /// Refused for good, message inside.
     Refused(CallError<M>),
+    /// The caller's gate said no (a drain began since the pick).
+    Barred(M),
+}
+
+/// Why `try_send` did not queue a message.
+pub(crate) enum TrySend<M> {
+    /// Refused by the worker, message inside.
+    Refused(SendError<M>),
+    /// The caller's gate said no (a drain began since the pick).
+    Barred(M),
+}
+
+/// A call reserved for a worker by a ready `Pool` service: counted in the worker's
+/// [`load`](Member::load) (so that picks at `max_load` pass it over) but not in its
+/// [`drain_load`](Member::drain_load) (a drain does not wait for it), until it is used or
+/// dropped.
+#[cfg(feature = "tower")]
+pub(crate) struct Reservation<W: Worker>(Option<WorkerRef<W>>);
+
+#[cfg(feature = "tower")]
+impl<W: Worker> Reservation<W> {
+    /// The worker reserved. Queue the call before dropping the reservation, so that the
+    /// worker's load never dips in between.
+    pub(crate) fn worker(&self) -> &WorkerRef<W> {
+        self.0.as_ref().expect("only Drop takes the worker out")
+    }
+}
+
+#[cfg(feature = "tower")]
+impl<W: Worker> Drop for Reservation<W> {
+    fn drop(&mut self) {
+        if let Some(worker) = self.0.take() {
+            worker.slot.unreserve();
+        }
+    }
 }
 
 /// A queued call's reply, still to come.
@@ -179,9 +260,17 @@ impl<W: Worker> Member for WorkerRef<W> {
         self.slot.state.is_serving(self.incarnation)
     }
 
+    /// Messages queued and in progress, plus calls that ready `Pool` services have reserved
+    /// this worker for.
     #[inline]
     fn load(&self) -> usize {
         self.slot.load()
+    }
+
+    /// Messages queued and in progress: what a drain's idle wait waits for.
+    #[inline]
+    fn drain_load(&self) -> usize {
+        self.slot.queued()
     }
 
     /// The slot: a key stays with a slot across its worker's restarts.
