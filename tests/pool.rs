@@ -1104,3 +1104,143 @@ async fn call_for_keeps_a_key_on_its_slot_across_restarts() {
     }
     assert_eq!(slots.len(), 4);
 }
+
+/// What a [`Shrinker`] is sent.
+#[derive(Debug)]
+enum Job {
+    /// Logged and answered at once.
+    Work(u64),
+    /// Waits for a permit of [`Shared::hold`], then is handled as `Work`.
+    Hold(u64),
+    /// Waits for a permit of [`Shared::go`], then resizes the worker's own pool to this size.
+    Shrink(usize),
+}
+
+/// What every [`Shrinker`] of a pool shares with the test.
+struct Shared {
+    /// The pool the workers belong to; taken out at the end of the test to end the cycle.
+    pool: Mutex<Option<Pool<Shrinker>>>,
+    hold: tokio::sync::Semaphore,
+    go: tokio::sync::Semaphore,
+    /// Who took a `Hold` or `Shrink` message out of its mailbox.
+    entered: Mutex<Vec<WorkerId>>,
+    /// `Work` and `Hold` messages handled, in order, with who handled them.
+    log: Mutex<Vec<(WorkerId, u64)>>,
+}
+
+impl Shared {
+    /// Nothing yet, both gates shut.
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            pool: Mutex::new(None),
+            hold: tokio::sync::Semaphore::new(0),
+            go: tokio::sync::Semaphore::new(0),
+            entered: Mutex::new(Vec::new()),
+            log: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+/// A worker that can resize the very pool it works in.
+struct Shrinker {
+    id: WorkerId,
+    shared: Arc<Shared>,
+}
+
+impl croupier::Worker for Shrinker {
+    type Msg = Job;
+    type Reply = Result<WorkerId, ResizeError>;
+
+    async fn handle(&mut self, job: Job) -> Result<WorkerId, ResizeError> {
+        let n = match job {
+            Job::Work(n) => n,
+            Job::Hold(n) => {
+                self.shared.entered.lock().push(self.id);
+                self.shared.hold.acquire().await.unwrap().forget();
+                n
+            }
+            Job::Shrink(size) => {
+                self.shared.entered.lock().push(self.id);
+                self.shared.go.acquire().await.unwrap().forget();
+                let pool = self
+                    .shared
+                    .pool
+                    .lock()
+                    .clone()
+                    .expect("set before any message");
+                return pool.resize(size).await.map(|()| self.id);
+            }
+        };
+        self.shared.log.lock().push((self.id, n));
+        Ok(self.id)
+    }
+}
+
+/// A worker that shrinks its own pool while its bounded mailbox is full does not deadlock.
+/// The slot taken out moves its queue into that very mailbox, which only the resizing worker
+/// can empty once its resize returns: the resize must not wait for the slot to stop. Nothing
+/// is lost on the way: the moved call is answered by the worker that remains.
+#[tokio::test(start_paused = true)]
+async fn a_worker_resizing_its_own_pool_does_not_deadlock() {
+    let shared = Shared::new();
+    let pool = Pool::builder({
+        let shared = Arc::clone(&shared);
+        move |id| Shrinker {
+            id,
+            shared: Arc::clone(&shared),
+        }
+    })
+    .size(2)
+    .mailbox(croupier::Mailbox::Bounded(1))
+    .start()
+    .unwrap();
+    *shared.pool.lock() = Some(pool.clone());
+    let (w0, w1) = (
+        pool.supervisor().children()[0].clone(),
+        pool.supervisor().children()[1].clone(),
+    );
+    // Slot 1 holds a message, with a call queued behind it.
+    w1.send(Job::Hold(20)).unwrap();
+    until("slot 1 holds", || shared.entered.lock().contains(&id(1, 0))).await;
+    let queued = tokio::spawn({
+        let w1 = w1.clone();
+        async move { w1.call(Job::Work(21)).await }
+    });
+    until("the call queued in slot 1", || w1.load() == 2).await;
+    // Slot 0 is about to shrink the pool to itself, its one place taken.
+    let shrink = tokio::spawn({
+        let w0 = w0.clone();
+        async move { w0.call(Job::Shrink(1)).await }
+    });
+    until("slot 0 in its shrink", || {
+        shared.entered.lock().contains(&id(0, 0))
+    })
+    .await;
+    w0.send(Job::Work(11)).unwrap();
+    assert!(
+        matches!(w0.send(Job::Work(12)), Err(SendError::Full(Job::Work(12)))),
+        "slot 0's mailbox is full"
+    );
+
+    shared.go.add_permits(1);
+    // Paused time: should the resize wait for ever, the hang guard fires as soon as nothing
+    // is left to run.
+    let shrunk = within(shrink).await.unwrap().unwrap();
+    assert_eq!(shrunk, Ok(id(0, 0)));
+    assert_eq!(pool.supervisor().size(), 1);
+    let reply = within(queued).await.unwrap().unwrap();
+    assert_eq!(
+        reply,
+        Ok(id(0, 0)),
+        "the moved call is answered where it moved"
+    );
+    shared.hold.add_permits(1);
+    until("every message handled", || shared.log.lock().len() == 3).await;
+    let mut log = shared.log.lock().clone();
+    log.sort_unstable();
+    assert_eq!(log, vec![(id(0, 0), 11), (id(0, 0), 21), (id(1, 0), 20)]);
+    assert_eq!(pool.stats().supervisor.dropped, 0);
+    // The pool holds itself through its workers: take it out, then shut down.
+    shared.pool.lock().take();
+    within(pool.shutdown()).await;
+}
