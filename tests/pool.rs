@@ -13,6 +13,7 @@ use std::{
         atomic::{AtomicBool, Ordering::Relaxed},
         Arc, OnceLock,
     },
+    time::Duration,
 };
 
 use croupier::{
@@ -1243,4 +1244,112 @@ async fn a_worker_resizing_its_own_pool_does_not_deadlock() {
     // The pool holds itself through its workers: take it out, then shut down.
     shared.pool.lock().take();
     within(pool.shutdown()).await;
+}
+
+/// Which hook of a [`Hanging`] worker never returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hook {
+    Started,
+    Stopping,
+}
+
+/// A worker one of whose hooks never returns. It says which hook it enters; its sender goes
+/// away when it is dropped, so that the test sees every worker (and the factory) gone.
+struct Hanging {
+    hook: Hook,
+    seen: tokio::sync::mpsc::UnboundedSender<Hook>,
+}
+
+impl croupier::Worker for Hanging {
+    type Msg = u32;
+    type Reply = u32;
+
+    async fn handle(&mut self, n: u32) -> u32 {
+        n
+    }
+
+    async fn started(&mut self) {
+        let _ = self.seen.send(Hook::Started);
+        if self.hook == Hook::Started {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    async fn stopping(&mut self) {
+        let _ = self.seen.send(Hook::Stopping);
+        if self.hook == Hook::Stopping {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Dropping a pool, or a supervisor, without `shutdown` ends every task it owns at once, even
+/// when a worker's `started` or `stopping` hook never returns: the hooks are raced against the
+/// hard stop, as `handle` is. A call queued behind a worker stuck in `started` comes back.
+#[tokio::test(start_paused = true)]
+async fn a_hanging_hook_does_not_outlive_a_dropped_pool() {
+    for hook in [Hook::Started, Hook::Stopping] {
+        for owner in ["pool", "supervisor"] {
+            let (tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+            let factory = move |_| Hanging {
+                hook,
+                seen: tx.clone(),
+            };
+            let (owned, workers): (Box<dyn std::any::Any>, _) = if owner == "pool" {
+                let pool = Pool::builder(factory).size(2).start().unwrap();
+                let workers = pool.supervisor().children();
+                (Box::new(pool), workers)
+            } else {
+                let sup = croupier::Supervisor::builder(factory)
+                    .size(2)
+                    .start()
+                    .unwrap();
+                let workers = sup.children();
+                (Box::new(sup), workers)
+            };
+            for _ in 0..2 {
+                assert_eq!(within(seen.recv()).await, Some(Hook::Started));
+            }
+            let queued = tokio::spawn({
+                let w = workers[0].clone();
+                async move { w.call(7).await }
+            });
+            let queued = if hook == Hook::Started {
+                until("the call queued", || workers[0].load() == 1).await;
+                Some(queued)
+            } else {
+                // Not stuck in `started`: the call is answered.
+                assert_eq!(within(queued).await.unwrap(), Ok(7));
+                None
+            };
+
+            drop(owned);
+
+            // Paused time: the second passes as soon as nothing is left to run. Every sender
+            // is gone once the factory and both workers have been dropped.
+            let mut after = Vec::new();
+            let ended = tokio::time::timeout(Duration::from_secs(1), async {
+                while let Some(h) = seen.recv().await {
+                    after.push(h);
+                }
+            })
+            .await;
+            assert!(
+                ended.is_ok(),
+                "a hanging {hook:?} hook outlived its dropped {owner}: after the drop it saw \
+                 {after:?}"
+            );
+            match hook {
+                Hook::Started => {
+                    assert_eq!(after, vec![], "no worker got past `started`");
+                    let r = within(queued.expect("queued")).await.unwrap();
+                    assert!(matches!(r, Err(CallError::Shutdown(7))), "{r:?}");
+                }
+                Hook::Stopping => assert_eq!(after, vec![Hook::Stopping; 2]),
+            }
+            for w in &workers {
+                assert!(!w.is_alive());
+            }
+        }
+    }
 }

@@ -70,7 +70,11 @@ use crate::{
 /// [`dropped`](SupervisorStats::dropped)); one taken from the mailbox but not yet started,
 /// and every queued one, comes back to its caller as `Shutdown` (or is counted in `dropped`
 /// when nobody waits for it); a worker that is not in the middle of a message runs its
-/// [`stopping`](Worker::stopping) hook, one abandoned mid-message does not.
+/// [`stopping`](Worker::stopping) hook, one abandoned mid-message does not. The hooks are
+/// cut short too, so that no task outlives the hard stop whatever they do: a
+/// [`started`](Worker::started) hook still running is abandoned where it waits (and
+/// `stopping` does not run), and a `stopping` hook runs only up to its first `.await` that
+/// waits.
 ///
 /// A panic anywhere in the worker's code (the factory, a hook, `handle` before or after it
 /// returns its future, `is_finished`, a `Drop`) is a crash like any other: the slot restarts
