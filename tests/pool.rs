@@ -1353,3 +1353,99 @@ async fn a_hanging_hook_does_not_outlive_a_dropped_pool() {
         }
     }
 }
+
+/// A copy of a broadcast that waits in a worker's mailbox behind a message that crashes the
+/// worker is handled by the successor in the same slot, as every queued message is; its
+/// result is reported under the id of the worker it was addressed to. `map` does the same,
+/// and a copy waiting in a worker that a shrink takes out is handled by a worker that remains.
+#[tokio::test]
+async fn a_broadcast_copy_queued_behind_a_crash_is_handled_by_the_successor() {
+    let (probe, mut events) = Probe::new(2);
+    let pool = Pool::builder(probe.factory()).size(2).start().unwrap();
+    let reply = |by, n| Ok(Reply { by, n });
+
+    // broadcast: 0.0 crashes with the copy queued behind; 0.1 handles it.
+    let w0 = pool.supervisor().children()[0].clone();
+    let crashing = tokio::spawn({
+        let w0 = w0.clone();
+        async move { w0.call(Msg::BlockThenPanic).await }
+    });
+    events.wait_for(Event::Entered(id(0, 0))).await;
+    let broadcast = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.broadcast(Msg::Work(5)).await }
+    });
+    until("the copy queued behind", || w0.load() == 2).await;
+    probe.open(1);
+    let r = within(crashing).await.unwrap();
+    assert!(matches!(r, Err(CallError::WorkerDied)), "{r:?}");
+    let replies = within(broadcast).await.unwrap();
+    assert_eq!(
+        replies,
+        vec![
+            (id(0, 0), reply(id(0, 1), 5)),
+            (id(1, 0), reply(id(1, 0), 5))
+        ]
+    );
+
+    // map: `f` is asked with the id the message goes to, and the result comes back under it.
+    let w0 = pool.supervisor().children()[0].clone();
+    assert_eq!(w0.id(), id(0, 1));
+    let crashing = tokio::spawn({
+        let w0 = w0.clone();
+        async move { w0.call(Msg::BlockThenPanic).await }
+    });
+    events.wait_for(Event::Entered(id(0, 1))).await;
+    let map = tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            let mut asked = Vec::new();
+            let replies = pool
+                .map(|w| {
+                    asked.push(w);
+                    Msg::Work(10 + w.slot() as u64)
+                })
+                .await;
+            (asked, replies)
+        }
+    });
+    until("the message queued behind", || w0.load() == 2).await;
+    probe.open(1);
+    let r = within(crashing).await.unwrap();
+    assert!(matches!(r, Err(CallError::WorkerDied)), "{r:?}");
+    let (asked, replies) = within(map).await.unwrap();
+    assert_eq!(asked, vec![id(0, 1), id(1, 0)]);
+    assert_eq!(
+        replies,
+        vec![
+            (id(0, 1), reply(id(0, 2), 10)),
+            (id(1, 0), reply(id(1, 0), 11))
+        ]
+    );
+
+    // A shrink moves slot 1's queued copy to slot 0, which then handles two copies.
+    let w1 = pool.supervisor().children()[1].clone();
+    w1.send(Msg::Block(7)).unwrap();
+    events.wait_for(Event::Entered(id(1, 0))).await;
+    let broadcast = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.broadcast(Msg::Work(8)).await }
+    });
+    until("the copy queued in slot 1", || w1.load() == 2).await;
+    let resize = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.resize(1).await }
+    });
+    let replies = within(broadcast).await.unwrap();
+    assert_eq!(
+        replies,
+        vec![
+            (id(0, 2), reply(id(0, 2), 8)),
+            (id(1, 0), reply(id(0, 2), 8))
+        ]
+    );
+    probe.open(1);
+    within(resize).await.unwrap().unwrap();
+    assert_eq!(pool.stats().supervisor.dropped, 0);
+    within(pool.shutdown()).await;
+}
