@@ -13,6 +13,7 @@ use std::{
         atomic::{AtomicBool, Ordering::Relaxed},
         Arc, OnceLock,
     },
+    time::Duration,
 };
 
 use croupier::{
@@ -1103,4 +1104,348 @@ async fn call_for_keeps_a_key_on_its_slot_across_restarts() {
         slots.insert(pool.call_for(&key, Msg::Work(0)).await.unwrap().by.slot());
     }
     assert_eq!(slots.len(), 4);
+}
+
+/// What a [`Shrinker`] is sent.
+#[derive(Debug)]
+enum Job {
+    /// Logged and answered at once.
+    Work(u64),
+    /// Waits for a permit of [`Shared::hold`], then is handled as `Work`.
+    Hold(u64),
+    /// Waits for a permit of [`Shared::go`], then resizes the worker's own pool to this size.
+    Shrink(usize),
+}
+
+/// What every [`Shrinker`] of a pool shares with the test.
+struct Shared {
+    /// The pool the workers belong to; taken out at the end of the test to end the cycle.
+    pool: Mutex<Option<Pool<Shrinker>>>,
+    hold: tokio::sync::Semaphore,
+    go: tokio::sync::Semaphore,
+    /// Who took a `Hold` or `Shrink` message out of its mailbox.
+    entered: Mutex<Vec<WorkerId>>,
+    /// `Work` and `Hold` messages handled, in order, with who handled them.
+    log: Mutex<Vec<(WorkerId, u64)>>,
+}
+
+impl Shared {
+    /// Nothing yet, both gates shut.
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            pool: Mutex::new(None),
+            hold: tokio::sync::Semaphore::new(0),
+            go: tokio::sync::Semaphore::new(0),
+            entered: Mutex::new(Vec::new()),
+            log: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+/// A worker that can resize the very pool it works in.
+struct Shrinker {
+    id: WorkerId,
+    shared: Arc<Shared>,
+}
+
+impl croupier::Worker for Shrinker {
+    type Msg = Job;
+    type Reply = Result<WorkerId, ResizeError>;
+
+    async fn handle(&mut self, job: Job) -> Result<WorkerId, ResizeError> {
+        let n = match job {
+            Job::Work(n) => n,
+            Job::Hold(n) => {
+                self.shared.entered.lock().push(self.id);
+                self.shared.hold.acquire().await.unwrap().forget();
+                n
+            }
+            Job::Shrink(size) => {
+                self.shared.entered.lock().push(self.id);
+                self.shared.go.acquire().await.unwrap().forget();
+                let pool = self
+                    .shared
+                    .pool
+                    .lock()
+                    .clone()
+                    .expect("set before any message");
+                return pool.resize(size).await.map(|()| self.id);
+            }
+        };
+        self.shared.log.lock().push((self.id, n));
+        Ok(self.id)
+    }
+}
+
+/// A worker that shrinks its own pool while its bounded mailbox is full does not deadlock.
+/// The slot taken out moves its queue into that very mailbox, which only the resizing worker
+/// can empty once its resize returns: the resize must not wait for the slot to stop. Nothing
+/// is lost on the way: the moved call is answered by the worker that remains.
+#[tokio::test(start_paused = true)]
+async fn a_worker_resizing_its_own_pool_does_not_deadlock() {
+    let shared = Shared::new();
+    let pool = Pool::builder({
+        let shared = Arc::clone(&shared);
+        move |id| Shrinker {
+            id,
+            shared: Arc::clone(&shared),
+        }
+    })
+    .size(2)
+    .mailbox(croupier::Mailbox::Bounded(1))
+    .start()
+    .unwrap();
+    *shared.pool.lock() = Some(pool.clone());
+    let (w0, w1) = (
+        pool.supervisor().children()[0].clone(),
+        pool.supervisor().children()[1].clone(),
+    );
+    // Slot 1 holds a message, with a call queued behind it.
+    w1.send(Job::Hold(20)).unwrap();
+    until("slot 1 holds", || shared.entered.lock().contains(&id(1, 0))).await;
+    let queued = tokio::spawn({
+        let w1 = w1.clone();
+        async move { w1.call(Job::Work(21)).await }
+    });
+    until("the call queued in slot 1", || w1.load() == 2).await;
+    // Slot 0 is about to shrink the pool to itself, its one place taken.
+    let shrink = tokio::spawn({
+        let w0 = w0.clone();
+        async move { w0.call(Job::Shrink(1)).await }
+    });
+    until("slot 0 in its shrink", || {
+        shared.entered.lock().contains(&id(0, 0))
+    })
+    .await;
+    w0.send(Job::Work(11)).unwrap();
+    assert!(
+        matches!(w0.send(Job::Work(12)), Err(SendError::Full(Job::Work(12)))),
+        "slot 0's mailbox is full"
+    );
+
+    shared.go.add_permits(1);
+    // Paused time: should the resize wait for ever, the hang guard fires as soon as nothing
+    // is left to run.
+    let shrunk = within(shrink).await.unwrap().unwrap();
+    assert_eq!(shrunk, Ok(id(0, 0)));
+    assert_eq!(pool.supervisor().size(), 1);
+    let reply = within(queued).await.unwrap().unwrap();
+    assert_eq!(
+        reply,
+        Ok(id(0, 0)),
+        "the moved call is answered where it moved"
+    );
+    shared.hold.add_permits(1);
+    until("every message handled", || shared.log.lock().len() == 3).await;
+    let mut log = shared.log.lock().clone();
+    log.sort_unstable();
+    assert_eq!(log, vec![(id(0, 0), 11), (id(0, 0), 21), (id(1, 0), 20)]);
+    assert_eq!(pool.stats().supervisor.dropped, 0);
+    // The pool holds itself through its workers: take it out, then shut down.
+    shared.pool.lock().take();
+    within(pool.shutdown()).await;
+}
+
+/// Which hook of a [`Hanging`] worker never returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hook {
+    Started,
+    Stopping,
+}
+
+/// A worker one of whose hooks never returns. It says which hook it enters; its sender goes
+/// away when it is dropped, so that the test sees every worker (and the factory) gone.
+struct Hanging {
+    hook: Hook,
+    seen: tokio::sync::mpsc::UnboundedSender<Hook>,
+}
+
+impl croupier::Worker for Hanging {
+    type Msg = u32;
+    type Reply = u32;
+
+    async fn handle(&mut self, n: u32) -> u32 {
+        n
+    }
+
+    async fn started(&mut self) {
+        let _ = self.seen.send(Hook::Started);
+        if self.hook == Hook::Started {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    async fn stopping(&mut self) {
+        let _ = self.seen.send(Hook::Stopping);
+        if self.hook == Hook::Stopping {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Dropping a pool, or a supervisor, without `shutdown` ends every task it owns at once, even
+/// when a worker's `started` or `stopping` hook never returns: the hooks are raced against the
+/// hard stop, as `handle` is. A call queued behind a worker stuck in `started` comes back.
+#[tokio::test(start_paused = true)]
+async fn a_hanging_hook_does_not_outlive_a_dropped_pool() {
+    for hook in [Hook::Started, Hook::Stopping] {
+        for owner in ["pool", "supervisor"] {
+            let (tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+            let factory = move |_| Hanging {
+                hook,
+                seen: tx.clone(),
+            };
+            let (owned, workers): (Box<dyn std::any::Any>, _) = if owner == "pool" {
+                let pool = Pool::builder(factory).size(2).start().unwrap();
+                let workers = pool.supervisor().children();
+                (Box::new(pool), workers)
+            } else {
+                let sup = croupier::Supervisor::builder(factory)
+                    .size(2)
+                    .start()
+                    .unwrap();
+                let workers = sup.children();
+                (Box::new(sup), workers)
+            };
+            for _ in 0..2 {
+                assert_eq!(within(seen.recv()).await, Some(Hook::Started));
+            }
+            let queued = tokio::spawn({
+                let w = workers[0].clone();
+                async move { w.call(7).await }
+            });
+            let queued = if hook == Hook::Started {
+                until("the call queued", || workers[0].load() == 1).await;
+                Some(queued)
+            } else {
+                // Not stuck in `started`: the call is answered.
+                assert_eq!(within(queued).await.unwrap(), Ok(7));
+                None
+            };
+
+            drop(owned);
+
+            // Paused time: the second passes as soon as nothing is left to run. Every sender
+            // is gone once the factory and both workers have been dropped.
+            let mut after = Vec::new();
+            let ended = tokio::time::timeout(Duration::from_secs(1), async {
+                while let Some(h) = seen.recv().await {
+                    after.push(h);
+                }
+            })
+            .await;
+            assert!(
+                ended.is_ok(),
+                "a hanging {hook:?} hook outlived its dropped {owner}: after the drop it saw \
+                 {after:?}"
+            );
+            match hook {
+                Hook::Started => {
+                    assert_eq!(after, vec![], "no worker got past `started`");
+                    let r = within(queued.expect("queued")).await.unwrap();
+                    assert!(matches!(r, Err(CallError::Shutdown(7))), "{r:?}");
+                }
+                Hook::Stopping => assert_eq!(after, vec![Hook::Stopping; 2]),
+            }
+            for w in &workers {
+                assert!(!w.is_alive());
+            }
+        }
+    }
+}
+
+/// A copy of a broadcast that waits in a worker's mailbox behind a message that crashes the
+/// worker is handled by the successor in the same slot, as every queued message is; its
+/// result is reported under the id of the worker it was addressed to. `map` does the same,
+/// and a copy waiting in a worker that a shrink takes out is handled by a worker that remains.
+#[tokio::test]
+async fn a_broadcast_copy_queued_behind_a_crash_is_handled_by_the_successor() {
+    let (probe, mut events) = Probe::new(2);
+    let pool = Pool::builder(probe.factory()).size(2).start().unwrap();
+    let reply = |by, n| Ok(Reply { by, n });
+
+    // broadcast: 0.0 crashes with the copy queued behind; 0.1 handles it.
+    let w0 = pool.supervisor().children()[0].clone();
+    let crashing = tokio::spawn({
+        let w0 = w0.clone();
+        async move { w0.call(Msg::BlockThenPanic).await }
+    });
+    events.wait_for(Event::Entered(id(0, 0))).await;
+    let broadcast = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.broadcast(Msg::Work(5)).await }
+    });
+    until("the copy queued behind", || w0.load() == 2).await;
+    probe.open(1);
+    let r = within(crashing).await.unwrap();
+    assert!(matches!(r, Err(CallError::WorkerDied)), "{r:?}");
+    let replies = within(broadcast).await.unwrap();
+    assert_eq!(
+        replies,
+        vec![
+            (id(0, 0), reply(id(0, 1), 5)),
+            (id(1, 0), reply(id(1, 0), 5))
+        ]
+    );
+
+    // map: `f` is asked with the id the message goes to, and the result comes back under it.
+    let w0 = pool.supervisor().children()[0].clone();
+    assert_eq!(w0.id(), id(0, 1));
+    let crashing = tokio::spawn({
+        let w0 = w0.clone();
+        async move { w0.call(Msg::BlockThenPanic).await }
+    });
+    events.wait_for(Event::Entered(id(0, 1))).await;
+    let map = tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            let mut asked = Vec::new();
+            let replies = pool
+                .map(|w| {
+                    asked.push(w);
+                    Msg::Work(10 + w.slot() as u64)
+                })
+                .await;
+            (asked, replies)
+        }
+    });
+    until("the message queued behind", || w0.load() == 2).await;
+    probe.open(1);
+    let r = within(crashing).await.unwrap();
+    assert!(matches!(r, Err(CallError::WorkerDied)), "{r:?}");
+    let (asked, replies) = within(map).await.unwrap();
+    assert_eq!(asked, vec![id(0, 1), id(1, 0)]);
+    assert_eq!(
+        replies,
+        vec![
+            (id(0, 1), reply(id(0, 2), 10)),
+            (id(1, 0), reply(id(1, 0), 11))
+        ]
+    );
+
+    // A shrink moves slot 1's queued copy to slot 0, which then handles two copies.
+    let w1 = pool.supervisor().children()[1].clone();
+    w1.send(Msg::Block(7)).unwrap();
+    events.wait_for(Event::Entered(id(1, 0))).await;
+    let broadcast = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.broadcast(Msg::Work(8)).await }
+    });
+    until("the copy queued in slot 1", || w1.load() == 2).await;
+    let resize = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.resize(1).await }
+    });
+    let replies = within(broadcast).await.unwrap();
+    assert_eq!(
+        replies,
+        vec![
+            (id(0, 2), reply(id(0, 2), 8)),
+            (id(1, 0), reply(id(0, 2), 8))
+        ]
+    );
+    probe.open(1);
+    within(resize).await.unwrap().unwrap();
+    assert_eq!(pool.stats().supervisor.dropped, 0);
+    within(pool.shutdown()).await;
 }

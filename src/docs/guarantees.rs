@@ -98,6 +98,14 @@
 //! answered; only when no slot remains that could take it does it come back (`Dead`, or
 //! `Shutdown` at a hard stop) or get counted.
 //!
+//! ## A hard stop ends every task at once
+//!
+//! Dropping the last handle of a [`Supervisor`](crate::Supervisor) or [`Pool`](crate::Pool)
+//! without `shutdown`, or a give-up, is a hard stop: every handler and every hook (`started`,
+//! `stopping`) that waits is abandoned at its `.await`, raced against the stop signal, so no
+//! slot task outlives it whatever the worker's async code does. (Code that blocks its thread
+//! without awaiting cannot be cut short.)
+//!
 //! ## A resize is one step, and ids never repeat
 //!
 //! The slots sit behind one `ArcSwap`; a resize replaces them whole under the mutex that

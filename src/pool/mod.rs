@@ -242,23 +242,35 @@ impl<W: Worker> Pool<W> {
 
     /// Calls every live worker (the supervisor's current [children](Supervisor::children))
     /// with a clone of `msg`, all at once, and waits for every reply: revolver's `map/2`,
-    /// kameo's broadcast. One result a worker, with its id, in slot order.
+    /// kameo's broadcast. One result a worker, in slot order, with the id of the worker its
+    /// copy was addressed to.
     ///
     /// Neither the balancer's [`max_load`](PoolBuilder::max_load) nor a drain
     /// ([`apply_within`](Pool::apply_within)) holds it back: it goes to the workers, not
     /// through the balancer. Each message is queued behind those already waiting in its
     /// worker's mailbox (in a full bounded one, once there is room).
     ///
+    /// A queued copy goes where its mailbox's messages go. If its worker crashes on an
+    /// earlier message, the successor in the same slot handles the copy; if a
+    /// [shrink](Pool::resize) takes the worker out, a worker that remains handles it (and so
+    /// handles two copies). Either way the result still carries the id the copy was
+    /// addressed to: a reply that must name the worker that made it can carry that worker's
+    /// own id.
+    ///
     /// An empty `Vec` means that no worker was live: the pool has shut down, its supervisor
     /// gave up, or every worker ended for good.
     ///
     /// # Errors
     ///
-    /// Each worker's result is its [`WorkerRef::call`]'s: [`CallError::WorkerDied`] if that
-    /// worker panicked while handling its copy, [`CallError::Dead`] if it died before taking
-    /// it (it is not sent to the successor: the others got theirs once), or
-    /// [`CallError::Shutdown`] if the pool stopped first. The copy comes back in the error
-    /// but for `WorkerDied`.
+    /// Each worker's result is its [`WorkerRef::call`]'s:
+    /// - [`CallError::WorkerDied`]: the worker handling the copy panicked while doing so.
+    /// - [`CallError::Dead`]: the worker had died by the time the copy was queued, or its
+    ///   slot ended for good (no successor) with the copy still queued, or a shrink took it
+    ///   out and no worker remained to take the copy. The copy is not sent to another
+    ///   worker then: the others got theirs once.
+    /// - [`CallError::Shutdown`]: the pool stopped first.
+    ///
+    /// The copy comes back in the error but for `WorkerDied`.
     ///
     /// # Cancel safety
     ///
@@ -306,11 +318,14 @@ impl<W: Worker> Pool<W> {
 
     /// Calls every live worker (the supervisor's current [children](Supervisor::children))
     /// with the message `f` makes for it from its id, all at once, and waits for every reply.
-    /// One result a worker, with its id, in slot order. `f` is called once a worker, in slot
-    /// order, before anything is awaited.
+    /// One result a worker, in slot order, with the id `f` was called with for it. `f` is
+    /// called once a worker, in slot order, before anything is awaited.
     ///
     /// As [`broadcast`](Pool::broadcast) (which is `map` with a clone for each), but the
     /// messages need not be `Clone` and may differ: a shard each, a worker's own settings.
+    /// A message goes where its mailbox's messages go, as there: to the successor in the
+    /// same slot after a crash, to a worker that remains after a shrink. Its result is still
+    /// reported under the id it was made for.
     ///
     /// # Errors
     ///
@@ -352,7 +367,8 @@ impl<W: Worker> Pool<W> {
     }
 
     /// Queues a call to every live worker, in slot order, with the message `f` makes for it;
-    /// returns what each waits for. `f` is spent before anything is awaited.
+    /// returns what each waits for, under the id the message was addressed to. `f` is spent
+    /// before anything is awaited.
     fn queue_each(
         &self,
         mut f: impl FnMut(WorkerId) -> W::Msg,

@@ -70,7 +70,11 @@ use crate::{
 /// [`dropped`](SupervisorStats::dropped)); one taken from the mailbox but not yet started,
 /// and every queued one, comes back to its caller as `Shutdown` (or is counted in `dropped`
 /// when nobody waits for it); a worker that is not in the middle of a message runs its
-/// [`stopping`](Worker::stopping) hook, one abandoned mid-message does not.
+/// [`stopping`](Worker::stopping) hook, one abandoned mid-message does not. The hooks are
+/// cut short too, so that no task outlives the hard stop whatever they do: a
+/// [`started`](Worker::started) hook still running is abandoned where it waits (and
+/// `stopping` does not run), and a `stopping` hook runs only up to its first `.await` that
+/// waits.
 ///
 /// A panic anywhere in the worker's code (the factory, a hook, `handle` before or after it
 /// returns its future, `is_finished`, a `Drop`) is a crash like any other: the slot restarts
@@ -327,7 +331,8 @@ impl<W: Worker> Supervisor<W> {
     /// its reply from the worker that handles it, each queued send is handled there. Its
     /// worker finishes the message in hand, runs its [`stopping`](Worker::stopping) hook and
     /// stops; a crash in that last message is counted in `deaths` and restarts nothing. This
-    /// waits for those slots to stop.
+    /// waits for those slots to stop (but see below for a worker that resizes its own
+    /// supervisor).
     ///
     /// A slot later grown in the same place starts its incarnations after the last one of
     /// the slot that was there, so a [`WorkerId`] is never handed out twice. Resizes from
@@ -354,8 +359,13 @@ impl<W: Worker> Supervisor<W> {
     /// not undo it: the slots taken out go on moving their queues and stop in the background,
     /// and [`shutdown`](Supervisor::shutdown) still waits for them.
     ///
-    /// A worker that awaits a shrink taking out its own slot is not waited for (it could not
-    /// finish its message otherwise); the other slots taken out are.
+    /// A worker of this supervisor that awaits a resize (in its own task: a hook or a
+    /// handler) does not wait for the slots taken out: this returns once they read dead and
+    /// the balancers have been refreshed, and they move their queues and stop in the
+    /// background. They move their queues into the slots that remain, the worker's own among
+    /// them, and in a bounded mailbox they wait for room that only the worker can make once
+    /// its message is done (and its own slot, if taken out, cannot stop before that either).
+    /// Nothing is lost: the moved messages are handled as above.
     ///
     /// # Example
     ///
@@ -386,11 +396,7 @@ impl<W: Worker> Supervisor<W> {
         core.refresh_watchers();
         // New workers are room: wake those waiting for a worker's load to fall.
         core.capacity.released();
-        let me = tokio::task::try_id();
         for task in leaving {
-            if me == Some(task.id()) {
-                continue;
-            }
             // The slot's task catches every panic of the worker's; an error here is the
             // runtime shutting down, which ends the wait as well.
             let _ = task.await;
@@ -432,8 +438,9 @@ impl<W: Worker> Core<W> {
         }
     }
 
-    /// Changes the slots to `n`; returns the tasks of the slots taken out, to wait for. The
-    /// caller refreshes the watchers.
+    /// Changes the slots to `n`; returns the tasks of the slots taken out, to wait for: none
+    /// when the caller runs in one of this supervisor's slot tasks (see [`Self::is_own_task`]).
+    /// The caller refreshes the watchers.
     fn resize(self: &Arc<Self>, n: usize) -> Result<Vec<JoinHandle<()>>, ResizeError> {
         if n == 0 {
             return Err(ResizeError::ZeroSize);
@@ -449,8 +456,21 @@ impl<W: Worker> Core<W> {
             self.start_slots(&mut layout, n);
             Ok(Vec::new())
         } else {
-            Ok(self.remove_slots(&mut layout, &current, n))
+            let own = Self::is_own_task(&layout);
+            let leaving = self.remove_slots(&mut layout, &current, n);
+            // Dropping a handle detaches the task; the tracker still waits for it.
+            Ok(if own { Vec::new() } else { leaving })
         }
+    }
+
+    /// Whether the running task is one of the current slots' tasks: a worker of this
+    /// supervisor, inside one of its hooks or handlers. Such a caller must not wait for the
+    /// slots a shrink takes out. They move their queues into the slots that remain, its own
+    /// among them: in a bounded mailbox they wait for room there, which only its worker can
+    /// make, and only once the wait is over. (Its own slot, if taken out, could not stop
+    /// before its worker finishes the message either.)
+    fn is_own_task(layout: &Layout) -> bool {
+        tokio::task::try_id().is_some_and(|me| layout.tasks.iter().any(|task| task.id() == me))
     }
 
     /// Starts slots from the current size up to `n`, each in its own task.

@@ -203,8 +203,12 @@ async fn feed<W: Worker>(
     worker: &mut W,
     run: &mut Run,
 ) -> Exit {
-    if !run_guarded(None, || worker.started()).await.is_done() {
-        return Exit::Panicked;
+    match run_guarded(&core.stop, || worker.started()).await {
+        Ran::Done { clean: true, .. } => {}
+        // A hard stop came while it waited: abandoned like a message in hand, so `stopping`
+        // does not run either.
+        Ran::Stopped => return Exit::Stopped,
+        Ran::Done { clean: false, .. } | Ran::Panicked => return Exit::Panicked,
     }
     loop {
         let Some(Envelope { msg, reply }) = next_message(core, slot, rx).await else {
@@ -257,10 +261,10 @@ async fn feed<W: Worker>(
         match guard(|| worker.is_finished()) {
             Some(false) => {}
             Some(true) => {
-                return if run_guarded(None, || worker.stopping()).await.is_done() {
-                    Exit::Finished
-                } else {
-                    Exit::Panicked
+                return match run_guarded(&core.stop, || worker.stopping()).await {
+                    Ran::Done { clean: true, .. } => Exit::Finished,
+                    Ran::Stopped => Exit::Stopped,
+                    Ran::Done { clean: false, .. } | Ran::Panicked => Exit::Panicked,
                 };
             }
             None => return Exit::Panicked,
@@ -278,7 +282,7 @@ async fn handle<W: Worker>(
     worker: &mut W,
     msg: W::Msg,
 ) -> Ran<W::Reply> {
-    let mut handling = pin!(run_guarded(Some(&core.stop), || worker.handle(msg)));
+    let mut handling = pin!(run_guarded(&core.stop, || worker.handle(msg)));
     // Most handlers finish on their first poll: only one that waits listens for a removal.
     if let Poll::Ready(ran) = poll_once(handling.as_mut()).await {
         return ran;
@@ -294,16 +298,21 @@ async fn handle<W: Worker>(
 }
 
 /// Ends an idle incarnation at shutdown, a hard stop or a removal: runs its `stopping` hook,
-/// whose panic is logged and changes nothing (stopping goes on, nothing restarts).
+/// whose panic is logged and changes nothing (stopping goes on, nothing restarts). A hard
+/// stop, whether it came before (the hook then runs up to its first wait) or while the hook
+/// waits, abandons the hook where it waits.
 async fn stop_idle<W: Worker>(
     core: &Core<W>,
     slot: &Slot<W>,
     id: WorkerId,
     worker: &mut W,
 ) -> Exit {
-    if !run_guarded(None, || worker.stopping()).await.is_done() {
-        tracing::error!(worker = %id,
-            "croupier worker's stopping hook panicked while stopping; stopping goes on");
+    match run_guarded(&core.stop, || worker.stopping()).await {
+        Ran::Done { clean: true, .. } => {}
+        Ran::Stopped => tracing::debug!(worker = %id,
+            "croupier worker's stopping hook abandoned at a hard stop"),
+        Ran::Done { clean: false, .. } | Ran::Panicked => tracing::error!(worker = %id,
+            "croupier worker's stopping hook panicked while stopping; stopping goes on"),
     }
     if core.stop.is_fired() {
         Exit::Stopped
@@ -410,32 +419,25 @@ enum Ran<T> {
     Stopped,
 }
 
-impl<T> Ran<T> {
-    /// Whether it completed without a panic anywhere.
-    fn is_done(&self) -> bool {
-        matches!(self, Self::Done { clean: true, .. })
-    }
-}
-
 /// Runs a synchronous call into user code inside the guard; `None` if it panicked.
 fn guard<T>(f: impl FnOnce() -> T) -> Option<T> {
     catch_unwind(AssertUnwindSafe(f)).ok()
 }
 
 /// Makes a future of the user's and runs it to the end inside the guard: the call that makes
-/// it, every poll, and its drop. With `stop`, a hard stop that comes while it waits drops it
-/// unfinished. Most handlers finish on their first poll, so only one that waits is raced
-/// against the stop signal, which saves registering with it for every message.
-async fn run_guarded<F: Future>(stop: Option<&Signal>, make: impl FnOnce() -> F) -> Ran<F::Output> {
+/// it, every poll, and its drop. A hard stop (`stop`) that comes while it waits, or came
+/// before its first wait, drops it unfinished, so that no hook or handler keeps a task alive
+/// past a hard stop. Most handlers finish on their first poll, so only one that waits is
+/// raced against the stop signal, which saves registering with it for every message.
+async fn run_guarded<F: Future>(stop: &Signal, make: impl FnOnce() -> F) -> Ran<F::Output> {
     let Some(fut) = guard(make) else {
         return Ran::Panicked;
     };
     let mut fut = pin!(Some(fut));
     let first = poll_fn(|cx| Poll::Ready(poll_user(fut.as_mut(), cx))).await;
-    let outcome = match (first, stop) {
-        (Poll::Ready(out), _) => Some(out),
-        (Poll::Pending, None) => Some(poll_fn(|cx| poll_user(fut.as_mut(), cx)).await),
-        (Poll::Pending, Some(stop)) => tokio::select! {
+    let outcome = match first {
+        Poll::Ready(out) => Some(out),
+        Poll::Pending => tokio::select! {
             biased;
             () = stop.fired() => None,
             out = poll_fn(|cx| poll_user(fut.as_mut(), cx)) => Some(out),

@@ -54,6 +54,11 @@ pub trait Worker: Send + 'static {
     fn handle(&mut self, msg: Self::Msg) -> impl Future<Output = Self::Reply> + Send;
 
     /// Runs once when the incarnation starts, before its first message.
+    ///
+    /// A hard stop (the supervisor gave up or was dropped) abandons it at the `.await` where
+    /// it waits, as it abandons a message in hand: the incarnation ends without its
+    /// [`stopping`](Worker::stopping) hook, and the messages queued for it come back to their
+    /// callers as [`Shutdown`](crate::CallError::Shutdown).
     fn started(&mut self) -> impl Future<Output = ()> + Send {
         async {}
     }
@@ -63,6 +68,10 @@ pub trait Worker: Send + 'static {
     /// worker is not in the middle of a message, and when it has
     /// [finished](Worker::is_finished). It does not run when the incarnation panicked, nor
     /// when a hard stop abandons it mid-message.
+    ///
+    /// A hard stop cuts it short: run at a hard stop, it runs up to its first `.await` that
+    /// waits and is abandoned there; running when one comes, it is abandoned at the `.await`
+    /// where it waits. Dropping a pool thus ends its tasks at once, whatever the hook does.
     ///
     /// A panic here after the worker finished is a crash like any other (the restart rule
     /// applies); a panic at shutdown or a hard stop is logged and starts nothing: stopping
