@@ -861,9 +861,8 @@ fn slow_source_does_not_block_pickers() {
     assert!((0..10).all(|_| b.pick().unwrap().id >= 10));
 }
 
-/// The refresher serves every balancer of the process, but refreshes one only when that one
-/// asked: a balancer left below the ratio by a failed refresh is not refreshed because
-/// another balancer woke the refresher.
+/// A balancer is refreshed only when it asks: one left below the ratio by a failed refresh
+/// is not refreshed because another balancer's refresh ran meanwhile.
 #[test]
 fn a_balancer_is_refreshed_only_when_it_asks() {
     let members = make(10);
@@ -890,7 +889,7 @@ fn a_balancer_is_refreshed_only_when_it_asks() {
     assert_eq!(calls.load(SeqCst), 2, "the refresh ran, and failed");
     assert_eq!(failing.stats().generation, 0);
 
-    // Another balancer crosses its ratio and wakes the refresher.
+    // Another balancer crosses its ratio and is refreshed.
     let others = make(4);
     let source = SharedSource::new(others.clone());
     let other = balancer(Policy::RoundRobin, 0.8, &source);
