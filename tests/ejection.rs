@@ -190,3 +190,108 @@ fn each_ejected_member_comes_back_at_its_own_time() {
     assert!((0..12).all(|_| b.pick().unwrap().id != 0));
     until("member 0 back again", || b.stats().ejected == 0);
 }
+
+/// On a tokio runtime, ejections are timed by tokio's clock: with the clock paused, an
+/// ejected member comes back once the clock is advanced past its time, and not before,
+/// without any real waiting.
+#[tokio::test(start_paused = true)]
+async fn readmission_follows_tokios_paused_clock() {
+    let base = Duration::from_secs(30);
+    let b = Balancer::builder()
+        .outlier_ejection(
+            Ejection::default()
+                .consecutive_failures(1)
+                .max_share(0.5)
+                .base_time(base),
+        )
+        .source(make(2))
+        .build()
+        .unwrap();
+    let real = Instant::now();
+    report_for(&b, 0, Outcome::Failure);
+    assert_eq!(b.stats().ejected, 1);
+
+    // Not before its time (30 s ± 10 %).
+    tokio::time::advance(base.mul_f64(0.85)).await;
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(b.stats().ejected, 1, "re-admitted before its time");
+
+    // Past it: back in rotation, with no real time spent waiting.
+    tokio::time::advance(base.mul_f64(0.3)).await;
+    let mut turns = 0;
+    while b.stats().ejected != 0 {
+        turns += 1;
+        assert!(
+            turns < 10_000 && real.elapsed() < Duration::from_secs(5),
+            "not re-admitted after the paused clock passed its time"
+        );
+        tokio::task::yield_now().await;
+    }
+    assert!((0..2).any(|_| b.pick().unwrap().id == 0));
+    assert!(real.elapsed() < Duration::from_secs(5));
+}
+
+/// A re-admission that falls due while a refresh holds the writer lock (its source is slow)
+/// waits for the lock off the runtime's thread, which goes on running, and lands once the
+/// refresh is done.
+#[tokio::test(start_paused = true)]
+async fn a_readmission_due_during_a_slow_refresh_waits_off_the_runtime() {
+    let base = Duration::from_secs(30);
+    let members = make(2);
+    let (entered_tx, entered) = std::sync::mpsc::channel::<()>();
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let (entered_tx, gate) = (
+        std::sync::Mutex::new(entered_tx),
+        std::sync::Mutex::new(gate),
+    );
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let source = move || {
+        if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) > 0 {
+            let _ = entered_tx.lock().unwrap().send(());
+            let _ = gate.lock().unwrap().recv_timeout(Duration::from_secs(10));
+        }
+        members.clone()
+    };
+    let b = Balancer::builder()
+        .outlier_ejection(
+            Ejection::default()
+                .consecutive_failures(1)
+                .max_share(0.5)
+                .base_time(base),
+        )
+        .source(source)
+        .build()
+        .unwrap();
+    let real = Instant::now();
+    report_for(&b, 0, Outcome::Failure);
+    assert_eq!(b.stats().ejected, 1);
+
+    let refresh = std::thread::spawn({
+        let b = b.clone();
+        move || b.refresh()
+    });
+    entered
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the refresh is in its source, holding the writer lock");
+    tokio::time::advance(base.mul_f64(1.2)).await;
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(b.stats().ejected, 1, "the refresh holds the lock");
+    assert!(
+        real.elapsed() < Duration::from_secs(5),
+        "the runtime's thread waited for the lock"
+    );
+
+    release.send(()).unwrap();
+    while b.stats().ejected != 0 {
+        assert!(
+            real.elapsed() < Duration::from_secs(5),
+            "not re-admitted once the refresh was done"
+        );
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(refresh.join().unwrap(), 2);
+}

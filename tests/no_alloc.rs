@@ -289,6 +289,100 @@ fn ratio_crossing_pick_allocates_nothing() {
     }
 }
 
+/// The same on a tokio runtime, where the refresher is a task on it: the crossing pick's wake
+/// is tokio's scheduling of that task, which allocates nothing either, whether the pick runs
+/// on the runtime's own thread (current-thread runtime, `block_on`) or on a thread outside a
+/// multi-thread runtime.
+#[test]
+fn ratio_crossing_pick_on_a_runtime_allocates_nothing() {
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let crossing = current.block_on(async { crossing_pick_on_this_runtime().await });
+    assert_eq!(crossing, 0, "current-thread: {crossing} heap operations");
+
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let b = multi.block_on(async { gated_balancer() });
+    let crossing = crossing_pick(&b);
+    b.1.send(()).unwrap();
+    common::settle(&b.0);
+    assert_eq!(b.0.stats().generation, 1, "the refresh landed");
+    assert_eq!(
+        crossing, 0,
+        "multi-thread, from outside: {crossing} heap operations"
+    );
+}
+
+/// A balancer of 8 members whose source, past the build, waits at a gate the returned sender
+/// opens; min alive ratio 0.9.
+fn gated_balancer() -> (
+    Balancer<TestMember>,
+    std::sync::mpsc::Sender<()>,
+    Vec<TestMember>,
+) {
+    let members = make(8);
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let gate = std::sync::Mutex::new(gate);
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let source = {
+        let members = members.clone();
+        move || {
+            if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) > 0 {
+                let _ = gate
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(std::time::Duration::from_secs(5));
+            }
+            members.clone()
+        }
+    };
+    let b = Balancer::builder()
+        .min_alive_ratio(0.9)
+        .source(source)
+        .build()
+        .unwrap();
+    (b, release, members)
+}
+
+/// Heap operations of the pick that crosses the ratio of `gated_balancer`'s balancer.
+fn crossing_pick(
+    (b, _, members): &(
+        Balancer<TestMember>,
+        std::sync::mpsc::Sender<()>,
+        Vec<TestMember>,
+    ),
+) -> usize {
+    drop(b.pick().unwrap()); // warm-up: arc-swap's per-thread node
+    for m in &members[1..] {
+        m.kill();
+    }
+    let ops = heap_operations(|| {
+        black_box(b.pick().expect("member 0 is alive").id);
+    });
+    assert!(b.is_refreshing(), "the crossing pick asked for a refresh");
+    ops
+}
+
+async fn crossing_pick_on_this_runtime() -> usize {
+    let b = gated_balancer();
+    let ops = crossing_pick(&b);
+    b.1.send(()).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while b.0.stats().generation == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refresh never landed"
+        );
+        tokio::task::yield_now().await;
+    }
+    ops
+}
+
 #[test]
 fn the_counter_sees_allocations() {
     let ops = heap_operations(|| {

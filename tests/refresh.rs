@@ -861,9 +861,8 @@ fn slow_source_does_not_block_pickers() {
     assert!((0..10).all(|_| b.pick().unwrap().id >= 10));
 }
 
-/// The refresher serves every balancer of the process, but refreshes one only when that one
-/// asked: a balancer left below the ratio by a failed refresh is not refreshed because
-/// another balancer woke the refresher.
+/// A balancer is refreshed only when it asks: one left below the ratio by a failed refresh
+/// is not refreshed because another balancer's refresh ran meanwhile.
 #[test]
 fn a_balancer_is_refreshed_only_when_it_asks() {
     let members = make(10);
@@ -890,7 +889,7 @@ fn a_balancer_is_refreshed_only_when_it_asks() {
     assert_eq!(calls.load(SeqCst), 2, "the refresh ran, and failed");
     assert_eq!(failing.stats().generation, 0);
 
-    // Another balancer crosses its ratio and wakes the refresher.
+    // Another balancer crosses its ratio and is refreshed.
     let others = make(4);
     let source = SharedSource::new(others.clone());
     let other = balancer(Policy::RoundRobin, 0.8, &source);
@@ -908,4 +907,131 @@ fn a_balancer_is_refreshed_only_when_it_asks() {
         "the failed balancer was refreshed without asking"
     );
     assert_eq!(failing.stats().generation, 0);
+}
+
+/// A source that returns `members` at the build and, at every later call, says so on
+/// `entered` and then waits for the test to open `gate` (at most 10 s, so that a regression
+/// fails instead of hanging; a test that panics drops its sender, which opens the gate too).
+fn gated_source(
+    members: Vec<TestMember>,
+) -> (
+    impl Fn() -> Vec<TestMember> + Send + Sync + 'static,
+    std::sync::mpsc::Receiver<()>,
+    std::sync::mpsc::Sender<()>,
+) {
+    let (entered_tx, entered) = std::sync::mpsc::channel::<()>();
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let (entered_tx, gate) = (Mutex::new(entered_tx), Mutex::new(gate));
+    let calls = AtomicUsize::new(0);
+    let source = move || {
+        if calls.fetch_add(1, SeqCst) > 0 {
+            let _ = entered_tx.lock().unwrap().send(());
+            let _ = gate
+                .lock()
+                .unwrap()
+                .recv_timeout(std::time::Duration::from_secs(10));
+        }
+        members.clone()
+    };
+    (source, entered, release)
+}
+
+/// Picks until the balancer has asked for a ratio refresh (bounded).
+fn pick_until_refreshing(b: &Balancer<TestMember>) {
+    for _ in 0..1_000 {
+        if b.is_refreshing() || b.stats().generation > 0 {
+            return;
+        }
+        b.pick().expect("some member is alive");
+    }
+    panic!("no refresh was asked for");
+}
+
+/// Each balancer's refreshes run apart from every other's: a source that blocks holds up its
+/// own balancer's refresh only, and another balancer's refresh lands meanwhile.
+#[test]
+fn a_slow_source_does_not_delay_another_balancers_refresh() {
+    let slow_members = make(4);
+    let (source, entered, release) = gated_source(slow_members.clone());
+    let slow = Balancer::builder().source(source).build().unwrap();
+    let quick_members = make(4);
+    let quick = balancer(
+        Policy::RoundRobin,
+        0.8,
+        &SharedSource::new(quick_members.clone()),
+    );
+
+    // The slow balancer's refresh starts, and blocks in its source.
+    slow_members[0].kill();
+    pick_until_refreshing(&slow);
+    entered
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the slow balancer's refresh started");
+
+    // The quick one's lands while the slow one's source is still blocked.
+    quick_members[0].kill();
+    pick_until_refreshing(&quick);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while quick.stats().generation == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the quick balancer's refresh waited for the slow balancer's source"
+        );
+        thread::yield_now();
+    }
+    assert!(slow.is_refreshing(), "the slow source is still blocked");
+    assert_eq!(slow.stats().generation, 0);
+
+    release.send(()).unwrap();
+    settle(&slow);
+    assert_eq!(slow.stats().generation, 1);
+}
+
+/// The same on a tokio runtime, where a balancer built on it refreshes on it: a source that
+/// blocks holds one of the runtime's blocking threads, not the runtime, and not another
+/// balancer's refresh.
+#[tokio::test]
+async fn a_slow_source_does_not_delay_another_balancers_refresh_on_a_runtime() {
+    let slow_members = make(4);
+    let (source, entered, release) = gated_source(slow_members.clone());
+    let slow = Balancer::builder().source(source).build().unwrap();
+    let quick_members = make(4);
+    let quick = balancer(
+        Policy::RoundRobin,
+        0.8,
+        &SharedSource::new(quick_members.clone()),
+    );
+
+    slow_members[0].kill();
+    pick_until_refreshing(&slow);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while entered.try_recv().is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow balancer's refresh never started"
+        );
+        tokio::task::yield_now().await;
+    }
+
+    quick_members[0].kill();
+    pick_until_refreshing(&quick);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while quick.stats().generation == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the quick balancer's refresh waited for the slow balancer's source"
+        );
+        tokio::task::yield_now().await;
+    }
+    assert!(slow.is_refreshing(), "the slow source is still blocked");
+
+    release.send(()).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while slow.stats().generation == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow balancer's refresh never landed"
+        );
+        tokio::task::yield_now().await;
+    }
 }

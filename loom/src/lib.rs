@@ -25,7 +25,10 @@ use state::{Cursor, SingleFlight};
 mod models {
     use loom::{
         sync::{
-            atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst},
+            atomic::{
+                AtomicBool, AtomicU64, AtomicUsize,
+                Ordering::{AcqRel, SeqCst},
+            },
             Arc, Mutex,
         },
         thread,
@@ -303,6 +306,56 @@ mod models {
                 "the flight landed: {flown} {last} {}",
                 b.refreshes.load(SeqCst)
             );
+        });
+    }
+
+    /// The refresher's signal word (`src/balancer/refresher.rs`, which needs tokio and so is
+    /// not compiled here): the bits and the orderings of `Refresher::wake` and of a runner's
+    /// fall-back to no runner (`Fallback`'s drop, when no thread can take over).
+    const WOKEN: usize = 1;
+    const INLINE: usize = 2;
+
+    impl Balancer {
+        /// What a pick does (`Shared::fly_ratio_refresh`): hand a flight it owns off and wake
+        /// the refresher; with no refresher left, take it back and fly it here.
+        fn ask_then_wake(&self, signal: &AtomicUsize) -> bool {
+            if !self.flight.request() {
+                return false;
+            }
+            self.flight.hand_off();
+            let state = signal.fetch_or(WOKEN, AcqRel);
+            state & INLINE != 0 && self.flight.take_handoff() && self.fly()
+        }
+
+        /// A runner that gives up: no refresher from here on; it flies a flight handed off
+        /// before.
+        fn fall_back(&self, signal: &AtomicUsize) -> bool {
+            signal.fetch_or(INLINE, AcqRel);
+            self.flight.take_handoff() && self.fly()
+        }
+    }
+
+    /// A picker hands a flight off while the refresher falls back to none: whichever comes
+    /// first, the flight is flown exactly once and lands, so the refresh asked for is not lost.
+    ///
+    /// This checks the protocol (who takes the flight), not the orderings: loom's
+    /// read-modify-writes always read the latest write, so it would pass with `Relaxed` too.
+    /// Why `AcqRel` is needed (and enough) is argued at `Refresher::wake`.
+    #[test]
+    fn a_flight_handed_off_as_the_refresher_falls_back_is_flown_once() {
+        loom::model(|| {
+            let b = balancer();
+            b.below_ratio.store(true, SeqCst);
+            let signal = Arc::new(AtomicUsize::new(0));
+            let picker = {
+                let (b, signal) = (Arc::clone(&b), Arc::clone(&signal));
+                thread::spawn(move || b.ask_then_wake(&signal))
+            };
+            let by_fallback = b.fall_back(&signal);
+            let by_picker = picker.join().unwrap();
+            assert!(by_picker ^ by_fallback, "flown exactly once");
+            assert_eq!(b.refreshes.load(SeqCst), 1);
+            assert!(!b.flight.is_flying(), "the flight landed");
         });
     }
 

@@ -4,13 +4,19 @@
 //!
 //! Reports touch the picked entry only (a counter of failures in a row), so they cost a pick
 //! nothing. Ejecting and re-admitting are slow paths under the writer lock; the ejected set is
-//! kept there, by member, so that it survives refreshes. The refresher thread re-admits
-//! members when their time is up (and so does any report or refresh that finds one due,
-//! should the thread be unavailable).
+//! kept there, by member, so that it survives refreshes. The balancer's refresher re-admits
+//! members when their time is up (and so does any report that finds one due, should the
+//! balancer have no refresher).
+//!
+//! Ejections are timed by the balancer's clock (`Refresher::now`): the runtime's it was built
+//! on, so that a paused clock times them too, or the system's without one.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::{refresher, Balancer, Picked, Shared};
+use parking_lot::MutexGuard;
+use tokio::time::Instant;
+
+use super::{membership::Writer, Balancer, Picked, Shared};
 use crate::{
     member::Member,
     snapshot::{Snapshot, EJECTED},
@@ -256,15 +262,15 @@ impl<M: Member> Balancer<M> {
             }
         }
         if shared.readmits_on_reports() {
-            shared.readmit_due(Instant::now());
+            shared.readmit_locked(shared.writer.lock(), shared.refresher.now());
         }
     }
 }
 
 impl<M: Member> Shared<M> {
-    /// Whether reports re-admit due members themselves: only when no refresher thread does.
+    /// Whether reports re-admit due members themselves: only when no refresher does.
     fn readmits_on_reports(&self) -> bool {
-        !self.background.load(std::sync::atomic::Ordering::Relaxed)
+        self.refresher.is_inline()
     }
 
     /// Ejects entry `i` of `snap` if the share allows.
@@ -303,7 +309,7 @@ impl<M: Member> Shared<M> {
         // ±10 %, from the ejection count: repeatable, and different for members ejected
         // together.
         let length = config.length(times, crate::mix::splitmix64(e.total ^ self.rule.seed));
-        let until = Instant::now() + length;
+        let until = self.refresher.now() + length;
         e.out.push((member.clone(), until));
         // Flag it in the current snapshot (which may be newer than `snap`).
         let now = self.snapshot.load();
@@ -324,12 +330,17 @@ impl<M: Member> Shared<M> {
             for_ms = length.as_millis() as u64,
             "croupier: member ejected after failures in a row"
         );
-        refresher::wake();
+        // Without a refresher, reports re-admit: nothing to wake.
+        self.refresher.wake();
     }
 
-    /// Re-admits every ejected member whose time is up; returns when the next one is due.
-    pub(super) fn readmit_due(&self, now: Instant) -> Option<Instant> {
-        let mut writer = self.writer.lock();
+    /// Re-admits every ejected member whose time is up at `now`, under the writer lock the
+    /// caller took; returns when the next one is due.
+    pub(super) fn readmit_locked(
+        &self,
+        mut writer: MutexGuard<'_, Writer<M>>,
+        now: Instant,
+    ) -> Option<Instant> {
         let next = writer.ejection.next_due()?;
         if !is_due(next, now) {
             return Some(next);

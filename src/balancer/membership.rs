@@ -1,10 +1,15 @@
 //! Membership: refresh from the source, members taken out by hand, notices of death, and the
-//! refresher's side of ratio-triggered refreshes.
+//! balancer's side of ratio-triggered refreshes, which its refresher flies.
 
 use std::sync::{atomic::Ordering::Relaxed, Arc};
 
+use tokio::time::Instant;
+
 use super::ejection::Ejections;
-use super::{refresher::Target, Balancer, Shared};
+use super::{
+    refresher::{Busy, Target},
+    Balancer, Shared,
+};
 use crate::{
     member::Member,
     snapshot::{Snapshot, DISABLED, EJECTED},
@@ -132,7 +137,7 @@ impl<M: Member> Balancer<M> {
         if snap.below_ratio(shared.min_alive_ratio) {
             drop(snap);
             if shared.refreshing.request() {
-                shared.fly_ratio_refresh();
+                shared.fly_here();
             }
         }
         true
@@ -199,9 +204,22 @@ impl<M: Member> Balancer<M> {
 }
 
 impl<M: Member> Shared<M> {
-    /// Flies the ratio-refresh flight the caller owns: reloads if the stored snapshot is
-    /// below the ratio, and again for requests made meanwhile. Returns whether it reloaded.
-    pub(super) fn fly_ratio_refresh(&self) -> bool {
+    /// Sends the ratio-refresh flight the caller owns on its way: hands it to this balancer's
+    /// refresher and wakes it (no lock, no allocation: what a pick does), or, when there is no
+    /// refresher, flies it here.
+    pub(super) fn fly_ratio_refresh(&self) {
+        self.refreshing.hand_off();
+        // Taken back only when there is no refresher; if one fell back meanwhile and took it
+        // first, it flies it, and this take finds nothing.
+        if !self.refresher.wake() && self.refreshing.take_handoff() {
+            self.fly_here();
+        }
+    }
+
+    /// Flies the ratio-refresh flight the caller owns, on this thread: reloads if the stored
+    /// snapshot is below the ratio, and again for requests made meanwhile. Returns whether it
+    /// reloaded.
+    fn fly_here(&self) -> bool {
         let ratio = self.min_alive_ratio;
         self.refreshing.fly(
             || self.writer.lock(),
@@ -240,14 +258,28 @@ impl<M: Member> Shared<M> {
 }
 
 impl<M: Member> Target for Shared<M> {
-    fn fly_handed_off(&self) {
-        if self.refreshing.take_handoff() {
-            self.fly_ratio_refresh();
-        }
+    fn take_handoff(&self) -> bool {
+        self.refreshing.take_handoff()
     }
 
-    fn readmit_due(&self, now: std::time::Instant) -> Option<std::time::Instant> {
+    fn fly(&self) {
+        self.fly_here();
+    }
+
+    fn hand_back(&self) {
+        self.fly_ratio_refresh();
+    }
+
+    fn readmit_due(&self, now: Instant) -> Option<Instant> {
         self.ejection?;
-        Shared::readmit_due(self, now)
+        self.readmit_locked(self.writer.lock(), now)
+    }
+
+    fn try_readmit_due(&self, now: Instant) -> Result<Option<Instant>, Busy> {
+        if self.ejection.is_none() {
+            return Ok(None);
+        }
+        let writer = self.writer.try_lock().ok_or(Busy)?;
+        Ok(self.readmit_locked(writer, now))
     }
 }

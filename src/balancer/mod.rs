@@ -1,7 +1,8 @@
 //! The lock-free [`Balancer`]: its shared state here, the pick path in `pick.rs`, membership
 //! (refresh, disable, notices of death) in `membership.rs`, counters in `stats.rs`, drains in
-//! `drain.rs`, outlier ejection in `ejection.rs`, and the thread that runs ratio-triggered
-//! refreshes and re-admissions in `refresher.rs`.
+//! `drain.rs`, outlier ejection in `ejection.rs`, and each balancer's refresher (a task on
+//! the runtime it was built on, or a thread of its own), which runs ratio-triggered refreshes
+//! and re-admissions, in `refresher.rs`.
 
 mod builder;
 mod drain;
@@ -16,10 +17,7 @@ mod stats;
 use std::{
     borrow::Cow,
     fmt,
-    sync::{
-        atomic::{AtomicBool, Ordering::Relaxed},
-        Arc, Weak,
-    },
+    sync::{atomic::AtomicBool, Arc, Weak},
 };
 
 use arc_swap::ArcSwap;
@@ -37,6 +35,7 @@ pub use self::{
 };
 use self::{
     membership::Writer,
+    refresher::Refresher,
     state::{Cursor, SingleFlight},
     stats::Counters,
 };
@@ -131,8 +130,12 @@ struct Shared<M> {
     writer: Mutex<Writer<M>>,
     /// Single flight for ratio-triggered refreshes.
     refreshing: SingleFlight,
-    /// Whether the refresher thread flies this balancer's ratio refreshes (it could be
-    /// started); otherwise the picker that asks flies them itself.
+    /// This balancer's refresher, which flies the flights its pickers hand off and re-admits
+    /// ejected members on time, by its clock.
+    refresher: Refresher,
+    /// Always false: the pick path reads it to choose between the process-wide
+    /// `refresher::wake` of old and `fly_ratio_refresh`, which hands the flight to this
+    /// balancer's own refresher. To go once `pick.rs` calls `fly_ratio_refresh` alone.
     background: AtomicBool,
     counters: CachePadded<Counters>,
     drain: drain::DrainState,
@@ -169,6 +172,7 @@ impl<M: Member> Balancer<M> {
             source,
             writer: Mutex::new(Writer::new()),
             refreshing: SingleFlight::new(),
+            refresher: Refresher::new(),
             background: AtomicBool::new(false),
             counters: CachePadded::new(Counters::default()),
             drain: drain::DrainState::default(),
@@ -177,8 +181,7 @@ impl<M: Member> Balancer<M> {
         });
         shared.publish();
         let weak: Weak<Shared<M>> = Arc::downgrade(&shared);
-        let background = refresher::register(weak);
-        shared.background.store(background, Relaxed);
+        shared.refresher.start(weak);
         Self { shared }
     }
 

@@ -5,10 +5,16 @@
 //! Every pick loads one snapshot through `ArcSwap` (lock-free; each thread gets a node of its
 //! own on its first load), takes one turn from its thread's stripe of the cursor and reads
 //! members' flags and loads.
-//! The pick that finds the live share below the refresh ratio hands the refresh to the
-//! refresher thread: one atomic swap and, if that thread is parked, one `futex` wake — the
-//! only system call a pick can make. It returns from the snapshot it holds. Tests:
-//! `tests/no_alloc.rs`, `ratio_crossing_pick_allocates_nothing` included.
+//! The pick that finds the live share below the refresh ratio hands the refresh to its
+//! balancer's refresher: a few atomic read-modify-writes and one wake, the only system call a
+//! pick can make. Without a runtime the refresher is a thread and the wake a `futex` wake if it
+//! is parked; on a runtime it is a task and the wake is tokio's scheduling of it, which takes
+//! no croupier lock and allocates nothing, but from outside the runtime's threads takes tokio's
+//! injection-queue mutex and may wake a sleeping worker ([the
+//! design](crate::docs::design#refresh-off-the-pick-path-on-each-balancers-own-refresher)).
+//! The pick returns from the snapshot it holds. Tests: `tests/no_alloc.rs`,
+//! `ratio_crossing_pick_allocates_nothing` and
+//! `ratio_crossing_pick_on_a_runtime_allocates_nothing` included.
 //!
 //! A [`Picked`](crate::Picked) guard keeps its snapshot alive; if a refresh replaced that
 //! snapshot meanwhile, dropping the guard may free it on the picking thread. Do not hold a
@@ -18,6 +24,14 @@
 //! arc-swap's per-thread debt slot is cleared when the guard drops (a guard whose snapshot was
 //! replaced while it was held holds a full reference, which its drop releases). Test:
 //! `tests/stripes.rs`, `replaced_snapshot_is_released`.
+//!
+//! ## One balancer's slow source delays no other balancer
+//!
+//! Each balancer has a refresher of its own: a task on the runtime it was built on, which runs
+//! the source on the blocking pool, or a thread of its own without one. Tests:
+//! `tests/refresh.rs`, `a_slow_source_does_not_delay_another_balancers_refresh` (with and
+//! without a runtime); `tests/refresher.rs` (one per balancer, ended with it, taking over
+//! when the runtime goes first).
 //!
 //! ## Picks on different cores write different cache lines
 //!
@@ -67,7 +81,8 @@
 //! (the table from the first `pick_for` on, for every later snapshot), so a pick only reads
 //! them: O(1), no lock, no allocation (`tests/no_alloc.rs`). Reports touch the reported
 //! entry's failure counter and nothing else; ejecting and re-admitting take the writer lock
-//! on a slow path, and the refresher thread re-admits on time. The bound of bounded loads is
+//! on a slow path, and the balancer's refresher re-admits on time, by tokio's clock on a
+//! runtime (paused, if the test pauses it) and the system's without one. The bound of bounded loads is
 //! cached in the table and recomputed when a key's member looks over it, so a key never
 //! moves on a stale bound.
 //!

@@ -1,0 +1,171 @@
+//! Each balancer's refresher: a task on the runtime it was built on, or a thread of its own
+//! without one; it ends with its balancer, and a balancer that outlives its runtime goes on
+//! refreshing and re-admitting on a thread.
+
+mod common;
+
+use std::{
+    sync::{Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use common::{make, settle, SharedSource, TestMember};
+use croupier::{Balancer, Ejection, Outcome};
+
+/// The tests here count the process's refresher threads: one at a time.
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Live threads named `croupier-refresh` (Linux keeps 15 bytes of a name), once they have
+/// started: a thread names itself.
+#[cfg(target_os = "linux")]
+fn refresher_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("procfs")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("croupier-refres"))
+        .count()
+}
+
+/// Waits (bounded, in real time) until `cond` holds.
+fn until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "{what} never happened");
+        std::thread::yield_now();
+    }
+}
+
+fn balancer(source: &SharedSource) -> Balancer<TestMember> {
+    Balancer::builder()
+        .min_alive_ratio(0.8)
+        .outlier_ejection(
+            Ejection::default()
+                .consecutive_failures(1)
+                .max_share(0.5)
+                .base_time(Duration::from_millis(50)),
+        )
+        .source(source.clone())
+        .build()
+        .unwrap()
+}
+
+/// Kills member 0 of `members` and picks until the ratio refresh that asks for has landed.
+fn refresh_by_ratio(b: &Balancer<TestMember>, members: &[TestMember]) {
+    let generation = b.stats().generation;
+    members[0].kill();
+    for _ in 0..100 {
+        drop(b.pick());
+    }
+    settle(b);
+    assert_eq!(
+        b.stats().generation,
+        generation + 1,
+        "the ratio refresh landed"
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_balancer_without_a_runtime_has_a_thread_of_its_own_until_dropped() {
+    let _one = serial();
+    let before = refresher_threads();
+    let (a, b) = (
+        balancer(&SharedSource::new(make(4))),
+        balancer(&SharedSource::new(make(4))),
+    );
+    // A thread names itself once it runs.
+    until("one thread per balancer", || {
+        refresher_threads() == before + 2
+    });
+    drop(a);
+    until("the first thread's end", || {
+        refresher_threads() == before + 1
+    });
+    drop(b);
+    until("the second thread's end", || refresher_threads() == before);
+}
+
+#[test]
+fn a_balancer_built_on_a_runtime_refreshes_on_a_task_that_ends_with_it() {
+    let _one = serial();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let tasks = tokio::runtime::Handle::current().metrics();
+        let before = tasks.num_alive_tasks();
+        #[cfg(target_os = "linux")]
+        let threads = refresher_threads();
+        let members = make(4);
+        let b = balancer(&SharedSource::new(members.clone()));
+        assert_eq!(tasks.num_alive_tasks(), before + 1, "a task of its own");
+        #[cfg(target_os = "linux")]
+        assert_eq!(refresher_threads(), threads, "and no thread");
+
+        members[0].kill();
+        for _ in 0..100 {
+            drop(b.pick());
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while b.stats().generation == 0 {
+            assert!(Instant::now() < deadline, "the ratio refresh never landed");
+            tokio::task::yield_now().await;
+        }
+
+        drop(b);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tasks.num_alive_tasks() != before {
+            assert!(Instant::now() < deadline, "the task outlived its balancer");
+            tokio::task::yield_now().await;
+        }
+    });
+}
+
+/// The runtime a balancer was built on shuts down first: a thread takes over, on the system
+/// clock, and no refresh or re-admission is lost, not even one asked for while the runtime
+/// was still there.
+#[test]
+fn a_balancer_that_outlives_its_runtime_goes_on_refreshing_and_readmitting() {
+    let _one = serial();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let members = make(10);
+    let source = SharedSource::new(members.clone());
+    let b = runtime.block_on(async { balancer(&source) });
+    // Asked for while the runtime lives, but the runtime never runs again to serve it.
+    let p = b.pick().unwrap();
+    let ejected = p.id;
+    p.report(Outcome::Failure);
+    assert_eq!(b.stats().ejected, 1);
+    // Three of the nine others die: 7 of 10 is below the ratio.
+    for m in members.iter().filter(|m| m.id != ejected).take(3) {
+        m.kill();
+    }
+    for _ in 0..100 {
+        drop(b.pick());
+    }
+    assert!(b.is_refreshing());
+    #[cfg(target_os = "linux")]
+    let threads = refresher_threads();
+
+    drop(runtime);
+    #[cfg(target_os = "linux")]
+    until("a thread's taking over", || {
+        refresher_threads() == threads + 1
+    });
+    settle(&b);
+    assert_eq!(b.stats().generation, 1, "the refresh asked for landed");
+    until("the re-admission", || b.stats().ejected == 0);
+
+    // And the thread goes on serving.
+    let members = make(4);
+    source.set(members.clone());
+    b.refresh();
+    refresh_by_ratio(&b, &members);
+}
