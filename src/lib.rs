@@ -9,8 +9,8 @@
 //!   member's queue is too long;
 //! - [`Balancer::pick`] reads one [`arc_swap`] snapshot and bumps its thread's stripe of a
 //!   cache-padded atomic cursor: no lock, no allocation, no cache line that another core's
-//!   picks write, and no system call but the one `futex` wake of the rare
-//!   pick that hands a refresh to the refresher thread.
+//!   picks write, and no system call but the one wake of the rare pick that hands a
+//!   refresh to its balancer's refresher.
 //!
 //! The reasoning behind the design, every guarantee and every memory ordering are in
 //! [`docs`]; every public error is in [`error`].

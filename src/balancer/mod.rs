@@ -62,10 +62,12 @@ use crate::{
 /// [`min_alive_ratio`](BalancerBuilder::min_alive_ratio) of those alive at the last refresh
 /// (ballermann's rule, default `0.8`), that pick asks the balancer's refresher to reload the
 /// members from the [`Source`], and returns at once from the snapshot it already holds: it
-/// takes no lock, allocates nothing and does not run the source. The refresher is one thread
-/// per process (`croupier-refresh`, started by the first balancer built); waking it is one
-/// atomic swap and, when it sleeps, one `futex` wake system call, the only system call a pick
-/// can make. Only one refresh runs at a time; pickers keep dealing from the old snapshot
+/// takes no lock, allocates nothing and does not run the source. Each balancer has its own
+/// refresher: a task on the tokio runtime it was built on (which runs the source on the
+/// blocking pool), or, built outside a runtime, a `croupier-refresh` thread of its own. Waking
+/// it takes no lock of croupier's and allocates nothing: for a thread, one `futex` wake, the
+/// only system call a pick can make; for a task, tokio's scheduling of it (see
+/// [`docs::design`](crate::docs::design)). Only one refresh runs at a time; pickers keep dealing from the old snapshot
 /// meanwhile and never wait for it. The members alive in the new snapshot become the new
 /// original size. [`is_refreshing`](Balancer::is_refreshing) says whether a refresh asked
 /// for has not landed yet.
@@ -75,8 +77,7 @@ use crate::{
 ///
 /// A source that returns no member leaves the balancer answering [`PickError::NoMembers`](crate::PickError::NoMembers); it
 /// is asked again on the next [`refresh`](Balancer::refresh), never in a loop. A source that
-/// blocks delays the background refreshes of every balancer in the process: keep sources
-/// quick, as a pool's is (a read of its slots).
+/// blocks delays its own balancer's background refreshes, and no other balancer's.
 ///
 /// # Example
 ///
@@ -133,10 +134,6 @@ struct Shared<M> {
     /// This balancer's refresher, which flies the flights its pickers hand off and re-admits
     /// ejected members on time, by its clock.
     refresher: Refresher,
-    /// Always false: the pick path reads it to choose between the process-wide
-    /// `refresher::wake` of old and `fly_ratio_refresh`, which hands the flight to this
-    /// balancer's own refresher. To go once `pick.rs` calls `fly_ratio_refresh` alone.
-    background: AtomicBool,
     counters: CachePadded<Counters>,
     drain: drain::DrainState,
     /// What the metrics recorder hears (nothing without the `metrics` feature).
@@ -173,7 +170,6 @@ impl<M: Member> Balancer<M> {
             writer: Mutex::new(Writer::new()),
             refreshing: SingleFlight::new(),
             refresher: Refresher::new(),
-            background: AtomicBool::new(false),
             counters: CachePadded::new(Counters::default()),
             drain: drain::DrainState::default(),
             meter: BalancerMeter::new(config.name),

@@ -8,7 +8,6 @@ use std::{
 use arc_swap::Guard;
 
 use super::{
-    refresher,
     state::{home_stripe, STRIPES},
     Balancer, Picked, Shared,
 };
@@ -346,17 +345,13 @@ impl<M: Member> Balancer<M> {
 
 impl<M: Member> Shared<M> {
     /// Asks for a ratio refresh from a pick: joins the flight under way, or starts one and
-    /// hands it to the refresher thread. No lock, no allocation; the wake may be a `futex`
-    /// system call. Without a refresher thread the picker flies the flight itself.
+    /// hands it to this balancer's refresher (a task on its runtime, or its own thread). No
+    /// lock and no allocation of croupier's; the wake is a `futex` wake for a thread, or
+    /// tokio's scheduling of the task. Without a refresher the picker flies the flight itself.
     fn ask_for_refresh(&self) {
         if !self.refreshing.request() {
             return;
         }
-        if self.background.load(Relaxed) {
-            self.refreshing.hand_off();
-            refresher::wake();
-        } else {
-            self.fly_ratio_refresh();
-        }
+        self.fly_ratio_refresh();
     }
 }

@@ -392,9 +392,3 @@ fn guarded<R>(f: impl FnOnce() -> R) -> Option<R> {
         }
     }
 }
-
-/// What the pick path calls after handing a flight off when `Shared::background` is set,
-/// which it never is any more: a pick hands its flight to its own balancer's refresher
-/// through `Shared::fly_ratio_refresh`. Kept until `pick.rs` calls that alone.
-#[inline]
-pub(super) fn wake() {}

@@ -11,11 +11,13 @@
 //! | `SingleFlight::fly` | landing `compare_exchange` | `AcqRel` / `Acquire` | Acquire pairs with the requests' Release; Release hands the flight's work to the next owner |
 //! | `SingleFlight`'s crash guard | store of 0 | `Release` | a landing after a panicking source, for the next owner's Acquire |
 //! | `SingleFlight::hand_off` / `take_handoff` | `swap` on the hand-off flag | `Release` / `Acquire` | the refresher sees the request of the picker that handed the flight over |
+//! | `balancer/state.rs`, `Cursor::admit` / `start_drain` | `fetch_or(0)` / `fetch_or(DRAINING)` on a stripe | `Release` / `Acquire` | a pool message counted into its worker's load before the drain flag went up is seen by the drain's idle wait; otherwise the second look reads the flag up and the message comes back `Draining` |
+//! | `balancer/refresher.rs`, `Refresher::wake` and the runner | `fetch_or` / `fetch_and` on the signal word | `AcqRel` | a flight handed off is flown exactly once, by the refresher or, once it has fallen back to none, by the picker (see the comments there) |
 //! | `supervisor/mod.rs`, `Signal::fire` / `is_fired` | store / load of the flag | `Release` / `Acquire` | a task that sees the signal also sees every slot marked shut and the task tracker closed before it was raised |
 //!
 //! Relaxed, on purpose:
 //!
-//! - the pick cursor (`balancer/state.rs`): the drain flag orders picks against drains through
+//! - the pick cursor (`balancer/state.rs`), but for `admit` and the drain's start: the drain flag orders picks against drains through
 //!   the modification order of each stripe, as set out below (loom models
 //!   `no_pick_succeeds_while_draining` and `every_pick_after_the_start_is_refused`);
 //! - a slot's state (`worker/state.rs`): a retire that a caller must see before it hears of a
@@ -27,7 +29,7 @@
 //! The cursor is `STRIPES` (16) cache-padded counters, each with the drain flag in its lowest
 //! bit; a pick is one relaxed `fetch_add` on its thread's stripe, which returns the flag with
 //! the turn. [`apply_within`](crate::Balancer::apply_within) calls `start_drain`, which sets
-//! the flag with a relaxed `fetch_or` on stripe 0, then 1, and so on to the last, and only
+//! the flag with a `fetch_or` (Acquire, for `admit`) on stripe 0, then 1, and so on to the last, and only
 //! then waits and runs maintenance; the drop guard's `end_drain` clears them the same way.
 //!
 //! - **Per stripe, exact.** The read-modify-writes of one stripe are totally ordered (its

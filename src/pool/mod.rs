@@ -392,7 +392,9 @@ impl<W: Worker> Pool<W> {
     /// the workers that remain (each queued [`call`](Pool::call) gets its reply from the
     /// worker that handles it, each queued [`send`](Pool::send) is handled there), and they
     /// finish the message in hand, run their [`stopping`](Worker::stopping) hook and stop,
-    /// which this waits for. [`stats`](Pool::stats) and [`Supervisor::size`] show the new
+    /// which this waits for, unless it is awaited by one of the pool's own workers (see
+    /// [`Supervisor::resize`]: then it returns once they read dead, and they finish in the
+    /// background). [`stats`](Pool::stats) and [`Supervisor::size`] show the new
     /// size at once.
     ///
     /// # Errors
