@@ -66,6 +66,17 @@ pub enum ConfigError {
     /// The slack of [bounded loads](crate::BalancerBuilder::bounded_loads) must be a
     /// positive, finite number.
     InvalidEpsilon(f64),
+    /// More workers than a supervisor or pool runs: each is a task with its own mailbox.
+    TooManyWorkers {
+        /// The most a supervisor or pool runs.
+        max: usize,
+    },
+    /// A bounded mailbox larger than a channel can count (tokio's semaphores hold at most
+    /// `usize::MAX >> 3` permits); use [`Mailbox::Unbounded`](crate::Mailbox::Unbounded).
+    MailboxTooLarge {
+        /// The largest bounded mailbox.
+        max: usize,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -97,6 +108,14 @@ impl fmt::Display for ConfigError {
             Self::NoRuntime => {
                 f.write_str("start() was called outside a tokio runtime; workers are tokio tasks")
             }
+            Self::TooManyWorkers { max } => write!(
+                f,
+                "a pool or supervisor runs at most {max} workers; use a smaller size"
+            ),
+            Self::MailboxTooLarge { max } => write!(
+                f,
+                "Mailbox::Bounded holds at most {max} messages; use Mailbox::Unbounded for no limit"
+            ),
         }
     }
 }

@@ -72,14 +72,17 @@ impl Ejection {
         self
     }
 
-    /// The first ejection's length; the `k`-th lasts `k` times as long.
+    /// The first ejection's length; the `k`-th lasts `k` times as long. `Duration::MAX`
+    /// means for ever (in practice, thirty years); `Duration::ZERO`, back at the refresher's
+    /// next look.
     #[must_use]
     pub fn base_time(mut self, d: Duration) -> Self {
         self.base = d;
         self
     }
 
-    /// The longest an ejection lasts.
+    /// The longest an ejection lasts; `Duration::MAX` (no cap) and `Duration::ZERO` are
+    /// both accepted.
     #[must_use]
     pub fn max_time(mut self, d: Duration) -> Self {
         self.max = d;
@@ -108,7 +111,9 @@ impl Ejection {
     /// `0.9 + r / 10 000` for `r` in `0..=2000` (± 10 %).
     fn length(&self, times: u32, r: u64) -> Duration {
         let length = self.base.saturating_mul(times).min(self.max);
-        length.mul_f64(0.9 + (r % 2001) as f64 / 10_000.0)
+        // Saturating: `Duration::MAX` (for ever) stays for ever, jitter or not.
+        Duration::try_from_secs_f64(length.as_secs_f64() * (0.9 + (r % 2001) as f64 / 10_000.0))
+            .unwrap_or(Duration::MAX)
     }
 }
 
@@ -309,7 +314,7 @@ impl<M: Member> Shared<M> {
         // ±10 %, from the ejection count: repeatable, and different for members ejected
         // together.
         let length = config.length(times, crate::mix::splitmix64(e.total ^ self.rule.seed));
-        let until = self.refresher.now() + length;
+        let until = ends(self.refresher.now(), length);
         e.out.push((member.clone(), until));
         // Flag it in the current snapshot (which may be newer than `snap`).
         let now = self.snapshot.load();
@@ -376,6 +381,17 @@ impl<M: Member> Shared<M> {
         self.publish();
         next
     }
+}
+
+/// Thirty years: as far as an ejection "for ever" (`Duration::MAX`) is put off, so that its
+/// end is still an instant the clocks can hold.
+const FOR_EVER: Duration = Duration::from_secs(30 * 365 * 86_400);
+
+/// When an ejection of `length` that starts at `now` ends: `length` capped at thirty years.
+fn ends(now: Instant, length: Duration) -> Instant {
+    now.checked_add(length.min(FOR_EVER))
+        .or_else(|| now.checked_add(Duration::from_secs(86_400)))
+        .unwrap_or(now)
 }
 
 /// Whether an ejection that ends at `until` is over at `now`.

@@ -626,7 +626,7 @@ pub struct PoolBuilder<W: Worker> {
 }
 
 impl<W: Worker> PoolBuilder<W> {
-    /// How many workers to run. Must be positive.
+    /// How many workers to run: at least 1, at most 2²⁰ (1 048 576).
     pub fn size(mut self, n: usize) -> Self {
         self.supervisor = self.supervisor.size(n);
         self

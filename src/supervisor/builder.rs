@@ -95,6 +95,13 @@ impl From<Duration> for Backoff {
     }
 }
 
+/// The most workers a supervisor (or pool) runs: each is a task with a mailbox, and a size
+/// past this is a mistake, not a plan (`size(usize::MAX)` would exhaust memory).
+pub(crate) const MAX_WORKERS: usize = 1 << 20;
+
+/// The largest bounded mailbox: what a tokio channel's semaphore can count.
+pub(crate) const MAX_MAILBOX: usize = tokio::sync::Semaphore::MAX_PERMITS;
+
 /// Configures a [`Supervisor`]; made by [`Supervisor::builder`].
 ///
 /// Defaults: 1 worker, [`Restart::Permanent`], at most 10 restarts a second, no backoff, an
@@ -125,7 +132,7 @@ impl<W: Worker> SupervisorBuilder<W> {
         }
     }
 
-    /// How many workers (slots) to run. Must be positive.
+    /// How many workers (slots) to run: at least 1, at most 2²⁰ (1 048 576).
     pub fn size(mut self, n: usize) -> Self {
         self.size = n;
         self
@@ -173,8 +180,15 @@ impl<W: Worker> SupervisorBuilder<W> {
         if self.window.is_zero() {
             return Err(ConfigError::ZeroIntensityWindow);
         }
-        if self.mailbox == Mailbox::Bounded(0) {
-            return Err(ConfigError::ZeroMailbox);
+        if self.size > MAX_WORKERS {
+            return Err(ConfigError::TooManyWorkers { max: MAX_WORKERS });
+        }
+        match self.mailbox {
+            Mailbox::Bounded(0) => return Err(ConfigError::ZeroMailbox),
+            Mailbox::Bounded(n) if n > MAX_MAILBOX => {
+                return Err(ConfigError::MailboxTooLarge { max: MAX_MAILBOX })
+            }
+            _ => {}
         }
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(ConfigError::NoRuntime);
@@ -187,9 +201,10 @@ impl<W: Worker> SupervisorBuilder<W> {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::ZeroSize`], [`ConfigError::ZeroIntensityWindow`],
-    /// [`ConfigError::ZeroMailbox`], or [`ConfigError::NoRuntime`] when called outside a tokio
-    /// runtime.
+    /// [`ConfigError::ZeroSize`], [`ConfigError::TooManyWorkers`] (more than 2²⁰),
+    /// [`ConfigError::ZeroIntensityWindow`], [`ConfigError::ZeroMailbox`],
+    /// [`ConfigError::MailboxTooLarge`], or [`ConfigError::NoRuntime`] when called outside a
+    /// tokio runtime.
     pub fn start(self) -> Result<Supervisor<W>, ConfigError> {
         self.check()?;
         let core = Arc::new(Core::new(CoreConfig {

@@ -36,6 +36,12 @@ pub enum ResizeError {
     ZeroSize,
     /// The supervisor has shut down, begun to, or given up: it starts no worker any more.
     Shutdown,
+    /// More workers than a supervisor runs, as
+    /// [`ConfigError::TooManyWorkers`](crate::ConfigError::TooManyWorkers) says at start.
+    TooLarge {
+        /// The most a supervisor or pool runs.
+        max: usize,
+    },
 }
 
 impl fmt::Display for ResizeError {
@@ -47,6 +53,12 @@ impl fmt::Display for ResizeError {
             }
             Self::Shutdown => {
                 "the supervisor has shut down or given up; it cannot be resized (start a new one)"
+            }
+            Self::TooLarge { max } => {
+                return write!(
+                    f,
+                    "a pool or supervisor runs at most {max} workers; resize to fewer"
+                );
             }
         })
     }

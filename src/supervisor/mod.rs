@@ -229,7 +229,8 @@ pub struct WorkerStats {
     pub id: WorkerId,
     /// Whether that incarnation is serving.
     pub alive: bool,
-    /// Messages queued plus the one in progress.
+    /// Messages queued plus the one in progress, plus calls reserved for the worker by ready
+    /// `Pool` services (with the `tower` feature).
     pub load: usize,
 }
 
@@ -346,6 +347,7 @@ impl<W: Worker> Supervisor<W> {
     ///
     /// # Errors
     ///
+    /// - [`ResizeError::TooLarge`] for more than 2²⁰ workers, as at start.
     /// - [`ResizeError::ZeroSize`] for `n == 0`: a supervisor runs at least one worker, as
     ///   at [`start`](SupervisorBuilder::start). [`shutdown`](Supervisor::shutdown) stops
     ///   them all.
@@ -444,6 +446,11 @@ impl<W: Worker> Core<W> {
     fn resize(self: &Arc<Self>, n: usize) -> Result<Vec<JoinHandle<()>>, ResizeError> {
         if n == 0 {
             return Err(ResizeError::ZeroSize);
+        }
+        if n > builder::MAX_WORKERS {
+            return Err(ResizeError::TooLarge {
+                max: builder::MAX_WORKERS,
+            });
         }
         let mut layout = self.layout.lock();
         // Under the lock that `begin_shutdown` and `stop_now` take too: a stop either came

@@ -1,0 +1,224 @@
+//! Every numeric knob of every builder, at its extremes: each setting is either refused with
+//! a typed error where it is given (`build()`, `start()`, the call), or it works, and nothing
+//! panics or overflows afterwards.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{make, TestMember};
+use croupier::{
+    Backoff, Balancer, ConfigError, Ejection, Mailbox, Outcome, Policy, Pool, ResizeError, Worker,
+};
+
+const DURATIONS: [Duration; 4] = [
+    Duration::ZERO,
+    Duration::from_nanos(1),
+    Duration::from_secs(3_600),
+    Duration::MAX,
+];
+const RATIOS: [f64; 9] = [
+    f64::NAN,
+    f64::NEG_INFINITY,
+    -1.0,
+    0.0,
+    f64::MIN_POSITIVE,
+    0.5,
+    1.0,
+    2.0,
+    f64::INFINITY,
+];
+const COUNTS: [usize; 4] = [0, 1, 2, usize::MAX];
+
+/// Picks, keyed picks, failures (ejections), successes and refreshes on a balancer that
+/// was built: none may panic.
+fn exercise(b: &Balancer<TestMember>) {
+    for round in 0..50 {
+        if let Ok(p) = b.pick() {
+            p.report(if round % 3 == 0 {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            });
+        }
+        let _ = b.pick_for(&round);
+        let _ = b.pick_excluding(&[]);
+    }
+    b.refresh();
+    let _ = b.stats();
+}
+
+#[test]
+fn extreme_settings_are_refused_or_work() {
+    // The refresh ratio: in (0, 1], or refused.
+    for ratio in RATIOS {
+        let built = Balancer::builder()
+            .min_alive_ratio(ratio)
+            .source(make(3))
+            .build();
+        match built {
+            Ok(b) => {
+                assert!(ratio > 0.0 && ratio <= 1.0, "{ratio} accepted");
+                exercise(&b);
+            }
+            Err(e) => assert!(matches!(e, ConfigError::InvalidRatio(_)), "{ratio}: {e}"),
+        }
+    }
+    // max_load, seed and bounded loads, under every policy.
+    for policy in [Policy::RoundRobin, Policy::LeastLoaded, Policy::PowerOfTwo] {
+        for max_load in COUNTS {
+            for seed in [0, u64::MAX] {
+                let built = Balancer::builder()
+                    .policy(policy)
+                    .max_load(max_load)
+                    .seed(seed)
+                    .source(make(3))
+                    .build();
+                match built {
+                    Ok(b) => exercise(&b),
+                    Err(e) => assert_eq!((max_load, e), (0, ConfigError::ZeroMaxLoad)),
+                }
+            }
+        }
+        for epsilon in RATIOS.into_iter().chain([f64::MAX]) {
+            let built = Balancer::builder()
+                .policy(policy)
+                .bounded_loads(epsilon)
+                .source(make(3))
+                .build();
+            match built {
+                Ok(b) => {
+                    assert!(epsilon.is_finite() && epsilon > 0.0, "{epsilon} accepted");
+                    exercise(&b);
+                }
+                Err(e) => assert!(
+                    matches!(e, ConfigError::InvalidEpsilon(_)),
+                    "{epsilon}: {e}"
+                ),
+            }
+        }
+    }
+    // Outlier ejection: every count, time and share. Duration::MAX means "for ever".
+    for failures in [0, 1, u32::MAX] {
+        for base in DURATIONS {
+            for max in DURATIONS {
+                for share in RATIOS {
+                    let ejection = Ejection::default()
+                        .consecutive_failures(failures)
+                        .base_time(base)
+                        .max_time(max)
+                        .max_share(share);
+                    let b = Balancer::builder()
+                        .outlier_ejection(ejection)
+                        .source(make(3))
+                        .build()
+                        .expect("every ejection setting is taken as given or clamped");
+                    exercise(&b);
+                }
+            }
+        }
+    }
+}
+
+struct Echo;
+
+impl Worker for Echo {
+    type Msg = u32;
+    type Reply = u32;
+    async fn handle(&mut self, n: u32) -> u32 {
+        n
+    }
+}
+
+/// A pool that starts answers a call, a send and a resize (which may be refused).
+async fn exercise_pool(pool: &Pool<Echo>) {
+    assert_eq!(pool.call(7).await.unwrap(), 7);
+    pool.send(8).unwrap();
+    for n in [0, 1, 3, usize::MAX] {
+        match pool.resize(n).await {
+            Ok(()) => assert!(n > 0 && n < usize::MAX, "resize({n}) accepted"),
+            Err(e) => assert!(
+                matches!(e, ResizeError::ZeroSize | ResizeError::TooLarge { .. }),
+                "resize({n}): {e}"
+            ),
+        }
+    }
+    assert_eq!(pool.call(9).await.unwrap(), 9);
+}
+
+#[tokio::test(start_paused = true)]
+async fn extreme_pool_settings_are_refused_or_work() {
+    for size in [0, 1, 4, usize::MAX] {
+        match Pool::builder(|_| Echo).size(size).start() {
+            Ok(pool) => {
+                exercise_pool(&pool).await;
+                pool.shutdown().await;
+            }
+            Err(e) => assert!(
+                matches!(
+                    e,
+                    ConfigError::ZeroSize | ConfigError::TooManyWorkers { .. }
+                ),
+                "size({size}): {e}"
+            ),
+        }
+    }
+    for mailbox in [0, 1, usize::MAX >> 4, usize::MAX] {
+        match Pool::builder(|_| Echo)
+            .size(2)
+            .mailbox(Mailbox::Bounded(mailbox))
+            .start()
+        {
+            Ok(pool) => {
+                exercise_pool(&pool).await;
+                pool.shutdown().await;
+            }
+            Err(e) => assert!(
+                matches!(
+                    e,
+                    ConfigError::ZeroMailbox | ConfigError::MailboxTooLarge { .. }
+                ),
+                "Bounded({mailbox}): {e}"
+            ),
+        }
+    }
+    for max_restarts in [0, 1, u32::MAX] {
+        for window in DURATIONS {
+            for backoff in DURATIONS {
+                let started = Pool::builder(|_| Echo)
+                    .size(2)
+                    .intensity(max_restarts, window)
+                    .backoff(Backoff::exponential(backoff, Duration::MAX))
+                    .start();
+                match started {
+                    Ok(pool) => {
+                        exercise_pool(&pool).await;
+                        pool.shutdown().await;
+                    }
+                    Err(e) => assert_eq!(
+                        (window, e),
+                        (Duration::ZERO, ConfigError::ZeroIntensityWindow)
+                    ),
+                }
+            }
+        }
+    }
+    // And the balancer's knobs through the pool's builder.
+    for ejection_time in DURATIONS {
+        let pool = Pool::builder(|_| Echo)
+            .size(2)
+            .max_load(usize::MAX)
+            .bounded_loads(f64::MAX)
+            .outlier_ejection(
+                Ejection::default()
+                    .consecutive_failures(1)
+                    .base_time(ejection_time)
+                    .max_time(Duration::MAX),
+            )
+            .start()
+            .unwrap();
+        exercise_pool(&pool).await;
+        assert_eq!(pool.call_for("key", 3).await.unwrap(), 3);
+        pool.shutdown().await;
+    }
+}
