@@ -222,3 +222,102 @@ async fn extreme_pool_settings_are_refused_or_work() {
         pool.shutdown().await;
     }
 }
+
+/// A tower member: ready or failing its `poll_ready`, answering or failing its calls.
+#[cfg(feature = "tower")]
+#[derive(Clone)]
+struct Backend {
+    ready: bool,
+    answers: bool,
+}
+
+#[cfg(feature = "tower")]
+impl tower::Service<u32> for Backend {
+    type Response = u32;
+    type Error = tower::BoxError;
+    type Future = std::future::Ready<Result<u32, tower::BoxError>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), tower::BoxError>> {
+        std::task::Poll::Ready(if self.ready {
+            Ok(())
+        } else {
+            Err("not ready".into())
+        })
+    }
+
+    fn call(&mut self, n: u32) -> Self::Future {
+        std::future::ready(if self.answers {
+            Ok(n)
+        } else {
+            Err("failed".into())
+        })
+    }
+}
+
+#[cfg(feature = "tower")]
+#[tokio::test(start_paused = true)]
+async fn extreme_balance_settings_are_refused_or_work() {
+    use croupier::balance::{Balance, Load};
+    use tower::ServiceExt;
+
+    let backends = || {
+        vec![
+            Backend {
+                ready: true,
+                answers: true,
+            },
+            Backend {
+                ready: false,
+                answers: true,
+            },
+            Backend {
+                ready: true,
+                answers: false,
+            },
+        ]
+    };
+    let mut loads = vec![Load::InFlight, Load::peak_ewma()];
+    for decay in DURATIONS {
+        for default_rtt in DURATIONS {
+            loads.push(Load::PeakEwma { decay, default_rtt });
+        }
+    }
+    for load in loads {
+        for cooldown in DURATIONS {
+            for tries in COUNTS {
+                for max_load in COUNTS {
+                    let built = Balance::builder()
+                        .load(load)
+                        .cooldown(cooldown)
+                        .tries(tries)
+                        .max_load(max_load)
+                        .bounded_loads(f64::MAX)
+                        .outlier_ejection(
+                            Ejection::default()
+                                .consecutive_failures(1)
+                                .base_time(cooldown)
+                                .max_time(Duration::MAX),
+                        )
+                        .build(backends());
+                    let balance = match built {
+                        Ok(b) => b,
+                        Err(e) => {
+                            assert_eq!((max_load, e), (0, ConfigError::ZeroMaxLoad));
+                            continue;
+                        }
+                    };
+                    for n in 0..20 {
+                        // Answers, errors and refusals are all fine; a panic is not.
+                        let _ = balance.clone().oneshot(n).await;
+                        let _ = balance.call_for(&n, n).await;
+                        tokio::time::advance(Duration::from_millis(500)).await;
+                    }
+                    let _ = balance.refresh();
+                }
+            }
+        }
+    }
+}

@@ -117,9 +117,10 @@ impl State {
         self.estimate_ns.store(next as u64, Relaxed);
     }
 
-    /// Takes the member out of rotation for `cooldown`.
+    /// Takes the member out of rotation for `cooldown`; `Duration::MAX` (or anything past
+    /// 584 years from the balance's start) means for ever.
     pub(crate) fn eject(&self, cooldown: Duration) {
-        let until = self.common.epoch.elapsed() + cooldown;
+        let until = self.common.epoch.elapsed().saturating_add(cooldown);
         let ns = u64::try_from(until.as_nanos()).unwrap_or(u64::MAX).max(1);
         if self.out_until_ns.swap(ns, Relaxed) == 0 {
             self.common.ejected.fetch_add(1, Relaxed);

@@ -160,6 +160,7 @@ impl BalanceBuilder {
     }
 
     /// How long a member whose `poll_ready` failed stays out of rotation; 1 s by default.
+    /// `Duration::MAX` keeps it out for ever; `Duration::ZERO` lets it back at the next request.
     pub fn cooldown(mut self, d: Duration) -> Self {
         self.settings.cooldown = d;
         self
