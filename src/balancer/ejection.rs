@@ -403,6 +403,22 @@ fn is_due(until: Instant, now: Instant) -> bool {
 mod tests {
     use super::*;
 
+    /// `Duration::MAX` is for ever: thirty years on, jitter and all, never an overflow.
+    #[test]
+    fn an_ejection_for_ever_ends_thirty_years_on() {
+        let e = Ejection::default()
+            .base_time(Duration::MAX)
+            .max_time(Duration::MAX);
+        assert_eq!(e.length(u32::MAX, 2000), Duration::MAX);
+        let now = Instant::now();
+        let thirty_years = Duration::from_secs(30 * 365 * 86_400);
+        assert_eq!(ends(now, Duration::MAX) - now, thirty_years);
+        assert_eq!(
+            ends(now, Duration::from_secs(5)) - now,
+            Duration::from_secs(5)
+        );
+    }
+
     #[test]
     fn lengths_grow_with_each_ejection_up_to_the_max_within_ten_percent() {
         let e = Ejection::default()
