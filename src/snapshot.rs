@@ -58,8 +58,8 @@ pub(crate) struct Snapshot<M> {
     /// Members of `original` found dead since. Written once per death, never on a plain pick.
     dead: AtomicUsize,
     /// Round robin's order when the weights differ: entry indices, each entry as many times
-    /// as its weight, spread by smooth weighted round robin. `None` when every weight is the
-    /// same positive number (plain round robin over the entries).
+    /// as its (scaled) weight, spread by Tijdeman's schedule (`weighted`). `None` when every
+    /// weight is the same positive number (plain round robin over the entries).
     pub(crate) schedule: Option<Box<[u32]>>,
     /// Key affinity's Maglev table: built with the snapshot once the balancer has been asked
     /// for a key, else by the first such pick.

@@ -132,6 +132,42 @@ fn load_aware_policies_compare_load_per_weight() {
     }
 }
 
+/// 20 000 members weighted 1 and 2 (a total of 30 000): one period of picks gives each member
+/// exactly its weight, unscaled, and after every pick each member's count is within
+/// `1 − 1/(2n−2)` of its exact share (checked where a member's error peaks: just before and
+/// just after each of its picks).
+#[test]
+fn weighted_schedule_of_many_members_is_exact() {
+    let weights: Vec<u32> = (0..20_000).map(|i| 1 + i % 2).collect();
+    let b = Balancer::builder()
+        .source(with_weights(&weights))
+        .build()
+        .unwrap();
+    let total: i64 = weights.iter().map(|&w| i64::from(w)).sum();
+    let seq = picks(&b, total as usize);
+    let mut counts = vec![0_i64; weights.len()];
+    let m = 2 * weights.len() as i64 - 2;
+    // |c − t·w/W| ≤ 1 − 1/m  ⇔  m·|c·W − t·w| ≤ (m − 1)·W
+    let within =
+        |c: i64, t: i64, w: u32| m * (c * total - t * i64::from(w)).abs() <= (m - 1) * total;
+    for (t, &id) in seq.iter().enumerate() {
+        let (t, i) = (t as i64 + 1, id as usize);
+        assert!(
+            within(counts[i], t - 1, weights[i]),
+            "member {i} before its pick at {t}"
+        );
+        counts[i] += 1;
+        assert!(
+            within(counts[i], t, weights[i]),
+            "member {i} after its pick at {t}"
+        );
+    }
+    let want: Vec<i64> = weights.iter().map(|&w| i64::from(w)).collect();
+    assert!(counts == want, "the period's shares are the weights");
+    // The next period repeats the first.
+    assert_eq!(picks(&b, seq.len()), seq);
+}
+
 proptest! {
     /// Any weights (some zero, not all) give exact, smooth shares from one thread.
     #[test]
