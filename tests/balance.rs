@@ -510,3 +510,60 @@ async fn balance_bounded_loads_cap_a_hot_key() {
         }
     }
 }
+
+/// A member removed while requests to it are in flight keeps its load state only until the
+/// last of them ends (answered or dropped): the key, back after that, is a new member (weight
+/// 1), not the old one's leftover state.
+#[tokio::test]
+async fn removed_key_with_requests_in_flight_leaves_no_state() {
+    use croupier::Member;
+
+    let open = open_gate();
+    let shut = Arc::new(Semaphore::new(0));
+    let balance = Balance::builder()
+        .policy(Policy::RoundRobin)
+        .build(vec![Backend::new(0, &open), Backend::new(1, &shut)])
+        .unwrap();
+    assert!(balance.set_weight(&1, 3));
+    // Requests until two wait on member 1 (it gets three in four).
+    let mut waiting = Vec::new();
+    while waiting.len() < 2 {
+        let call = tokio::spawn(balance.clone().oneshot(()));
+        // Let it run until it is answered or waits at member 1's gate.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        if !call.is_finished() {
+            waiting.push(call);
+        }
+    }
+    let in_flight_1 = |b: &Balance<Backend>| {
+        b.in_flight()
+            .iter()
+            .find(|(k, _)| *k == 1)
+            .map_or(0, |(_, n)| *n)
+    };
+    assert_eq!(in_flight_1(&balance), 2);
+    balance.remove(&1);
+    // One is answered, the other dropped.
+    shut.add_permits(1);
+    let answered = waiting.remove(0);
+    assert_eq!(answered.await.unwrap().unwrap(), 1);
+    let dropped = waiting.remove(0);
+    dropped.abort();
+    assert!(dropped.await.unwrap_err().is_cancelled());
+    // Key 1 is back: a new member, with a new member's weight.
+    balance.insert(1, Backend::new(1, &open));
+    let weights: Vec<u32> = balance
+        .balancer()
+        .members()
+        .iter()
+        .map(Member::weight)
+        .collect();
+    assert_eq!(
+        weights,
+        [1, 1],
+        "the removed member's state outlived its requests"
+    );
+    assert_eq!(in_flight_1(&balance), 0);
+}

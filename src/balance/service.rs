@@ -6,7 +6,10 @@ use std::{
     future::Future,
     hash::Hash,
     pin::Pin,
-    sync::{atomic::Ordering::Relaxed, Arc},
+    sync::{
+        atomic::Ordering::{Relaxed, SeqCst},
+        Arc,
+    },
     task::{Context, Poll},
     time::Duration,
 };
@@ -507,6 +510,8 @@ where
                 .entry(key.clone())
                 .or_insert_with(|| State::new(inner.settings.load, &inner.common)),
         );
+        // Back before its last request ended: its state is kept, not forgotten.
+        state.removed.store(false, SeqCst);
         if let Some(w) = weight {
             state.set_weight(w);
         }
@@ -527,17 +532,21 @@ where
     }
 
     /// Removes the member of `key`. Its load state is kept while requests to it are in
-    /// flight, so that it comes back with it if the key returns meanwhile.
+    /// flight, so that it comes back with it if the key returns meanwhile; the last of them
+    /// to end (answered or dropped) forgets it, and a key that returns after that is a new
+    /// member.
     pub fn remove(&self, key: &K) {
         let inner = &self.inner;
         inner.members.lock().retain(|e| &e.key != key);
         {
             let mut states = inner.states.lock();
-            if states
-                .get(key)
-                .is_some_and(|s| s.in_flight.load(Relaxed) == 0)
-            {
-                states.remove(key);
+            if let Some(state) = states.get(key) {
+                // SeqCst, with the decrement and the look in `Forget::drop`: either this sees
+                // the last request ended, or that request sees the flag (and forgets).
+                state.removed.store(true, SeqCst);
+                if state.in_flight.load(SeqCst) == 0 {
+                    states.remove(key);
+                }
             }
         }
         inner.balancer.refresh();
@@ -568,7 +577,34 @@ impl<'a> InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Relaxed);
+        // SeqCst: see `Balance::remove`.
+        self.0.in_flight.fetch_sub(1, SeqCst);
+    }
+}
+
+/// Forgets the load state of a member removed while this request was in flight, once the
+/// last such request has ended. Declared before the request's `InFlight`, so dropped after it.
+struct Forget<'a, S, K: Eq + Hash> {
+    inner: &'a Inner<S, K>,
+    key: &'a K,
+    state: &'a Arc<State>,
+}
+
+impl<S, K: Eq + Hash> Drop for Forget<'_, S, K> {
+    fn drop(&mut self) {
+        // SeqCst: see `Balance::remove`.
+        if !self.state.removed.load(SeqCst) || self.state.in_flight.load(SeqCst) != 0 {
+            return;
+        }
+        let mut states = self.inner.states.lock();
+        // Still this state, still removed, still idle: under the lock that `remove` and
+        // `insert` take, so a key that came back meanwhile keeps its state.
+        let idle_and_gone = states.get(self.key).is_some_and(|s| {
+            Arc::ptr_eq(s, self.state) && s.removed.load(SeqCst) && s.in_flight.load(SeqCst) == 0
+        });
+        if idle_and_gone {
+            states.remove(self.key);
+        }
     }
 }
 
@@ -614,6 +650,11 @@ where
                 state,
                 ..
             } = endpoint;
+            let _forget = Forget {
+                inner: self,
+                key: &key,
+                state: &state,
+            };
             let counted = InFlight::new(&state);
             let ready: Result<(), BoxError> = service.ready().await.map(|_| ()).map_err(Into::into);
             match ready {
