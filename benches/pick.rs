@@ -1,8 +1,7 @@
 //! `pick`: the cost of one pick on one thread, for each policy at 8, 64 and 1024 members, beside
 //! the floor, a mutex cursor, a ballermann-style actor and tower's p2c balancer; and weighted
 //! round robin and key affinity (`pick_for`, plain and with bounded loads) beside plain round
-//! robin; and, in `pick_refused`, a refused `pick` beside a refused `pick_for` at 2 000
-//! members.
+//! robin.
 //!
 //! `cargo bench --bench pick` (about a minute and a half); add `-- --quick` for a faster look.
 
@@ -169,29 +168,5 @@ fn pick(c: &mut Criterion) {
     group.finish();
 }
 
-/// A refused pick against a refused `pick_for`: 2 000 members, every one at `max_load`, so
-/// both answer `Overloaded` after looking at everyone.
-fn refused(c: &mut Criterion) {
-    let mut group = baselines::group(c, "pick_refused", 1200, 40);
-    let n = 2_000;
-    // `handles` have loads 1 to 7: a limit of 1 refuses them all.
-    let b = Balancer::builder()
-        .max_load(1)
-        .source(handles(n))
-        .build()
-        .expect("a valid configuration");
-    group.bench_function(BenchmarkId::new("croupier_pick", n), |bench| {
-        bench.iter(|| black_box(b.pick().is_err()))
-    });
-    let mut key = 0_u64;
-    group.bench_function(BenchmarkId::new("croupier_pick_for", n), |bench| {
-        bench.iter(|| {
-            key = key.wrapping_add(1);
-            black_box(b.pick_for(&key).is_err())
-        })
-    });
-    group.finish();
-}
-
-criterion_group!(benches, pick, refused);
+criterion_group!(benches, pick);
 criterion_main!(benches);

@@ -87,7 +87,7 @@ pub(crate) fn scan<M: Member>(
     }
     let cap = bound.map_or(usize::MAX, |epsilon| recompute(snap, table, epsilon));
     let start = slot_of(hash, m);
-    for k in 0..m.min(WALK) {
+    for k in 0..m {
         let at = super::wrap(start + k, m);
         let i = table.slots.owner(at);
         match scan.look::<true>(snap, i, max_load) {
@@ -95,18 +95,10 @@ pub(crate) fn scan<M: Member>(
             _ => {}
         }
     }
-    // Past the walk's length, or below the bound there is always a member (the lightest is
-    // under the average) unless the loads moved while the walk read them: any usable member
-    // will do, the lightest from the key's own, and a scan of the members (not of the
-    // table's many slots) finds it or says why there is none.
+    // Below the bound there is always a member (the lightest is under the average), unless
+    // the loads moved while the walk read them: then any usable member will do.
     super::least_loaded::from(snap, table.slots.owner(start), max_load, scan)
 }
-
-/// The most table slots a walk reads before it scans the members instead. The table has
-/// about a hundred slots a member, so a walk over all of them to refuse a key (every member
-/// at `max_load`) would cost a hundred times the scan a plain pick makes; a key meets a run
-/// of 64 slots whose members are all out only when nearly every member is.
-const WALK: usize = 64;
 
 /// The bound now: `⌈(1 + ε) · (L + 1) / n⌉` over the usable members; cached in the table.
 fn recompute<M: Member>(snap: &Snapshot<M>, table: &Table, epsilon: f64) -> usize {
