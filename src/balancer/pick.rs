@@ -219,10 +219,7 @@ impl<M: Member> Balancer<M> {
     /// handed out, and when members come and go only about 1/n of the keys move (Maglev
     /// hashing over the members' [`affinity_key`](Member::affinity_key)s; weights give
     /// shares of the keys). A key whose member is dead, disabled or at `max_load` goes to the
-    /// next member along the table (within 64 slots of its own; past that, when nearly every
-    /// member is out, to the lightest usable member), and comes back when its member does.
-    /// A refused `pick_for` (every member at `max_load`) costs a scan of the members, as a
-    /// refused [`pick`](Balancer::pick) does. With
+    /// next member along the table, and comes back when its member does. With
     /// [`bounded_loads`](crate::BalancerBuilder::bounded_loads), a member carrying more than
     /// `1 + ε` times the average load passes its keys on too, so one hot key cannot pile up
     /// on one member.
