@@ -1,6 +1,10 @@
 //! `refresh`: what a pick costs while another thread refreshes the snapshot without pause, and
 //! the worst single pick seen during such a refresh storm (p99.9 and max, printed).
 //!
+//! Then `refresh_build`: what one `refresh()` costs by itself at 1 000 and 20 000 members, with
+//! equal weights (`unweighted`) and with weights 1 and 2 (`weighted`, which builds round robin's
+//! schedule), so that the weighted figure reads as a ratio to the unweighted one.
+//!
 //! `cargo bench --bench refresh`.
 
 mod baselines;
@@ -13,7 +17,25 @@ use std::{
 
 use baselines::{handles, Handle};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use croupier::{Balancer, Policy};
+use croupier::{Balancer, Member, Policy};
+
+/// A handle with a weight.
+#[derive(Clone, Debug)]
+struct Weighted(Handle, u32);
+
+impl Member for Weighted {
+    fn is_alive(&self) -> bool {
+        self.0.is_alive()
+    }
+
+    fn load(&self) -> usize {
+        self.0.load()
+    }
+
+    fn weight(&self) -> u32 {
+        self.1
+    }
+}
 
 /// A balancer whose source hands out the same `n` handles again on every refresh, as a pool's
 /// supervisor does; each refresh builds and stores a new snapshot.
@@ -72,7 +94,30 @@ fn refresh(c: &mut Criterion) {
         }
     }
     group.finish();
+    refresh_build(c);
     worst_picks();
+}
+
+/// One `refresh()` at a time, no picks: equal weights against weights 1 and 2 at the same size.
+fn refresh_build(c: &mut Criterion) {
+    let mut group = baselines::group(c, "refresh_build", 1500, 20);
+    for n in [1_000, 20_000] {
+        for (name, weights) in [("unweighted", [1, 1]), ("weighted", [1, 2])] {
+            let members: Vec<Weighted> = handles(n)
+                .into_iter()
+                .enumerate()
+                .map(|(i, h)| Weighted(h, weights[i % 2]))
+                .collect();
+            let b = Balancer::builder()
+                .source(move || members.clone())
+                .build()
+                .expect("a valid configuration");
+            group.bench_function(BenchmarkId::new(name, n), |bench| {
+                bench.iter(|| b.refresh())
+            });
+        }
+    }
+    group.finish();
 }
 
 /// Times every one of a few million picks during a storm and prints the tail, beside the same
