@@ -1,7 +1,7 @@
 //! `pick`: the cost of one pick on one thread, for each policy at 8, 64 and 1024 members, beside
 //! the floor, a mutex cursor, a ballermann-style actor and tower's p2c balancer; and weighted
 //! round robin and key affinity (`pick_for`, plain and with bounded loads) beside plain round
-//! robin.
+//! robin. Then `pick_refused`: a refused `pick` beside a refused `pick_for` at 2 000 members.
 //!
 //! `cargo bench --bench pick` (about a minute and a half); add `-- --quick` for a faster look.
 
@@ -168,5 +168,43 @@ fn pick(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, pick);
+/// A refused pick at 2 000 members, every one at `max_load` (the handles' loads are 1 to 7,
+/// the limit 1): plain `pick` (round robin, which looks at each member once), beside
+/// `pick_for`, plain and with bounded loads, whose walk ends by looking at the members too.
+fn refused(c: &mut Criterion) {
+    const N: usize = 2_000;
+    let mut group = baselines::group(c, "pick_refused", 1200, 40);
+    let full = |bound: Option<f64>| {
+        let builder = Balancer::builder().max_load(1);
+        let builder = match bound {
+            Some(epsilon) => builder.bounded_loads(epsilon),
+            None => builder,
+        };
+        builder
+            .source(handles(N))
+            .build()
+            .expect("a valid configuration")
+    };
+    let b = full(None);
+    group.bench_function(BenchmarkId::new("pick", N), |bench| {
+        bench.iter(|| black_box(b.pick().is_err()))
+    });
+    let mut key = 0_u64;
+    group.bench_function(BenchmarkId::new("pick_for", N), |bench| {
+        bench.iter(|| {
+            key = key.wrapping_add(1);
+            black_box(b.pick_for(&key).is_err())
+        })
+    });
+    let bounded = full(Some(0.25));
+    group.bench_function(BenchmarkId::new("pick_for_bounded", N), |bench| {
+        bench.iter(|| {
+            key = key.wrapping_add(1);
+            black_box(bounded.pick_for(&key).is_err())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, pick, refused);
 criterion_main!(benches);

@@ -235,6 +235,89 @@ async fn pick_for_is_refused_while_draining() {
     assert!(b.pick_for("k").is_ok());
 }
 
+/// A member whose load is set by the test and that counts how often its load is read, in a
+/// count shared by all members of one test.
+#[derive(Clone, Debug)]
+struct Counted {
+    load: Arc<AtomicUsize>,
+    reads: Arc<AtomicUsize>,
+}
+
+impl Member for Counted {
+    fn is_alive(&self) -> bool {
+        true
+    }
+
+    fn load(&self) -> usize {
+        self.reads.fetch_add(1, SeqCst);
+        self.load.load(SeqCst)
+    }
+}
+
+/// `n` members at load `load` sharing one read count, which is returned with them.
+fn counted(n: usize, load: usize) -> (Vec<Counted>, Arc<AtomicUsize>) {
+    let reads = Arc::new(AtomicUsize::new(0));
+    let members = (0..n)
+        .map(|_| Counted {
+            load: Arc::new(AtomicUsize::new(load)),
+            reads: Arc::clone(&reads),
+        })
+        .collect();
+    (members, reads)
+}
+
+/// With every member at `max_load`, `pick_for` still answers `Overloaded` (and counts it), and
+/// finds that out by reading each member's load a few times, as a refused `pick` does, not by
+/// walking the whole table (over a million slots at 2 000 members), plain or with bounded
+/// loads.
+#[test]
+fn refused_pick_for_reads_each_member_a_few_times_not_the_whole_table() {
+    const N: usize = 2_000;
+    for bounded in [false, true] {
+        let (members, reads) = counted(N, 5);
+        let builder = Balancer::builder().max_load(5);
+        let builder = if bounded {
+            builder.bounded_loads(0.25)
+        } else {
+            builder
+        };
+        let b = builder.source(members).build().unwrap();
+        for key in 0..20_u32 {
+            reads.store(0, SeqCst);
+            assert_eq!(b.pick_for(&key).unwrap_err(), PickError::Overloaded);
+            let r = reads.load(SeqCst);
+            assert!(r <= 4 * N, "bounded {bounded}, key {key}: {r} loads read");
+        }
+        assert_eq!(b.stats().overloaded, 20, "every refusal is counted");
+    }
+}
+
+/// One member of 2 000 under `max_load`: every key finds it, however many slots of the others
+/// lie between the key's slot and the next of its own (about 2 000 on average, so many keys
+/// pass more slots than there are members before they reach it), plain or with bounded loads.
+#[test]
+fn pick_for_finds_the_one_member_under_max_load_however_far_along_the_table() {
+    const N: usize = 2_000;
+    for bounded in [false, true] {
+        let (members, _) = counted(N, 5);
+        members[1_234].load.store(4, SeqCst);
+        let builder = Balancer::builder().max_load(5);
+        let builder = if bounded {
+            builder.bounded_loads(0.25)
+        } else {
+            builder
+        };
+        let b = builder.source(members.clone()).build().unwrap();
+        for key in 0..200_u32 {
+            let picked = b.pick_for(&key).unwrap();
+            assert!(
+                Arc::ptr_eq(&picked.load, &members[1_234].load),
+                "bounded {bounded}, key {key}"
+            );
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 

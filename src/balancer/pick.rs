@@ -224,6 +224,13 @@ impl<M: Member> Balancer<M> {
     /// `1 + ε` times the average load passes its keys on too, so one hot key cannot pile up
     /// on one member.
     ///
+    /// The next member along the table is found by walking the table's slots on from the
+    /// key's. A walk that has passed as many slots as there are members looks at each member
+    /// once: if none can take the key it answers at once, so a refusal costs O(n) loads read,
+    /// about what a refused `pick` costs, and not a walk of the whole table (over a million
+    /// slots beyond 1 024 members); if one can, the walk goes on to the first such member
+    /// along the table, the same answer as an unbounded walk.
+    ///
     /// Lock-free and allocation-free, like [`pick`](Balancer::pick): the table is built with
     /// each snapshot once the balancer has been asked for a key (the first call builds the
     /// current snapshot's). It does not move the round-robin cursor, so round robin's

@@ -11,6 +11,10 @@
 //! The bound needs every member's load, which a pick must not read one by one: it is cached
 //! in the table, recomputed when a key's member looks over it (so a key never spills on a
 //! stale bound) and otherwise every 64 affinity picks of a thread that found its member busy.
+//!
+//! A walk is bounded in what it costs to refuse: past as many slots as there are members, it
+//! asks each member once whether it may take the key, and refuses if none can; otherwise it
+//! walks on to the first that can (see [`scan`]).
 
 use std::cell::Cell;
 
@@ -73,6 +77,13 @@ fn recheck_due() -> bool {
 
 /// The full walk: from the key's slot, the first member that may take the key, checked
 /// against a freshly computed bound.
+///
+/// A walk that has passed as many slots as there are members without finding one asks the
+/// members themselves (one look at each) whether any may take the key, and answers at once
+/// if none can: a refusal (every member at `max_load`, or none alive) costs about what a
+/// refused [`pick`](crate::Balancer::pick) does, not a walk of the whole table (over a
+/// million slots beyond 1 024 members). If one can, the walk goes on to it, so the answer is
+/// the one the whole walk gives.
 pub(crate) fn scan<M: Member>(
     snap: &Snapshot<M>,
     table: &Table,
@@ -86,17 +97,25 @@ pub(crate) fn scan<M: Member>(
         return Err(scan.nothing());
     }
     let cap = bound.map_or(usize::MAX, |epsilon| recompute(snap, table, epsilon));
+    let takes = |scan: &mut Scan<'_, M>, i| {
+        scan.look::<true>(snap, i, max_load)
+            .is_some_and(|load| load < cap)
+    };
     let start = slot_of(hash, m);
+    let stretch = snap.len().min(m);
     for k in 0..m {
-        let at = super::wrap(start + k, m);
-        let i = table.slots.owner(at);
-        match scan.look::<true>(snap, i, max_load) {
-            Some(load) if load < cap => return Ok(i),
-            _ => {}
+        if k == stretch && !(0..snap.len()).any(|i| takes(scan, i)) {
+            return Err(scan.nothing());
+        }
+        let i = table.slots.owner(super::wrap(start + k, m));
+        if takes(scan, i) {
+            return Ok(i);
         }
     }
     // Below the bound there is always a member (the lightest is under the average), unless
-    // the loads moved while the walk read them: then any usable member will do.
+    // the loads moved while the walk read them, or the one that can take the key owns no
+    // slot (a weight too small against the heaviest for a turn while the table was filled):
+    // then any usable member will do.
     super::least_loaded::from(snap, table.slots.owner(start), max_load, scan)
 }
 
@@ -168,6 +187,60 @@ mod tests {
             }
         }
         assert!(fast > 800, "the fast path answered {fast} of 1200");
+    }
+
+    /// A key whose walk passes more slots than there are members before it reaches a member
+    /// that may take it still ends at the first such member along the table, not at the
+    /// lightest: the members are asked, some can, and the walk goes on.
+    #[test]
+    fn a_walk_past_more_slots_than_members_still_ends_at_the_first_that_may_take_the_key() {
+        const N: usize = 2_000;
+        const FIRST: usize = 1_234;
+        const LIGHTER: usize = 77;
+        let loads = |i| match i {
+            FIRST => 4,
+            LIGHTER => 3,
+            _ => 5,
+        };
+        let s = snap(
+            (0..N)
+                .map(|i| M {
+                    alive: true,
+                    load: loads(i),
+                })
+                .collect(),
+        );
+        let table = s.table();
+        let m = table.slots.len();
+        let distance = |h: u64, to: usize| {
+            let start = slot_of(h, m);
+            (0..m)
+                .position(|k| table.slots.owner(super::super::wrap(start + k, m)) == to)
+                .expect("the member owns a slot")
+        };
+        let far = (0..1_000_u32)
+            .map(|k| hash_key(&k))
+            .find(|&h| distance(h, FIRST) > N && distance(h, FIRST) < distance(h, LIGHTER))
+            .expect("a key more than N slots before FIRST's next slot, and that before LIGHTER's");
+        for bound in [None, Some(0.25)] {
+            assert_eq!(first(&s, table, far, 5, bound), None);
+            let mut walk = Scan::default();
+            assert_eq!(scan(&s, table, far, 5, bound, &mut walk), Ok(FIRST));
+        }
+        // With every member at the limit, the same walk refuses.
+        let full = snap(
+            (0..N)
+                .map(|_| M {
+                    alive: true,
+                    load: 5,
+                })
+                .collect(),
+        );
+        let mut walk = Scan::default();
+        assert_eq!(
+            scan(&full, full.table(), far, 5, None, &mut walk),
+            Err(PickError::Overloaded)
+        );
     }
 
     /// A member whose load the test sets.
