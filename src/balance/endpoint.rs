@@ -4,7 +4,7 @@
 use std::{
     fmt,
     sync::{
-        atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed},
+        atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed},
         Arc,
     },
     time::Duration,
@@ -79,9 +79,6 @@ pub(crate) struct State {
     ewma: Mutex<(f64, Instant)>,
     /// Out of rotation until this many ns after `epoch` (0: in rotation).
     out_until_ns: AtomicU64,
-    /// The member of this state was removed while requests to it were in flight: the last
-    /// of them to end forgets the state (see `Balance::remove`).
-    pub(crate) removed: AtomicBool,
     /// The member's weight, read when the balancer builds a snapshot.
     weight: AtomicU32,
     common: Arc<Common>,
@@ -98,7 +95,6 @@ impl State {
             estimate_ns: AtomicU64::new(rtt as u64),
             ewma: Mutex::new((rtt, Instant::now())),
             out_until_ns: AtomicU64::new(0),
-            removed: AtomicBool::new(false),
             weight: AtomicU32::new(1),
             common: Arc::clone(common),
         })

@@ -6,10 +6,7 @@ use std::{
     future::Future,
     hash::Hash,
     pin::Pin,
-    sync::{
-        atomic::Ordering::{Relaxed, SeqCst},
-        Arc,
-    },
+    sync::{atomic::Ordering::Relaxed, Arc},
     task::{Context, Poll},
     time::Duration,
 };
@@ -510,8 +507,6 @@ where
                 .entry(key.clone())
                 .or_insert_with(|| State::new(inner.settings.load, &inner.common)),
         );
-        // Back before its last request ended: its state is kept, not forgotten.
-        state.removed.store(false, SeqCst);
         if let Some(w) = weight {
             state.set_weight(w);
         }
@@ -532,21 +527,17 @@ where
     }
 
     /// Removes the member of `key`. Its load state is kept while requests to it are in
-    /// flight, so that it comes back with it if the key returns meanwhile; the last of them
-    /// to end (answered or dropped) forgets it, and a key that returns after that is a new
-    /// member.
+    /// flight, so that it comes back with it if the key returns meanwhile.
     pub fn remove(&self, key: &K) {
         let inner = &self.inner;
         inner.members.lock().retain(|e| &e.key != key);
         {
             let mut states = inner.states.lock();
-            if let Some(state) = states.get(key) {
-                // SeqCst, with the decrement and the look in `Forget::drop`: either this sees
-                // the last request ended, or that request sees the flag (and forgets).
-                state.removed.store(true, SeqCst);
-                if state.in_flight.load(SeqCst) == 0 {
-                    states.remove(key);
-                }
+            if states
+                .get(key)
+                .is_some_and(|s| s.in_flight.load(Relaxed) == 0)
+            {
+                states.remove(key);
             }
         }
         inner.balancer.refresh();
@@ -577,34 +568,7 @@ impl<'a> InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        // SeqCst: see `Balance::remove`.
-        self.0.in_flight.fetch_sub(1, SeqCst);
-    }
-}
-
-/// Forgets the load state of a member removed while this request was in flight, once the
-/// last such request has ended. Declared before the request's `InFlight`, so dropped after it.
-struct Forget<'a, S, K: Eq + Hash> {
-    inner: &'a Inner<S, K>,
-    key: &'a K,
-    state: &'a Arc<State>,
-}
-
-impl<S, K: Eq + Hash> Drop for Forget<'_, S, K> {
-    fn drop(&mut self) {
-        // SeqCst: see `Balance::remove`.
-        if !self.state.removed.load(SeqCst) || self.state.in_flight.load(SeqCst) != 0 {
-            return;
-        }
-        let mut states = self.inner.states.lock();
-        // Still this state, still removed, still idle: under the lock that `remove` and
-        // `insert` take, so a key that came back meanwhile keeps its state.
-        let idle_and_gone = states.get(self.key).is_some_and(|s| {
-            Arc::ptr_eq(s, self.state) && s.removed.load(SeqCst) && s.in_flight.load(SeqCst) == 0
-        });
-        if idle_and_gone {
-            states.remove(self.key);
-        }
+        self.0.in_flight.fetch_sub(1, Relaxed);
     }
 }
 
@@ -650,11 +614,6 @@ where
                 state,
                 ..
             } = endpoint;
-            let _forget = Forget {
-                inner: self,
-                key: &key,
-                state: &state,
-            };
             let counted = InFlight::new(&state);
             let ready: Result<(), BoxError> = service.ready().await.map(|_| ()).map_err(Into::into);
             match ready {
