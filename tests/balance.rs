@@ -14,7 +14,7 @@ use std::{
 
 use croupier::{
     balance::{Balance, Load},
-    Policy,
+    Member, Policy,
 };
 use tokio::sync::Semaphore;
 use tower::{discover::Change, BoxError, Service, ServiceExt};
@@ -509,4 +509,89 @@ async fn balance_bounded_loads_cap_a_hot_key() {
             h.await.unwrap().unwrap();
         }
     }
+}
+
+/// A key removed with requests in flight keeps its load state only until the last of them
+/// ends, and then nothing of it stays; a key inserted again meanwhile gets its state back, and
+/// the old requests ending does not take it from the member it belongs to again.
+#[tokio::test]
+async fn removed_key_with_requests_in_flight_leaves_no_state() {
+    let (gate_a, gate_b) = (Arc::new(Semaphore::new(0)), Arc::new(Semaphore::new(0)));
+    let balance = Balance::builder()
+        .policy(Policy::RoundRobin)
+        .build(vec![Backend::new(0, &gate_a), Backend::new(1, &gate_b)])
+        .unwrap();
+    let held: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(balance.clone().oneshot(())))
+        .collect();
+    settle(|| balance.in_flight() == [(0, 1), (1, 1)]).await;
+
+    // Member 1 leaves with its request in flight: its state is kept while that runs.
+    balance.remove(&1);
+    assert_eq!(balance.in_flight(), [(0, 1)]);
+    assert_eq!(balance.removed_in_flight(), [(1, 1)]);
+    gate_a.add_permits(1);
+    gate_b.add_permits(1);
+    for h in held {
+        h.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        balance.removed_in_flight(),
+        [],
+        "the last request ended: nothing of key 1 stays"
+    );
+
+    // Member 0 leaves with a request in flight and comes back before it ends: the request
+    // counts again, and its end does not forget the state of the member that is back.
+    let old = tokio::spawn(balance.clone().oneshot(()));
+    settle(|| balance.in_flight() == [(0, 1)]).await;
+    balance.remove(&0);
+    assert_eq!(balance.removed_in_flight(), [(0, 1)]);
+    let gate_c = Arc::new(Semaphore::new(0));
+    balance.insert(0, Backend::new(2, &gate_c));
+    assert_eq!(
+        balance.in_flight(),
+        [(0, 1)],
+        "the state came back with the key"
+    );
+    assert_eq!(balance.removed_in_flight(), []);
+    assert!(balance.set_weight(&0, 3));
+    gate_a.add_permits(1);
+    assert_eq!(old.await.unwrap().unwrap(), 0);
+    assert_eq!(balance.in_flight(), [(0, 0)]);
+    // Replacing the service keeps the state (weight 3): it was not forgotten.
+    balance.insert(0, Backend::new(3, &gate_c));
+    assert_eq!(balance.balancer().pick().unwrap().weight(), 3);
+    assert_eq!(balance.removed_in_flight(), []);
+}
+
+/// The same from a croupier `Source`: a member the source no longer lists, with a request in
+/// flight, is kept only until that request ends.
+#[tokio::test]
+async fn member_dropped_by_the_source_with_a_request_in_flight_leaves_no_state() {
+    let gate = Arc::new(Semaphore::new(0));
+    let listed = Arc::new(std::sync::Mutex::new(vec![
+        Backend::new(0, &gate),
+        Backend::new(1, &gate),
+    ]));
+    let source = {
+        let listed = Arc::clone(&listed);
+        move || listed.lock().unwrap().clone()
+    };
+    let balance = Balance::builder()
+        .policy(Policy::RoundRobin)
+        .from_source(source)
+        .unwrap();
+    let held: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(balance.clone().oneshot(())))
+        .collect();
+    settle(|| balance.in_flight() == [(0, 1), (1, 1)]).await;
+    listed.lock().unwrap().pop();
+    balance.refresh();
+    assert_eq!(balance.removed_in_flight(), [(1, 1)]);
+    gate.add_permits(2);
+    for h in held {
+        h.await.unwrap().unwrap();
+    }
+    assert_eq!(balance.removed_in_flight(), []);
 }

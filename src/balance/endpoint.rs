@@ -4,7 +4,10 @@
 use std::{
     fmt,
     sync::{
-        atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed},
+        atomic::{
+            AtomicBool, AtomicU32, AtomicU64, AtomicUsize,
+            Ordering::{Relaxed, SeqCst},
+        },
         Arc,
     },
     time::Duration,
@@ -81,6 +84,9 @@ pub(crate) struct State {
     out_until_ns: AtomicU64,
     /// The member's weight, read when the balancer builds a snapshot.
     weight: AtomicU32,
+    /// Its key was removed while requests to it were in flight: the last of them to end
+    /// forgets the state. Written under the lock of the balance's map of states.
+    removed: AtomicBool,
     common: Arc<Common>,
 }
 
@@ -96,8 +102,40 @@ impl State {
             ewma: Mutex::new((rtt, Instant::now())),
             out_until_ns: AtomicU64::new(0),
             weight: AtomicU32::new(1),
+            removed: AtomicBool::new(false),
             common: Arc::clone(common),
         })
+    }
+
+    /// Marks the member's key as removed; whether no request is in flight, so that the
+    /// caller forgets the state now (otherwise the last request to end does, see
+    /// [`end_request`](Self::end_request)). Called with the map of states locked.
+    pub(crate) fn mark_removed(&self) -> bool {
+        // SeqCst, here and on the load below, with `end_request`'s decrement and its load of
+        // the flag: of a removal and the end of the last request, at least one sees the
+        // other (the flag set, or no request left), so the state is never kept for ever.
+        self.removed.store(true, SeqCst);
+        self.in_flight.load(SeqCst) == 0
+    }
+
+    /// The member's key is back (inserted again, or the source lists it again): its state
+    /// stays. Called with the map of states locked.
+    pub(crate) fn restore(&self) {
+        self.removed.store(false, Relaxed);
+    }
+
+    /// Whether the member's key is removed and no request to it is in flight: its state can
+    /// be forgotten. Called with the map of states locked, which orders it after any
+    /// `mark_removed` or `restore`.
+    pub(crate) fn is_forgettable(&self) -> bool {
+        self.removed.load(Relaxed) && self.in_flight.load(Relaxed) == 0
+    }
+
+    /// Counts a request's end; true when it was the last in flight for a member whose key
+    /// was removed, so that the caller forgets the state (checking again under the lock).
+    pub(crate) fn end_request(&self) -> bool {
+        // SeqCst: see `mark_removed`.
+        self.in_flight.fetch_sub(1, SeqCst) == 1 && self.removed.load(SeqCst)
     }
 
     /// Records a response's latency in the peak EWMA.

@@ -24,7 +24,9 @@
 //! - **Membership**: from a `Vec<S>` ([`Balance::new`]), from any
 //!   `tower::discover::Discover` ([`BalanceBuilder::discover`]: Insert/Remove by key, a member's
 //!   load state kept as long as its key stays or returns), or from a croupier
-//!   [`Source`](crate::Source) ([`BalanceBuilder::from_source`]).
+//!   [`Source`](crate::Source) ([`BalanceBuilder::from_source`]). A removed member's load
+//!   state is kept while requests to it are in flight, and forgotten when the last ends
+//!   ([`Balance::removed_in_flight`] lists those still running).
 //!
 //! # Example
 //!

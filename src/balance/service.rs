@@ -1,7 +1,7 @@
 //! [`Balance`]: a tower `Service` that picks a member service with a croupier balancer.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     fmt,
     future::Future,
     hash::Hash,
@@ -45,8 +45,9 @@ pub(super) struct Inner<S, K> {
     balancer: Balancer<Endpoint<K, S>>,
     /// The members, as the balancer's source reads them. Slow path only.
     members: Arc<Mutex<Vec<Endpoint<K, S>>>>,
-    /// Load state by key: members present, and removed ones with requests still in flight.
-    states: Arc<Mutex<HashMap<K, Arc<State>>>>,
+    /// Load state by key: members present, and removed ones with requests still in flight
+    /// (forgotten when the last of those ends).
+    states: Arc<States<K>>,
     settings: Settings,
     common: Arc<Common>,
     /// Set while a discover task feeds this balance; it stops when the last handle goes.
@@ -340,19 +341,22 @@ impl BalanceBuilder {
                 let services = source.members();
                 let mut states = states.lock();
                 let n = services.len();
-                states.retain(|&key, s| key < n || s.in_flight.load(Relaxed) > 0);
+                // Indices past the end are removed: forgotten now, or by their last request.
+                states.retain(|&key, s| key < n || !s.mark_removed());
                 let endpoints: Vec<_> = services
                     .into_iter()
                     .enumerate()
-                    .map(|(key, service)| Endpoint {
-                        key,
-                        service,
-                        state: Arc::clone(
-                            states
-                                .entry(key)
-                                .or_insert_with(|| State::new(load, &common)),
-                        ),
-                        load,
+                    .map(|(key, service)| {
+                        let state = states
+                            .entry(key)
+                            .or_insert_with(|| State::new(load, &common));
+                        state.restore();
+                        Endpoint {
+                            key,
+                            service,
+                            state: Arc::clone(state),
+                            load,
+                        }
                     })
                     .collect();
                 drop(states);
@@ -452,6 +456,61 @@ where
             .collect()
     }
 
+    /// The keys of members removed while requests to them were in flight, with how many are
+    /// still in flight, in no particular order: what the balance keeps beyond its members.
+    /// A key leaves the list when its last request ends (its load state is then forgotten)
+    /// or when it is inserted again (it gets its load state back). It tells when a removed
+    /// backend has no more requests and can be shut down.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    ///
+    /// use croupier::balance::Balance;
+    /// use tokio::sync::Semaphore;
+    /// use tower::{service_fn, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower::BoxError> {
+    /// // A backend that answers once the gate lets it.
+    /// let gate = Arc::new(Semaphore::new(0));
+    /// let backend = {
+    ///     let gate = Arc::clone(&gate);
+    ///     service_fn(move |()| {
+    ///         let gate = Arc::clone(&gate);
+    ///         async move {
+    ///             gate.acquire().await?.forget();
+    ///             Ok::<_, tower::BoxError>(())
+    ///         }
+    ///     })
+    /// };
+    /// let balance = Balance::new(vec![backend])?;
+    /// let request = tokio::spawn(balance.clone().oneshot(()));
+    /// while balance.in_flight() != [(0, 1)] {
+    ///     tokio::task::yield_now().await;
+    /// }
+    /// balance.remove(&0);
+    /// assert_eq!(balance.removed_in_flight(), [(0, 1)]);
+    /// gate.add_permits(1);
+    /// request.await??;
+    /// assert!(balance.removed_in_flight().is_empty(), "its last request has ended");
+    /// # Ok(()) }
+    /// ```
+    pub fn removed_in_flight(&self) -> Vec<(K, usize)> {
+        let members: HashSet<K> = self
+            .inner
+            .members
+            .lock()
+            .iter()
+            .map(|e| e.key.clone())
+            .collect();
+        self.inner
+            .states
+            .lock()
+            .iter()
+            .filter(|(key, _)| !members.contains(*key))
+            .map(|(key, state)| (key.clone(), state.in_flight.load(Relaxed)))
+            .collect()
+    }
+
     /// Adds `service` under `key`, or replaces the service of a member of that key (keeping
     /// its load state: requests in flight, latency estimate, weight). A new member has
     /// weight 1.
@@ -500,13 +559,14 @@ where
 
     fn put(&self, key: K, service: S, weight: Option<u32>) {
         let inner = &self.inner;
-        let state = Arc::clone(
-            inner
-                .states
-                .lock()
+        let state = {
+            let mut states = inner.states.lock();
+            let state = states
                 .entry(key.clone())
-                .or_insert_with(|| State::new(inner.settings.load, &inner.common)),
-        );
+                .or_insert_with(|| State::new(inner.settings.load, &inner.common));
+            state.restore();
+            Arc::clone(state)
+        };
         if let Some(w) = weight {
             state.set_weight(w);
         }
@@ -527,16 +587,14 @@ where
     }
 
     /// Removes the member of `key`. Its load state is kept while requests to it are in
-    /// flight, so that it comes back with it if the key returns meanwhile.
+    /// flight, so that it comes back with it if the key returns meanwhile, and forgotten when
+    /// the last of them ends (see [`removed_in_flight`](Balance::removed_in_flight)).
     pub fn remove(&self, key: &K) {
         let inner = &self.inner;
         inner.members.lock().retain(|e| &e.key != key);
         {
             let mut states = inner.states.lock();
-            if states
-                .get(key)
-                .is_some_and(|s| s.in_flight.load(Relaxed) == 0)
-            {
+            if states.get(key).is_some_and(|s| s.mark_removed()) {
                 states.remove(key);
             }
         }
@@ -556,19 +614,42 @@ where
     }
 }
 
-/// Counts a request in flight from the pick until it is answered or dropped.
-struct InFlight<'a>(&'a State);
+/// The load state kept by key: the members', and that of removed members with requests in
+/// flight.
+type States<K> = Mutex<HashMap<K, Arc<State>>>;
 
-impl<'a> InFlight<'a> {
-    fn new(state: &'a State) -> Self {
+/// Counts a request in flight from the pick until it is answered or dropped. The last to end
+/// for a member whose key was removed forgets the member's load state.
+struct InFlight<'a, K: Eq + Hash> {
+    state: &'a Arc<State>,
+    key: &'a K,
+    states: &'a States<K>,
+}
+
+impl<'a, K: Eq + Hash> InFlight<'a, K> {
+    fn new(state: &'a Arc<State>, key: &'a K, states: &'a States<K>) -> Self {
         state.in_flight.fetch_add(1, Relaxed);
-        Self(state)
+        Self { state, key, states }
     }
 }
 
-impl Drop for InFlight<'_> {
+impl<K: Eq + Hash> Drop for InFlight<'_, K> {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Relaxed);
+        if self.state.end_request() {
+            forget(&mut self.states.lock(), self.key, self.state);
+        }
+    }
+}
+
+/// Forgets `state`, kept under `key` for a removed member, if it is still the one kept there
+/// (not a newer member's of the same key), its key is still removed and no request to it is
+/// in flight.
+fn forget<K: Eq + Hash>(states: &mut HashMap<K, Arc<State>>, key: &K, state: &Arc<State>) {
+    if states
+        .get(key)
+        .is_some_and(|kept| Arc::ptr_eq(kept, state) && kept.is_forgettable())
+    {
+        states.remove(key);
     }
 }
 
@@ -614,7 +695,7 @@ where
                 state,
                 ..
             } = endpoint;
-            let counted = InFlight::new(&state);
+            let counted = InFlight::new(&state, &key, &self.states);
             let ready: Result<(), BoxError> = service.ready().await.map(|_| ()).map_err(Into::into);
             match ready {
                 Ok(()) => {
@@ -851,5 +932,32 @@ where
         self.builder
             .build(services)
             .expect("the settings were checked by BalanceBuilder::into_layer")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request to a removed member that ends after its key came back under a new state
+    /// (the old state forgotten, then a new member inserted) leaves the new state alone.
+    #[test]
+    fn forgetting_an_old_state_leaves_a_newer_one_of_the_same_key() {
+        let common = Common::new();
+        let (old, new) = (
+            State::new(Load::InFlight, &common),
+            State::new(Load::InFlight, &common),
+        );
+        assert!(old.mark_removed(), "no request in flight");
+        let mut states = HashMap::from([("k", Arc::clone(&new))]);
+        forget(&mut states, &"k", &old);
+        assert!(states.contains_key("k"), "the newer state was kept");
+        // The same, once the newer state's key is removed too: only it is forgotten, by
+        // itself.
+        assert!(new.mark_removed());
+        forget(&mut states, &"k", &old);
+        assert!(states.contains_key("k"));
+        forget(&mut states, &"k", &new);
+        assert!(states.is_empty());
     }
 }
