@@ -12,10 +12,17 @@ use std::{
 use common::{make, settle, SharedSource, TestMember};
 use croupier::{Balancer, Ejection, Outcome};
 
-/// The tests here count the process's refresher threads: one at a time.
+/// The tests here count the process's refresher threads: one at a time, and each once the
+/// threads of the balancers an earlier test dropped have ended (a thread ends a moment after
+/// its balancer is dropped, so without this a count could fall under a test's feet).
 fn serial() -> MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+    let one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    #[cfg(target_os = "linux")]
+    until("the earlier tests' refresher threads end", || {
+        refresher_threads() == 0
+    });
+    one
 }
 
 /// Live threads named `croupier-refresh` (Linux keeps 15 bytes of a name), once they have
