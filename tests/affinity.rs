@@ -299,7 +299,7 @@ fn refused_pick_for_reads_each_member_a_few_times_not_the_whole_table() {
 fn pick_for_finds_the_one_member_under_max_load_however_far_along_the_table() {
     const N: usize = 2_000;
     for bounded in [false, true] {
-        let (members, _) = counted(N, 5);
+        let (members, reads) = counted(N, 5);
         members[1_234].load.store(4, SeqCst);
         let builder = Balancer::builder().max_load(5);
         let builder = if bounded {
@@ -309,11 +309,16 @@ fn pick_for_finds_the_one_member_under_max_load_however_far_along_the_table() {
         };
         let b = builder.source(members.clone()).build().unwrap();
         for key in 0..200_u32 {
+            reads.store(0, SeqCst);
             let picked = b.pick_for(&key).unwrap();
             assert!(
                 Arc::ptr_eq(&picked.load, &members[1_234].load),
                 "bounded {bounded}, key {key}"
             );
+            // The walk reads each slot's member once and, past n slots, every member once
+            // more: a few thousand loads, not n for every slot walked.
+            let r = reads.load(SeqCst);
+            assert!(r <= 50 * N, "bounded {bounded}, key {key}: {r} loads read");
         }
     }
 }
