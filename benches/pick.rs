@@ -13,28 +13,10 @@ use std::{
     time::Instant,
 };
 
-use baselines::{balancer, handles, Actor, Floor, Handle, MutexCursor, TowerP2c, SIZES};
+use baselines::{balancer, handles, Actor, Floor, Handle, MutexCursor, TowerP2c, Weighted, SIZES};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use crossbeam_utils::CachePadded;
 use croupier::{Balancer, Member, Policy};
-
-/// A handle with a weight.
-#[derive(Clone)]
-struct Weighted(Handle, u32);
-
-impl Member for Weighted {
-    fn is_alive(&self) -> bool {
-        self.0.is_alive()
-    }
-
-    fn load(&self) -> usize {
-        self.0.load()
-    }
-
-    fn weight(&self) -> u32 {
-        self.1
-    }
-}
 
 /// The floor with croupier's way of reading its members: the cursor, then an
 /// `ArcSwap::load` of the members list and the release of its guard, so that the pick benches

@@ -15,27 +15,9 @@ use std::{
     time::Instant,
 };
 
-use baselines::{handles, Handle};
+use baselines::{handles, Handle, Weighted};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use croupier::{Balancer, Member, Policy};
-
-/// A handle with a weight.
-#[derive(Clone, Debug)]
-struct Weighted(Handle, u32);
-
-impl Member for Weighted {
-    fn is_alive(&self) -> bool {
-        self.0.is_alive()
-    }
-
-    fn load(&self) -> usize {
-        self.0.load()
-    }
-
-    fn weight(&self) -> u32 {
-        self.1
-    }
-}
+use croupier::{Balancer, Policy};
 
 /// A balancer whose source hands out the same `n` handles again on every refresh, as a pool's
 /// supervisor does; each refresh builds and stores a new snapshot.

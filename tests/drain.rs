@@ -9,8 +9,8 @@ use std::{
 };
 
 use croupier::{
-    Balancer, DrainError, Member, PickError, Policy, Pool, PoolCallError, PoolSendError, Wait,
-    Worker,
+    Balancer, DrainError, Member, PickError, Policy, Pool, PoolBuilder, PoolCallError,
+    PoolSendError, Wait, Worker,
 };
 use tokio::sync::{oneshot, Notify, Semaphore};
 
@@ -478,6 +478,28 @@ impl Worker for Watchful {
     }
 }
 
+/// What the `Watchful` workers of a pool share with the test.
+#[derive(Clone, Default)]
+struct Watch {
+    maintaining: Arc<AtomicBool>,
+    handled_inside: Arc<AtomicUsize>,
+    handled: Arc<AtomicUsize>,
+}
+
+impl Watch {
+    /// A pool builder whose workers are `Watchful`, and what they share.
+    fn pool() -> (Self, PoolBuilder<Watchful>) {
+        let watch = Self::default();
+        let shared = watch.clone();
+        let builder = Pool::builder(move |_| Watchful {
+            maintaining: Arc::clone(&shared.maintaining),
+            handled_inside: Arc::clone(&shared.handled_inside),
+            handled: Arc::clone(&shared.handled),
+        });
+        (watch, builder)
+    }
+}
+
 /// Users calling and sending in loops, workers crashing and restarting, and maintenance
 /// windows after `Wait::idle`: no message is handled while maintenance runs, every call
 /// returns, and every accepted send is handled. Twenty runs a policy, on two threads.
@@ -510,27 +532,19 @@ fn no_message_is_handled_during_maintenance_under_chaos() {
 /// One run of the chaos: returns the messages handled during maintenance, the sends
 /// accepted, and the sends handled.
 async fn chaos(policy: Policy, run: u64) -> (usize, usize, usize) {
-    let maintaining = Arc::new(AtomicBool::new(false));
-    let handled_inside = Arc::new(AtomicUsize::new(0));
-    let handled = Arc::new(AtomicUsize::new(0));
-    let pool = {
-        let (m, i, h) = (
-            Arc::clone(&maintaining),
-            Arc::clone(&handled_inside),
-            Arc::clone(&handled),
-        );
-        Pool::builder(move |_| Watchful {
-            maintaining: Arc::clone(&m),
-            handled_inside: Arc::clone(&i),
-            handled: Arc::clone(&h),
-        })
+    let (watch, builder) = Watch::pool();
+    let Watch {
+        maintaining,
+        handled_inside,
+        handled,
+    } = watch;
+    let pool = builder
         .size(6)
         .policy(policy)
         .seed(run)
         .intensity(1_000_000, Duration::from_secs(1))
         .start()
-        .unwrap()
-    };
+        .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let calls_answered = Arc::new(AtomicUsize::new(0));
     let sends_accepted = Arc::new(AtomicUsize::new(0));
@@ -629,24 +643,13 @@ impl std::hash::Hash for ParkingKey {
 /// maintenance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pick_taken_before_the_drain_is_not_handled_during_maintenance() {
-    let maintaining = Arc::new(AtomicBool::new(false));
-    let handled_inside = Arc::new(AtomicUsize::new(0));
-    let handled = Arc::new(AtomicUsize::new(0));
-    let pool = {
-        let (m, i, h) = (
-            Arc::clone(&maintaining),
-            Arc::clone(&handled_inside),
-            Arc::clone(&handled),
-        );
-        Pool::builder(move |_| Watchful {
-            maintaining: Arc::clone(&m),
-            handled_inside: Arc::clone(&i),
-            handled: Arc::clone(&h),
-        })
-        .size(2)
-        .start()
-        .unwrap()
-    };
+    let (watch, builder) = Watch::pool();
+    let Watch {
+        maintaining,
+        handled_inside,
+        handled,
+    } = watch;
+    let pool = builder.size(2).start().unwrap();
     let (parked_tx, parked) = oneshot::channel();
     let (release, release_rx) = std::sync::mpsc::channel();
     let key = ParkingKey {

@@ -223,3 +223,21 @@ impl TowerP2c {
         black_box(polled.is_ready());
     }
 }
+
+/// A handle with a weight.
+#[derive(Clone, Debug)]
+pub struct Weighted(pub Handle, pub u32);
+
+impl Member for Weighted {
+    fn is_alive(&self) -> bool {
+        self.0.is_alive()
+    }
+
+    fn load(&self) -> usize {
+        self.0.load()
+    }
+
+    fn weight(&self) -> u32 {
+        self.1
+    }
+}
