@@ -232,33 +232,10 @@ fn refused_picks_do_not_allocate() {
 #[test]
 fn ratio_crossing_pick_allocates_nothing() {
     for policy in POLICIES {
-        let members = make(8);
-        let (release, gate) = std::sync::mpsc::channel::<()>();
-        let gate = std::sync::Mutex::new(gate);
-        let calls = std::sync::atomic::AtomicUsize::new(0);
-        let source = {
-            let members = members.clone();
-            move || {
-                // The build's call passes; the refresh waits for the test (bounded, so that a
-                // balancer that ran its source on the picking thread fails instead of hanging).
-                if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) > 0 {
-                    let _ = gate
-                        .lock()
-                        .unwrap()
-                        .recv_timeout(std::time::Duration::from_secs(5));
-                }
-                members.clone()
-            }
-        };
-        let b = Balancer::builder()
-            .policy(policy)
-            .min_alive_ratio(0.9)
-            .seed(5)
-            .source(source)
-            .build()
-            .unwrap();
-        drop(b.pick().unwrap()); // warm-up: arc-swap's per-thread node
-                                 // Every member but one dies: whichever the pick looks at first crosses the ratio.
+        let (b, release, members) = gated_balancer(policy);
+        // Warm-up: arc-swap's per-thread node.
+        drop(b.pick().unwrap());
+        // Every member but one dies: whichever the pick looks at first crosses the ratio.
         for m in &members[1..] {
             m.kill();
         }
@@ -307,7 +284,7 @@ fn ratio_crossing_pick_on_a_runtime_allocates_nothing() {
         .enable_all()
         .build()
         .unwrap();
-    let b = multi.block_on(async { gated_balancer() });
+    let b = multi.block_on(async { gated_balancer(Policy::RoundRobin) });
     let crossing = crossing_pick(&b);
     b.1.send(()).unwrap();
     common::settle(&b.0);
@@ -319,8 +296,11 @@ fn ratio_crossing_pick_on_a_runtime_allocates_nothing() {
 }
 
 /// A balancer of 8 members whose source, past the build, waits at a gate the returned sender
-/// opens; min alive ratio 0.9.
-fn gated_balancer() -> (
+/// opens (bounded, so that a balancer that ran its source on the picking thread fails
+/// instead of hanging); min alive ratio 0.9.
+fn gated_balancer(
+    policy: Policy,
+) -> (
     Balancer<TestMember>,
     std::sync::mpsc::Sender<()>,
     Vec<TestMember>,
@@ -342,7 +322,9 @@ fn gated_balancer() -> (
         }
     };
     let b = Balancer::builder()
+        .policy(policy)
         .min_alive_ratio(0.9)
+        .seed(5)
         .source(source)
         .build()
         .unwrap();
@@ -369,7 +351,7 @@ fn crossing_pick(
 }
 
 async fn crossing_pick_on_this_runtime() -> usize {
-    let b = gated_balancer();
+    let b = gated_balancer(Policy::RoundRobin);
     let ops = crossing_pick(&b);
     b.1.send(()).unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
