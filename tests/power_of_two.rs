@@ -98,3 +98,38 @@ fn power_of_two_still_hands_out_the_only_usable_member() {
         assert!((0..100).all(|_| b.pick().unwrap().id == 0), "{how:?}");
     }
 }
+
+/// The picks a seeded balancer makes from a fresh thread, over members of distinct loads (so
+/// that each choice depends on the sampled pair), with `policy`.
+fn picks_from_a_fresh_thread(policy: Policy) -> Vec<u32> {
+    std::thread::spawn(move || {
+        let members = with_loads(&[3, 0, 5, 1, 7, 2, 6, 4, 9, 8, 11, 10, 12, 15, 13, 14]);
+        // Ties everywhere for least loaded: where it starts decides.
+        if policy == Policy::LeastLoaded {
+            members.iter().for_each(|m| m.set_load(1));
+        }
+        let b = Balancer::builder()
+            .policy(policy)
+            .seed(42)
+            .source(members)
+            .build()
+            .unwrap();
+        (0..64).map(|_| b.pick().unwrap().id).collect()
+    })
+    .join()
+    .unwrap()
+}
+
+/// A seeded balancer picked from one thread makes the same choices whatever cursor stripe the
+/// thread got. Stripes are handed out in the order threads first pick from any balancer in
+/// the process, so a run's choices used to depend on how many threads had picked before (a
+/// test runner's, a simulation's): each fresh thread below takes the next stripe.
+#[test]
+fn a_seeded_balancer_repeats_its_picks_whatever_the_threads_stripe() {
+    for policy in [Policy::PowerOfTwo, Policy::LeastLoaded] {
+        let first = picks_from_a_fresh_thread(policy);
+        for _ in 0..3 {
+            assert_eq!(picks_from_a_fresh_thread(policy), first, "{policy:?}");
+        }
+    }
+}

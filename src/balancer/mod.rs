@@ -123,6 +123,10 @@ struct Shared<M> {
     snapshot: ArcSwap<Snapshot<M>>,
     /// What the policies decide by.
     rule: Rule,
+    /// The order in which stripes first picked from this balancer: what its policies mix in
+    /// where they tell threads apart, so that a seeded balancer picked from one thread makes
+    /// the same choices whichever stripe the thread has.
+    ranks: pick::Ranks,
     min_alive_ratio: f64,
     /// Outlier ejection's settings, if it is on.
     ejection: Option<Ejection>,
@@ -164,6 +168,7 @@ impl<M: Member> Balancer<M> {
             cursor: Cursor::new(),
             snapshot: ArcSwap::from_pointee(first),
             rule: config.rule,
+            ranks: pick::Ranks::new(),
             min_alive_ratio: config.min_alive_ratio,
             ejection: config.ejection,
             source,

@@ -2,7 +2,10 @@
 
 use std::{
     hash::Hash,
-    sync::{atomic::Ordering::Relaxed, Arc},
+    sync::{
+        atomic::{AtomicU8, Ordering::Relaxed},
+        Arc,
+    },
 };
 
 use arc_swap::Guard;
@@ -78,7 +81,11 @@ impl<M: Member> Balancer<M> {
         let shared = &*self.shared;
         let stripe = home_stripe();
         match shared.cursor.next(stripe) {
-            Ok(seq) => Ok(Turn { seq, stripe }),
+            Ok(seq) => Ok(Turn {
+                seq,
+                stripe,
+                rank: shared.ranks.of(stripe),
+            }),
             Err(_) => {
                 shared.meter.refused(Refusal::Draining);
                 Err(PickError::Draining)
@@ -360,5 +367,59 @@ impl<M: Member> Shared<M> {
             return;
         }
         self.fly_ratio_refresh();
+    }
+}
+
+/// The rank of each cursor stripe in one balancer: the order in which stripes first took a
+/// turn on it (the first stripe to pick ranks 0).
+///
+/// A thread's stripe is chosen once per process, by the order in which threads first pick
+/// from any balancer: it says nothing about this balancer. Least loaded's start and power of
+/// two's sampling tell threads apart by this rank instead, so that a seeded balancer picked
+/// from one thread makes the same choices from run to run whatever stripe that thread got
+/// (a test runner's threads, a simulation's runtime thread), while threads that pick it side
+/// by side still rank apart and do not sample in step.
+#[derive(Debug)]
+pub(super) struct Ranks {
+    ranks: [AtomicU8; STRIPES],
+    next: AtomicU8,
+}
+
+/// A stripe that has not picked from this balancer yet.
+const UNRANKED: u8 = u8::MAX;
+
+// Ranks are below `STRIPES`, and `UNRANKED` is none of them.
+const _: () = assert!(STRIPES < UNRANKED as usize, "a rank fits below UNRANKED");
+
+impl Ranks {
+    pub(super) fn new() -> Self {
+        Self {
+            ranks: std::array::from_fn(|_| AtomicU8::new(UNRANKED)),
+            next: AtomicU8::new(0),
+        }
+    }
+
+    /// `stripe`'s rank, given on its first turn. Relaxed: a rank is a number and publishes
+    /// nothing; the compare-exchange gives each stripe one rank for good.
+    #[inline]
+    pub(super) fn of(&self, stripe: usize) -> usize {
+        match self.ranks[stripe % STRIPES].load(Relaxed) {
+            UNRANKED => self.rank(stripe),
+            r => usize::from(r),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn rank(&self, stripe: usize) -> usize {
+        // Every stripe takes at most one number that sticks; a number lost to a racing
+        // compare-exchange is skipped, and ranks wrap past `STRIPES` (only threads beyond
+        // that many share one, as they share stripes).
+        #[allow(clippy::cast_possible_truncation)]
+        let mine = self.next.fetch_add(1, Relaxed) % STRIPES as u8;
+        match self.ranks[stripe % STRIPES].compare_exchange(UNRANKED, mine, Relaxed, Relaxed) {
+            Ok(_) => usize::from(mine),
+            Err(theirs) => usize::from(theirs),
+        }
     }
 }

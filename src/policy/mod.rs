@@ -86,13 +86,13 @@ pub enum Policy {
 }
 
 /// A pick's turn, as the balancer's striped cursor gave it: the pick's place on its stripe,
-/// and the stripe. One thread picks on one stripe, so its picks' `seq` are consecutive;
+/// its stripe and the stripe's rank. One thread picks on one stripe, so its picks' `seq` are consecutive;
 /// threads on different stripes count through the same numbers side by side, so each policy
 /// takes from a turn what it needs:
 ///
 /// - round robin, the place on the stripe ([`seq`](Turn::seq)), so that one thread's picks go
 ///   round the members in order;
-/// - least loaded's ties, [`spread`](Turn::spread), so that threads on neighbouring stripes
+/// - least loaded's ties, [`spread`](Turn::spread), so that threads of neighbouring ranks
 ///   start their scans on neighbouring members, as consecutive turns of one counter did;
 /// - power of two's sampling, [`unique`](Turn::unique), a number no other pick has, so that
 ///   threads do not sample the same pairs in step.
@@ -102,22 +102,26 @@ pub(crate) struct Turn {
     pub(crate) seq: usize,
     /// The cursor's stripe the turn was taken on; below 32.
     pub(crate) stripe: usize,
+    /// The stripe's rank in this balancer (the order in which stripes first picked from it);
+    /// below 32. What the policies tell threads apart by, so that one thread's picks of a
+    /// seeded balancer repeat whatever its stripe.
+    pub(crate) rank: usize,
 }
 
 impl Turn {
     /// Where least loaded starts (modulo the members): the place on the stripe, moved on by
-    /// the stripe.
+    /// the stripe's rank.
     #[inline]
     fn spread(self) -> usize {
-        self.seq.wrapping_add(self.stripe)
+        self.seq.wrapping_add(self.rank)
     }
 
-    /// A number of its own for every pick: the stripe in the top five bits of 64 and the place
-    /// on it below, so two turns share one only once a stripe has taken 2⁵⁹ turns. The turns
-    /// of stripe 0 are their own numbers.
+    /// A number of its own for every pick: the stripe's rank in the top five bits of 64 and
+    /// the place on the stripe below, so two turns share one only once a stripe has taken 2⁵⁹
+    /// turns. The turns of the first stripe to pick are their own numbers.
     #[inline]
     fn unique(self) -> u64 {
-        (self.seq as u64).wrapping_add((self.stripe as u64) << 59)
+        (self.seq as u64).wrapping_add((self.rank as u64) << 59)
     }
 }
 
@@ -293,7 +297,11 @@ mod tests {
                     bound: None,
                 };
                 for (seq, stripe) in (0..40).flat_map(|seq| [0, 1, 15].map(|s| (seq, s))) {
-                    let turn = Turn { seq, stripe };
+                    let turn = Turn {
+                        seq,
+                        stripe,
+                        rank: stripe,
+                    };
                     if let Some(i) = first(&rule, &snap, turn) {
                         let mut s = Scan::default();
                         let full = scan(&rule, &snap, turn, &mut s);
@@ -325,7 +333,11 @@ mod tests {
         };
         for seq in 0..100 {
             for stripe in [0, 3] {
-                let turn = Turn { seq, stripe };
+                let turn = Turn {
+                    seq,
+                    stripe,
+                    rank: stripe,
+                };
                 assert_eq!(
                     first(&rule(Policy::RoundRobin), &snap, turn),
                     Some(seq % 8),
@@ -335,7 +347,11 @@ mod tests {
             }
         }
         // Least loaded's fast path is the idle member its scan would stop at.
-        let turn = |seq, stripe| Turn { seq, stripe };
+        let turn = |seq, stripe| Turn {
+            seq,
+            stripe,
+            rank: stripe,
+        };
         assert_eq!(
             first(&rule(Policy::LeastLoaded), &snap, turn(0, 0)),
             Some(0)

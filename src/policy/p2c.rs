@@ -1,11 +1,11 @@
 //! Power of two choices (Mitzenmacher 2001): sample two distinct members, keep the lighter.
 //!
 //! The randomness is a SplitMix64 hash of the balancer's seed and the pick's
-//! unique turn (`Turn::unique`: its place on its cursor stripe, with the stripe in the
-//! top bits), so it needs no thread-local or shared RNG state, threads on different stripes
-//! sample different pairs, and a seeded balancer picked from one thread makes the same
-//! choices every run that thread has the same stripe (the first thread of a process to pick
-//! has stripe 0).
+//! unique turn (`Turn::unique`: its place on its cursor stripe, with the stripe's rank in
+//! this balancer in the top bits), so it needs no thread-local or shared RNG state, threads
+//! on different stripes sample different pairs, and a seeded balancer picked from one thread
+//! makes the same choices every run, whatever stripe that thread has (its rank is 0 when it
+//! is the first to pick from the balancer).
 
 use super::{least_loaded, wrap, Scan};
 use crate::{
@@ -183,7 +183,18 @@ mod tests {
         use crate::policy::Turn;
         const N: usize = 8;
         const SEQS: usize = 56_000;
-        let sample = |seq, stripe| samples(N, Turn { seq, stripe }.unique(), 0x5eed);
+        let sample = |seq, stripe| {
+            samples(
+                N,
+                Turn {
+                    seq,
+                    stripe,
+                    rank: stripe,
+                }
+                .unique(),
+                0x5eed,
+            )
+        };
         for stripe in [0, 1, 7, 15] {
             let mut counts = [[0_u32; N]; N];
             for seq in 0..SEQS {
