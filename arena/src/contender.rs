@@ -84,11 +84,13 @@ enum Kind {
     Pool {
         policy: Option<Policy>,
         ejection: bool,
+        bounded: bool,
     },
     Balance {
         policy: Option<Policy>,
         ewma: bool,
         ejection: bool,
+        bounded: bool,
     },
     Remote {
         policy: Option<Policy>,
@@ -119,7 +121,11 @@ const fn pool(name: &'static str, policy: Option<Policy>, ejection: bool) -> Con
         name,
         layer: Layer::Pool,
         default: policy.is_none() && !ejection,
-        kind: Kind::Pool { policy, ejection },
+        kind: Kind::Pool {
+            policy,
+            ejection,
+            bounded: false,
+        },
     }
 }
 
@@ -146,9 +152,14 @@ const fn balance(
             policy,
             ewma,
             ejection,
+            bounded: false,
         },
     }
 }
+
+/// Key affinity with bounded loads (ε = 0.25): S8's contenders that keep a hot key from
+/// piling on one member.
+const BOUNDED: f64 = 0.25;
 
 const RR: Option<Policy> = Some(Policy::RoundRobin);
 const LL: Option<Policy> = Some(Policy::LeastLoaded);
@@ -167,6 +178,27 @@ pub const ALL: &[Contender] = &[
     balance("balance-ll", LL, false, false),
     balance("balance-ewma", None, true, false),
     balance("balance-ej", None, false, true),
+    Contender {
+        name: "pool-bounded",
+        layer: Layer::Pool,
+        default: false,
+        kind: Kind::Pool {
+            policy: None,
+            ejection: false,
+            bounded: true,
+        },
+    },
+    Contender {
+        name: "balance-bounded",
+        layer: Layer::Balance,
+        default: false,
+        kind: Kind::Balance {
+            policy: None,
+            ewma: false,
+            ejection: false,
+            bounded: true,
+        },
+    },
     remote("remote", None, false),
     remote("remote-rr", RR, false),
     remote("remote-ll", LL, false),
@@ -215,14 +247,24 @@ pub const ALL: &[Contender] = &[
 
 /// The contenders that take part in `scenario`: no `Pool` in S9 (a pool owns its workers, so
 /// sixteen callers over eight shared members is a remote case); the model of a client that
-/// stays ready over a dead backend only in S5.
+/// stays ready over a dead backend only in S5; bounded loads only where keys are (S8).
 #[must_use]
 pub fn for_scenario(scenario: Scenario) -> Vec<Contender> {
     ALL.iter()
         .copied()
         .filter(|c| !(scenario == Scenario::S9 && c.layer == Layer::Pool))
         .filter(|c| c.layer != Layer::Model || scenario == Scenario::S5)
+        .filter(|c| !c.is_bounded() || scenario == Scenario::S8)
         .collect()
+}
+
+impl Contender {
+    fn is_bounded(&self) -> bool {
+        matches!(
+            self.kind,
+            Kind::Pool { bounded: true, .. } | Kind::Balance { bounded: true, .. }
+        )
+    }
 }
 
 /// Finds a contender by name.
@@ -265,7 +307,11 @@ pub fn setup(
     });
     let _ = scenario;
     match contender.kind {
-        Kind::Pool { policy, ejection } => {
+        Kind::Pool {
+            policy,
+            ejection,
+            bounded,
+        } => {
             let n = specs.len();
             let first = if join.is_some() { n - 1 } else { n };
             let shared: Arc<[MemberSpec]> = specs.into();
@@ -278,6 +324,9 @@ pub fn setup(
             }
             if ejection {
                 b = b.outlier_ejection(Ejection::default());
+            }
+            if bounded {
+                b = b.bounded_loads(BOUNDED);
             }
             let pool = b.start().expect("arena pool settings");
             let mut tasks = Vec::new();
@@ -297,6 +346,7 @@ pub fn setup(
             policy,
             ewma,
             ejection,
+            bounded,
         } => {
             let servers = start_servers(specs, join, ledger);
             let balances: Vec<Balance<Svc>> = (0..p.callers)
@@ -310,6 +360,9 @@ pub fn setup(
                     }
                     if ejection {
                         b = b.outlier_ejection(Ejection::default());
+                    }
+                    if bounded {
+                        b = b.bounded_loads(BOUNDED);
                     }
                     let svcs = servers
                         .lock()

@@ -1,0 +1,235 @@
+//! The arena checks itself (determinism, queueing theory, accounting) and pins what croupier
+//! achieves today in each scenario, so that later work cannot make it worse unnoticed.
+//!
+//! Every figure is exact: virtual time and seeded randomness make a run the same on every
+//! machine, so these are not timed tests. The floors are today's figures (seed 1, the
+//! scenarios' own parameters) with their last digit rounded up.
+
+use arena::{contender, report, run::run, run_all, Case, Row, Scenario, Service};
+
+fn case(scenario: Scenario, seconds_divisor: f64, name: &str) -> Case {
+    let mut params = scenario.defaults();
+    params.seconds /= seconds_divisor;
+    Case {
+        scenario,
+        params,
+        contender: contender::by_name(name).expect("a contender"),
+    }
+}
+
+/// Every scenario and each of its contenders, at `1 / divisor` of the scenario's length.
+fn every_case(divisor: f64) -> Vec<Case> {
+    Scenario::ALL
+        .into_iter()
+        .flat_map(|s| {
+            contender::for_scenario(s)
+                .into_iter()
+                .map(move |c| case(s, divisor, c.name))
+        })
+        .collect()
+}
+
+#[test]
+fn arena_is_deterministic() {
+    let cases = every_case(20.0);
+    let one = report::json(&run_all(&cases, 2));
+    let two = report::json(&run_all(&cases, 1));
+    assert_eq!(
+        one, two,
+        "one seed, two runs (on 2 threads, then 1): the same JSON"
+    );
+    assert!(one.starts_with("{\"rows\":["));
+    assert!(!one.contains("null"));
+    assert!(one.len() < 100_000, "{} bytes", one.len());
+    // The seed matters: another one gives other figures.
+    let mut other = cases.clone();
+    other.iter_mut().for_each(|c| c.params.seed = 2);
+    assert_ne!(report::json(&run_all(&other, 2)), one);
+}
+
+/// Erlang C: the probability that an arrival waits in an M/M/c queue with offered load `a`
+/// (in servers), and the mean wait in units of the mean service time.
+fn erlang_c_mean_wait(c: u32, a: f64) -> f64 {
+    let mut term = 1.0; // a^k / k!
+    let mut below = 0.0;
+    for k in 0..c {
+        below += term;
+        term *= a / f64::from(k + 1);
+    }
+    let top = term * f64::from(c) / (f64::from(c) - a);
+    let waits = top / (below + top);
+    waits / (f64::from(c) - a)
+}
+
+#[test]
+fn ideal_matches_erlang_c() {
+    for (load, seconds) in [(0.8, 120.0), (0.95, 300.0)] {
+        let mut p = Scenario::S1.defaults();
+        p.service = Service::Exp;
+        p.members = 16;
+        p.load = load;
+        p.seconds = seconds;
+        let row = run(Scenario::S1, &p, &contender::by_name("ideal").unwrap());
+        let theory = erlang_c_mean_wait(16, 16.0 * load); // in ms: mean service is 1 ms
+        let ratio = row.mean_wait_ms / theory;
+        assert!(
+            (0.95..=1.05).contains(&ratio),
+            "load {load}: mean wait {} ms, Erlang C {theory:.4} ms (x{ratio:.3})",
+            row.mean_wait_ms
+        );
+        assert!((row.mean_service_ms - 1.0).abs() < 0.01, "{row:?}");
+    }
+}
+
+#[test]
+fn every_request_is_accounted_for() {
+    let rows = run_all(&every_case(10.0), 2);
+    for r in &rows {
+        assert!(r.sent > 0, "{r:?}");
+        assert_eq!(
+            r.lost, 0,
+            "{} {}: unanswered requests",
+            r.scenario, r.contender
+        );
+        assert_eq!(
+            r.completed + r.failed + r.refused,
+            r.sent,
+            "{} {}",
+            r.scenario,
+            r.contender
+        );
+    }
+    // One default row per croupier layer in every scenario.
+    for s in Scenario::ALL {
+        for layer in ["pool", "balance", "remote"] {
+            let defaults = rows
+                .iter()
+                .filter(|r| r.scenario == s.name() && r.layer == layer && r.default)
+                .count();
+            let expected = usize::from(!(s == Scenario::S9 && layer == "pool"));
+            assert_eq!(defaults, expected, "{} {layer}", s.name());
+        }
+    }
+}
+
+/// The full-length rows of `names` and of the ideal in `scenario`.
+fn full(scenario: Scenario, names: &[&str]) -> (Vec<Row>, Row) {
+    let mut cases: Vec<Case> = names.iter().map(|n| case(scenario, 1.0, n)).collect();
+    cases.push(case(scenario, 1.0, "ideal"));
+    let mut rows = run_all(&cases, 2);
+    let ideal = rows.pop().unwrap();
+    (rows, ideal)
+}
+
+fn p99_ratio(row: &Row, ideal: &Row) -> f64 {
+    row.p99_ms / ideal.p99_ms
+}
+
+fn failed_share(row: &Row) -> f64 {
+    row.failed as f64 / row.sent as f64
+}
+
+#[track_caller]
+fn within(row: &Row, ideal: &Row, floor: f64) {
+    let x = p99_ratio(row, ideal);
+    assert!(
+        x <= floor,
+        "{} {}: p99 {} ms = {x:.3}x the ideal's {} ms, over today's {floor}",
+        row.scenario,
+        row.contender,
+        row.p99_ms,
+        ideal.p99_ms
+    );
+}
+
+#[test]
+fn arena_s1_least_loaded_p99_within_1_09_of_ideal() {
+    let (rows, ideal) = full(Scenario::S1, &["pool-ll", "balance-ll", "pool", "balance"]);
+    within(&rows[0], &ideal, 1.09);
+    within(&rows[1], &ideal, 1.09);
+    within(&rows[2], &ideal, 6.4);
+    within(&rows[3], &ideal, 2.03);
+}
+
+#[test]
+fn arena_s2_least_loaded_p99_within_1_28_of_ideal() {
+    let (rows, ideal) = full(Scenario::S2, &["pool-ll", "balance-ll", "balance"]);
+    within(&rows[0], &ideal, 1.28);
+    within(&rows[1], &ideal, 1.28);
+    within(&rows[2], &ideal, 2.32);
+}
+
+#[test]
+fn arena_s3_least_loaded_p99_within_1_29_of_ideal_and_the_slow_member_gets_under_1_percent() {
+    let (rows, ideal) = full(Scenario::S3, &["pool-ll", "balance-ll", "balance"]);
+    within(&rows[0], &ideal, 1.29);
+    within(&rows[1], &ideal, 1.29);
+    within(&rows[2], &ideal, 2.17);
+    for r in &rows {
+        assert!(r.share_to_faulty < 0.01, "{r:?}");
+    }
+}
+
+#[test]
+fn arena_s4_ejection_keeps_all_but_ten_calls_off_a_failing_member_in_balance_and_remote() {
+    let (rows, ideal) = full(
+        Scenario::S4,
+        &["balance-ej", "remote-ej", "pool", "balance"],
+    );
+    // Five failures in a row eject it; it fails five again each time it is let back.
+    assert!(rows[0].failed <= 10, "{:?}", rows[0]);
+    assert!(rows[1].failed <= 10, "{:?}", rows[1]);
+    within(&rows[0], &ideal, 1.87);
+    // A pool sees a failing worker's error replies as successes: round robin's 1/16 fails.
+    assert!(failed_share(&rows[2]) <= 0.0626, "{:?}", rows[2]);
+    assert!(failed_share(&rows[3]) <= 0.108, "{:?}", rows[3]);
+}
+
+#[test]
+fn arena_s5_balance_routes_around_a_dead_member_without_failures() {
+    let (rows, ideal) = full(Scenario::S5, &["balance", "balance-ll", "remote-ej"]);
+    // `Balance` finds it refusing in `poll_ready` and tries another member: no caller sees it.
+    assert_eq!(rows[0].failed + rows[1].failed, 0, "{rows:?}");
+    // The remote layer sends to it and ejects it after five failures in a row.
+    assert!(rows[2].failed <= 10, "{:?}", rows[2]);
+    within(&rows[0], &ideal, 1.86);
+    within(&rows[1], &ideal, 1.28);
+}
+
+#[test]
+fn arena_s6_least_loaded_pool_p99_within_1_21_of_ideal_through_a_crash_loop() {
+    let (rows, ideal) = full(Scenario::S6, &["pool-ll", "balance-ej"]);
+    within(&rows[0], &ideal, 1.21);
+    assert!(failed_share(&rows[0]) < 0.0001, "{:?}", rows[0]);
+    assert!(rows[1].failed <= 5, "{:?}", rows[1]);
+}
+
+#[test]
+fn arena_s7_least_loaded_p99_within_1_33_of_ideal_with_a_cold_member() {
+    let (rows, ideal) = full(Scenario::S7, &["pool-ll", "balance-ll", "balance"]);
+    within(&rows[0], &ideal, 1.33);
+    within(&rows[1], &ideal, 1.33);
+    within(&rows[2], &ideal, 2.27);
+}
+
+#[test]
+fn arena_s8_bounded_loads_keep_a_hot_key_p99_within_1_76_of_ideal() {
+    let (rows, ideal) = full(Scenario::S8, &["pool-bounded", "balance-bounded"]);
+    within(&rows[0], &ideal, 1.76);
+    within(&rows[1], &ideal, 1.77);
+}
+
+#[test]
+fn arena_s9_stale_loads_balance_p99_within_2_54_and_remote_within_3_68_of_ideal() {
+    let (rows, ideal) = full(Scenario::S9, &["balance", "remote"]);
+    within(&rows[0], &ideal, 2.54);
+    within(&rows[1], &ideal, 3.68);
+}
+
+#[test]
+fn arena_s10_overload_goodput_at_least_99_percent_of_capacity() {
+    let (rows, _) = full(Scenario::S10, &["pool", "balance", "remote"]);
+    for r in &rows {
+        assert!(r.goodput >= 0.99, "{r:?}");
+    }
+}
