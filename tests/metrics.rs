@@ -246,3 +246,25 @@ async fn pool_metrics_are_recorded() {
     pool.publish_metrics();
     assert_eq!(s.gauge("croupier_live_members", &resize), 0.0);
 }
+
+/// A drain's length is measured on tokio's clock, as every duration croupier measures: on a
+/// paused clock a drain that waits 10 virtual seconds records 10 s, not the few microseconds
+/// of wall-clock time it took.
+#[tokio::test(start_paused = true)]
+async fn drain_seconds_follow_tokios_paused_clock() {
+    let recorder = DebuggingRecorder::new();
+    let mut s = Totals::new(&recorder);
+    let b = metrics::with_local_recorder(&recorder, || {
+        Balancer::builder()
+            .name("paused")
+            .source(make(2))
+            .build()
+            .unwrap()
+    });
+    b.apply_within(Wait::duration(Duration::from_secs(10)), || async {})
+        .await
+        .unwrap();
+    let drains = s.histogram("croupier_drain_seconds", &[("name", "paused")]);
+    assert_eq!(drains.len(), 1);
+    assert!((drains[0] - 10.0).abs() < 1e-3, "{drains:?}");
+}

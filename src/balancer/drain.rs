@@ -263,7 +263,7 @@ impl<M: Member> Balancer<M> {
         }
         let _turn = self.shared.drain.serial.lock().await;
         self.shared.cursor.start_drain();
-        let _resume = Resume(self, std::time::Instant::now());
+        let _resume = Resume(self, Instant::now());
         chain.push(me);
         DRAINING
             .scope(chain, async {
@@ -433,7 +433,8 @@ impl<M: Member> Balancer<M> {
 }
 
 /// Resumes dealing when a drain ends, however it ends.
-struct Resume<'a, M: Member>(&'a Balancer<M>, std::time::Instant);
+/// Its instant is tokio's, so that a paused clock times the drain as it times the rest.
+struct Resume<'a, M: Member>(&'a Balancer<M>, Instant);
 
 impl<M: Member> Drop for Resume<'_, M> {
     fn drop(&mut self) {

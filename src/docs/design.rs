@@ -96,15 +96,35 @@
 //!
 //! ## Time: tokio's clock where there is a runtime
 //!
-//! Every instant ejection and re-admission use is a `tokio::time::Instant`, read by the
-//! balancer's clock: inside the runtime it was built on (`Handle::enter`, when the caller is
-//! elsewhere, so that a report from any thread stamps an ejection in the runtime's time), or
-//! the system's clock without one. So with tokio's `test-util`, `start_paused` and
-//! `tokio::time::advance` drive ejection and re-admission (`tests/ejection.rs`,
-//! `readmission_follows_tokios_paused_clock`), and a balancer used without tokio keeps the
-//! system's clock as before. No separate clock is injected: tokio's clock is the one the
-//! arena drives, and pausing it is how a test injects time. (Drain timeouts are timed in
-//! `drain.rs`, by its own rules.)
+//! Every duration croupier measures is a `tokio::time::Instant`: ejection and re-admission
+//! (read by the balancer's clock: inside the runtime it was built on, `Handle::enter` when
+//! the caller is elsewhere, so that a report from any thread stamps an ejection in the
+//! runtime's time; the system's clock without one), `Balance`'s cooldowns and peak-EWMA
+//! latencies, the supervisor's restart window and backoff, a drain's timeouts and the length
+//! it reports to metrics. `tokio::time::Instant::now()` reads the system's clock where no
+//! clock is paused, so a `Balancer` used without tokio keeps working as before. With tokio's
+//! `test-util`, `start_paused` and `tokio::time::advance` drive all of it
+//! (`readmission_follows_tokios_paused_clock`, `drain_seconds_follow_tokios_paused_clock`).
+//! No separate clock is injected: tokio's clock is the one a simulation drives, and pausing
+//! it is how a test injects time.
+//!
+//! Randomness is seeded: power of two's sampling and ejection's jitter mix the balancer's
+//! seed (random unless [`seed`](crate::BalancerBuilder::seed) sets it, so that independent
+//! processes do not sample in step) with the pick's turn and its stripe's rank in the balancer
+//! (the order in which stripes first picked from it), never with the thread's stripe, which a
+//! process hands out in the order its threads first pick. So a seeded balancer picked from
+//! one thread makes the same choices from run to run
+//! (`a_seeded_balancer_repeats_its_picks_whatever_the_threads_stripe`).
+//!
+//! The arena (`arena/`) builds on both: each run is a current-thread runtime started paused,
+//! every croupier builder seeded, tower's p2c built with `from_rng` over a seeded generator.
+//! tokio's timers count whole milliseconds, so the arena's own events (arrivals, service
+//! times, faults, reports) wait in a heap of its own at nanosecond precision; the runtime's
+//! `on_thread_park` hook, called when nothing can run, lets the arena move the paused clock
+//! with `tokio::time::advance` to its next event or the next millisecond boundary, whichever
+//! is first, so croupier's and tokio's timers still fire on their own millisecond. The same
+//! seed gives byte-identical output on any machine and any number of threads
+//! (`arena_is_deterministic`).
 //!
 //! ## Errors per layer
 //!
