@@ -86,88 +86,91 @@ pub fn json(rows: &[Row]) -> String {
     serde_json::to_string(&Doc { rows }).expect("rows serialise")
 }
 
-/// Draws p99 ÷ the ideal's p99, per scenario (x) and contender (one line each), to an SVG
-/// file.
+/// Draws p99 ÷ the ideal's p99 as a grid, one column per scenario and one row per contender,
+/// each cell coloured from green (the ideal) to red (ten times it or worse) on a log scale and
+/// labelled with the ratio, to an SVG file. A cell is grey where the contender did not run.
 ///
 /// # Errors
 /// If the file cannot be written.
 pub fn svg(rows: &[Row], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     use plotters::prelude::*;
     let mut scenarios: Vec<&str> = Vec::new();
-    let mut contenders: Vec<&str> = Vec::new();
+    let mut contenders: Vec<(&str, &str)> = Vec::new();
     for r in rows {
         if !scenarios.contains(&r.scenario) {
             scenarios.push(r.scenario);
         }
-        if r.layer != "ideal" && !contenders.contains(&r.contender) {
-            contenders.push(r.contender);
+        if r.layer != "ideal" && !contenders.iter().any(|(c, _)| *c == r.contender) {
+            contenders.push((r.contender, r.layer));
         }
     }
-    let points = |c: &str| -> Vec<(usize, f64)> {
-        rows.iter()
-            .filter(|r| r.contender == c)
-            .filter_map(|r| {
-                let x = scenarios.iter().position(|s| *s == r.scenario)?;
-                ratio(r, ideal_p99(rows, r)).map(|y| (x, y.max(0.5)))
-            })
-            .collect()
-    };
-    let top = contenders
-        .iter()
-        .flat_map(|c| points(c))
-        .map(|(_, y)| y)
-        .fold(2.0_f64, f64::max)
-        .min(1e4);
-    let root = SVGBackend::new(path, (1100, 640)).into_drawing_area();
+    let (left, top, cell_w, cell_h) = (190_i32, 70_i32, 78_i32, 24_i32);
+    let width = left + cell_w * scenarios.len() as i32 + 20;
+    let height = top + cell_h * contenders.len() as i32 + 40;
+    let root = SVGBackend::new(path, (width as u32, height as u32)).into_drawing_area();
     root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "arena: p99 latency ÷ the ideal shared queue's (log scale; 1 = ideal)",
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(56)
-        .right_y_label_area_size(0)
-        .build_cartesian_2d(
-            (0..scenarios.len().saturating_sub(1)).into_segmented(),
-            (0.5..top * 1.2).log_scale(),
-        )?;
-    chart
-        .configure_mesh()
-        .x_label_formatter(&|x| match x {
-            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => scenarios
-                .get(*i)
-                .map(|s| s.to_uppercase())
-                .unwrap_or_default(),
-            SegmentValue::Last => String::new(),
-        })
-        .y_desc("p99 ÷ ideal")
-        .draw()?;
-    for (k, c) in contenders.iter().enumerate() {
-        let colour = Palette99::pick(k).to_rgba();
-        let pts = points(c);
-        chart
-            .draw_series(LineSeries::new(
-                pts.iter().map(|&(x, y)| (SegmentValue::CenterOf(x), y)),
-                colour.stroke_width(2),
-            ))?
-            .label(*c)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2))
-            });
-        chart.draw_series(
-            pts.iter()
-                .map(|&(x, y)| Circle::new((SegmentValue::CenterOf(x), y), 3, colour.filled())),
-        )?;
+    let title = ("sans-serif", 21).into_font();
+    let label = ("sans-serif", 15).into_font();
+    root.draw(&Text::new(
+        "p99 latency ÷ the ideal shared queue's, per scenario (green 1x, red 10x or more)",
+        (10, 12),
+        title,
+    ))?;
+    for (x, s) in scenarios.iter().enumerate() {
+        root.draw(&Text::new(
+            s.to_uppercase(),
+            (left + cell_w * x as i32 + cell_w / 2 - 10, top - 22),
+            label.clone(),
+        ))?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 11))
-        .draw()?;
+    for (y, (c, layer)) in contenders.iter().enumerate() {
+        let y0 = top + cell_h * y as i32;
+        let default = rows.iter().any(|r| r.contender == *c && r.default);
+        let name = if default {
+            format!("{c} ({layer}, default)")
+        } else {
+            (*c).to_owned()
+        };
+        root.draw(&Text::new(name, (8, y0 + 6), label.clone()))?;
+        for (x, s) in scenarios.iter().enumerate() {
+            let x0 = left + cell_w * x as i32;
+            let cell = rows
+                .iter()
+                .find(|r| r.contender == *c && r.scenario == *s)
+                .and_then(|r| ratio(r, ideal_p99(rows, r)));
+            let (fill, text) = match cell {
+                None => (RGBColor(225, 225, 225), "–".to_owned()),
+                Some(v) => (shade(v), short(v)),
+            };
+            root.draw(&Rectangle::new(
+                [(x0, y0), (x0 + cell_w - 2, y0 + cell_h - 2)],
+                fill.filled(),
+            ))?;
+            root.draw(&Text::new(text, (x0 + 8, y0 + 5), label.clone()))?;
+        }
+    }
     root.present()?;
     Ok(())
+}
+
+/// Green at 1x, yellow at about 3x, red from 10x, on a log scale.
+fn shade(ratio: f64) -> plotters::style::RGBColor {
+    let t = (ratio.max(1.0).log10()).clamp(0.0, 1.0);
+    let (r, g) = if t < 0.5 {
+        (120.0 + 270.0 * t, 210.0)
+    } else {
+        (255.0, 210.0 - 300.0 * (t - 0.5))
+    };
+    plotters::style::RGBColor(r.min(255.0) as u8, g.max(60.0) as u8, 110)
+}
+
+/// A ratio in at most five characters.
+fn short(v: f64) -> String {
+    if v < 10.0 {
+        format!("{v:.2}")
+    } else if v < 1000.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{:.0}k", v / 1000.0)
+    }
 }
