@@ -196,6 +196,19 @@ fn each_ejected_member_comes_back_at_its_own_time() {
 /// without any real waiting.
 #[tokio::test(start_paused = true)]
 async fn readmission_follows_tokios_paused_clock() {
+    readmission_on_the_paused_clock().await;
+}
+
+/// The same once the paused clock has run an hour ahead of the system's: an ejection is
+/// stamped by the runtime's clock, not the system's (which would make it due an hour ago,
+/// and back at once).
+#[tokio::test(start_paused = true)]
+async fn an_ejection_is_stamped_by_the_runtimes_clock_when_it_runs_ahead() {
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    readmission_on_the_paused_clock().await;
+}
+
+async fn readmission_on_the_paused_clock() {
     let base = Duration::from_secs(30);
     let b = Balancer::builder()
         .outlier_ejection(

@@ -3,6 +3,8 @@
 //! panics or overflows afterwards.
 
 mod common;
+#[cfg(feature = "remote")]
+mod common_remote;
 
 use std::time::Duration;
 
@@ -318,6 +320,222 @@ async fn extreme_balance_settings_are_refused_or_work() {
                     let _ = balance.refresh();
                 }
             }
+        }
+    }
+}
+
+/// What became of a worker and a master built with one extreme setting.
+#[cfg(feature = "remote")]
+#[derive(Debug)]
+enum NodeRun {
+    /// `start()` refused the worker's or the master's settings.
+    Refused(croupier::remote::StartError),
+    /// Both started; the master's connection and call ended thus.
+    Ran(Result<u64, String>),
+}
+
+/// Starts a worker and a master, connects, calls ECHO once and shuts both down: every step
+/// bounded in time, and no panic on the test's thread (where the nodes' tasks run).
+#[cfg(feature = "remote")]
+async fn run_nodes(
+    worker: croupier::remote::NodeBuilder,
+    master: croupier::remote::NodeBuilder,
+) -> NodeRun {
+    use common_remote::{within, ECHO};
+    let w = match within(worker.start()).await {
+        Ok(w) => w,
+        Err(e) => return NodeRun::Refused(e),
+    };
+    let m = match within(master.start()).await {
+        Ok(m) => m,
+        Err(e) => {
+            within(w.shutdown()).await;
+            return NodeRun::Refused(e);
+        }
+    };
+    let answer = match within(m.connect(w.local_addr().unwrap())).await {
+        Ok(_) => within(m.call_least_loaded(ECHO, 7))
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    within(m.shutdown()).await;
+    within(w.shutdown()).await;
+    NodeRun::Ran(answer)
+}
+
+/// Panics seen on threads whose name starts with `prefix` (the test's, where a current-thread
+/// runtime runs the nodes' tasks).
+#[cfg(feature = "remote")]
+fn count_panics(prefix: &'static str) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use std::sync::{atomic::AtomicUsize, Arc};
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&seen);
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with(prefix))
+        {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        previous(info);
+    }));
+    seen
+}
+
+#[cfg(feature = "remote")]
+#[tokio::test]
+async fn extreme_node_settings_are_refused_or_work() {
+    use common_remote::{master, worker};
+    use croupier::remote::{NodeBuilder, StartError};
+
+    let panics = count_panics("extreme_node_settings");
+    // Each knob at its extremes, on the worker and on the master alike, and what must come
+    // of it on each: refused at `start()` with a typed error naming the setting, a working
+    // call, or (where the setting leaves a call no time) either a working call or a typed
+    // error.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Expect {
+        Refused,
+        Works,
+        WorksOrFails,
+    }
+    use Expect::{Refused, Works, WorksOrFails};
+    type Knob = (&'static str, fn(NodeBuilder) -> NodeBuilder, Expect, Expect);
+    let knobs: Vec<Knob> = vec![
+        // The master has no pool.
+        ("pool_size(0)", |b| b.pool_size(0), Refused, Works),
+        (
+            "pool_size(MAX)",
+            |b| b.pool_size(usize::MAX),
+            Refused,
+            Works,
+        ),
+        (
+            "call_timeout(0)",
+            |b| b.call_timeout(Duration::ZERO),
+            Works,
+            WorksOrFails,
+        ),
+        (
+            "call_timeout(1 ns)",
+            |b| b.call_timeout(Duration::from_nanos(1)),
+            Works,
+            WorksOrFails,
+        ),
+        (
+            "call_timeout(MAX)",
+            |b| b.call_timeout(Duration::MAX),
+            Works,
+            Works,
+        ),
+        (
+            "shutdown_grace(0)",
+            |b| b.shutdown_grace(Duration::ZERO),
+            Works,
+            Works,
+        ),
+        (
+            "shutdown_grace(MAX)",
+            |b| b.shutdown_grace(Duration::MAX),
+            Works,
+            Works,
+        ),
+        (
+            "handshake_timeout(0)",
+            |b| b.handshake_timeout(Duration::ZERO),
+            WorksOrFails,
+            WorksOrFails,
+        ),
+        (
+            "handshake_timeout(MAX)",
+            |b| b.handshake_timeout(Duration::MAX),
+            Works,
+            Works,
+        ),
+        ("max_message(0)", |b| b.max_message(0), Refused, Refused),
+        (
+            "max_message(MAX)",
+            |b| b.max_message(usize::MAX),
+            Works,
+            Works,
+        ),
+        (
+            "max_connections(0)",
+            |b| b.max_connections(0),
+            Refused,
+            Refused,
+        ),
+        (
+            "max_connections(MAX)",
+            |b| b.max_connections(usize::MAX),
+            Refused,
+            Refused,
+        ),
+        (
+            "max_in_flight(0, 0)",
+            |b| b.max_in_flight(0, 0),
+            Refused,
+            Refused,
+        ),
+        (
+            "max_in_flight(MAX, MAX)",
+            |b| b.max_in_flight(u32::MAX, usize::MAX),
+            Refused,
+            Refused,
+        ),
+        (
+            "keepalive(0, 0)",
+            |b| b.keepalive(Duration::ZERO, Duration::ZERO),
+            Refused,
+            Refused,
+        ),
+        (
+            "keepalive(MAX, MAX)",
+            |b| b.keepalive(Duration::MAX, Duration::MAX),
+            Works,
+            Works,
+        ),
+        (
+            "report_interval(0, 0)",
+            |b| b.report_interval(Duration::ZERO, Duration::ZERO),
+            Refused,
+            Refused,
+        ),
+        (
+            "report_interval(MAX, MAX)",
+            |b| b.report_interval(Duration::MAX, Duration::MAX),
+            Works,
+            Works,
+        ),
+    ];
+    for (name, knob, on_worker_expect, on_master_expect) in knobs {
+        for on_worker in [true, false] {
+            let (w, m, expect) = if on_worker {
+                (knob(worker("w")), master(), on_worker_expect)
+            } else {
+                (worker("w"), knob(master()), on_master_expect)
+            };
+            let run = run_nodes(w, m).await;
+            let side = if on_worker { "worker" } else { "master" };
+            match (&run, expect) {
+                // A refusal names the setting.
+                (NodeRun::Refused(StartError::Setting { setting, .. }), Refused) => {
+                    assert!(name.starts_with(setting), "{side} {name}: {run:?}");
+                }
+                (NodeRun::Refused(StartError::Pool(_)), Refused) => {
+                    assert!(name.starts_with("pool_size"), "{side} {name}: {run:?}");
+                }
+                (NodeRun::Ran(Ok(7)), Works | WorksOrFails)
+                | (NodeRun::Ran(Err(_)), WorksOrFails) => {}
+                _ => panic!("{side} {name}: expected {expect:?}, got {run:?}"),
+            }
+            assert_eq!(
+                panics.load(std::sync::atomic::Ordering::SeqCst),
+                0,
+                "{side} {name}: a panic"
+            );
         }
     }
 }

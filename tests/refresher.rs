@@ -176,3 +176,78 @@ fn a_balancer_that_outlives_its_runtime_goes_on_refreshing_and_readmitting() {
     b.refresh();
     refresh_by_ratio(&b, &members);
 }
+
+/// A balancer that outlives a paused runtime whose clock had run an hour ahead times its
+/// ejections on the system's clock from then on: a member ejected for 50 ms comes back in
+/// about 50 ms of real time, not an hour after the gone runtime's frozen clock.
+#[test]
+fn a_balancer_that_outlives_a_paused_runtime_times_ejections_on_the_systems_clock() {
+    let _one = serial();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let source = SharedSource::new(make(4));
+    let b = runtime.block_on(async {
+        let b = balancer(&source);
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        b
+    });
+    drop(runtime);
+    let p = b.pick().unwrap();
+    p.report(Outcome::Failure);
+    assert_eq!(b.stats().ejected, 1);
+    until(
+        "the re-admission, 50 ms later by the system's clock",
+        || b.stats().ejected == 0,
+    );
+}
+
+/// A flight the refresher task took up and queued on a busy blocking pool (its one thread
+/// waits) when the runtime shuts down still lands once the pool's thread is free: a refresh
+/// asked for is never lost. (tokio runs what was queued before its shutdown began; a flight
+/// it refuses, spawned after, is handed back by `Flight`'s drop.)
+#[test]
+fn a_flight_queued_on_a_busy_pool_at_shutdown_still_lands() {
+    let _one = serial();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(1)
+        .build()
+        .unwrap();
+    let members = make(10);
+    let source = SharedSource::new(members.clone());
+    let b = runtime.block_on(async { balancer(&source) });
+    // The blocking pool's only thread waits until released.
+    let (started_tx, started) = std::sync::mpsc::channel::<()>();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    drop(runtime.spawn_blocking(move || {
+        started_tx.send(()).unwrap();
+        released.recv().ok();
+    }));
+    started.recv().unwrap();
+    // Three of ten die: below the ratio, so a pick hands a flight to the refresher task,
+    // which queues it on the busy pool.
+    for m in members.iter().take(3) {
+        m.kill();
+    }
+    for _ in 0..100 {
+        drop(b.pick());
+    }
+    assert!(b.is_refreshing());
+    runtime.block_on(async {
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+    });
+    assert_eq!(
+        b.stats().generation,
+        0,
+        "the flight waits in the pool's queue"
+    );
+    runtime.shutdown_background();
+    release.send(()).unwrap();
+    settle(&b);
+    assert_eq!(b.stats().generation, 1, "the refresh asked for landed");
+}

@@ -666,3 +666,29 @@ async fn keepalive_finds_a_silent_peer_dead() {
         Err(RemoteError::NodeDown(node))
     );
 }
+
+/// A peer's deadline header as long as a `u64` of milliseconds allows (about 585 million
+/// years): the node answers the call, and goes on serving others.
+#[tokio::test]
+async fn a_deadline_header_past_the_clocks_range_costs_nothing() {
+    use croupier::remote::proto::croupier::v1::{croupier_client::CroupierClient, InvokeRequest};
+    let w = start(worker("far-deadline")).await;
+    let addr = w.local_addr().unwrap();
+    let ch = within(channel(addr, None)).await.unwrap();
+    let mut req = tonic::Request::new(InvokeRequest {
+        handler: ECHO.name().into(),
+        // postcard's varint of 7u64.
+        args: vec![7],
+    });
+    req.metadata_mut().insert(
+        "croupier-deadline-ms",
+        u64::MAX.to_string().parse().unwrap(),
+    );
+    let reply = within(CroupierClient::new(ch).invoke(req))
+        .await
+        .expect("the call is answered");
+    assert_eq!(reply.into_inner().result, vec![7]);
+    let m = start(master()).await;
+    within(m.connect(addr)).await.unwrap();
+    assert_eq!(within(m.call_least_loaded(ECHO, 5)).await, Ok(5));
+}

@@ -146,6 +146,14 @@ pub enum StartError {
     Discovery(String),
     /// The TLS settings could not be used.
     Tls(io::Error),
+    /// A numeric setting that cannot work (no connection or call allowed at all, or more
+    /// than a semaphore can count): the builder method named, and what to use instead.
+    Setting {
+        /// The [`NodeBuilder`](super::NodeBuilder) method, as `max_connections`.
+        setting: &'static str,
+        /// What it must be.
+        must: String,
+    },
 }
 
 impl fmt::Display for StartError {
@@ -161,6 +169,7 @@ impl fmt::Display for StartError {
             Self::Pool(e) => write!(f, "the node's pool: {e}"),
             Self::Discovery(e) => write!(f, "discovery: {e}"),
             Self::Tls(e) => write!(f, "TLS settings: {e}"),
+            Self::Setting { setting, must } => write!(f, "NodeBuilder::{setting}: {must}"),
         }
     }
 }

@@ -149,7 +149,8 @@ impl RemoteNode {
     ) -> Result<Vec<u8>, RemoteError> {
         let link = &self.link;
         let down = || RemoteError::NodeDown(link.id.clone());
-        let deadline = tokio::time::Instant::now() + timeout;
+        let timeout = timeout.min(super::deadline::FAR);
+        let deadline = super::deadline::after(timeout);
         let Some(current) = link.current.load_full() else {
             return Err(down());
         };

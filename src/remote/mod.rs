@@ -55,6 +55,7 @@
 //! ```
 
 mod auth;
+mod deadline;
 mod discovery;
 mod error;
 mod handler;

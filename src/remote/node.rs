@@ -138,6 +138,75 @@ pub(crate) struct NodeConfig {
     pub(crate) keepalive_timeout: Duration,
 }
 
+/// The smallest `max_message` a node accepts: its hello and load reports must fit.
+const MIN_MESSAGE: usize = 1024;
+
+impl NodeConfig {
+    /// Refuses the settings that cannot work: no connection or call allowed at all, or more
+    /// than a tokio semaphore counts. Caps every duration at thirty years, as good as for
+    /// ever and short enough for any clock (and for hyper's keepalive) to add.
+    fn check(&mut self) -> Result<(), StartError> {
+        for d in [
+            &mut self.handshake_timeout,
+            &mut self.call_timeout,
+            &mut self.report_min,
+            &mut self.report_max,
+            &mut self.shutdown_grace,
+            &mut self.keepalive,
+            &mut self.keepalive_timeout,
+        ] {
+            *d = (*d).min(super::deadline::FAR);
+        }
+        if self.max_message < MIN_MESSAGE {
+            return Err(StartError::Setting {
+                setting: "max_message",
+                must: format!(
+                    "{} bytes leave no room for the node's own messages (hello, load reports): \
+                     use at least {MIN_MESSAGE}",
+                    self.max_message
+                ),
+            });
+        }
+        if self.keepalive.min(self.keepalive_timeout) < Duration::from_millis(1) {
+            return Err(StartError::Setting {
+                setting: "keepalive",
+                must: format!(
+                    "a ping every {:?}, dead after {:?}: use at least 1 ms for both (a zero \
+                     interval pings without rest, a zero timeout kills every connection)",
+                    self.keepalive, self.keepalive_timeout
+                ),
+            });
+        }
+        if self.report_min < Duration::from_millis(1) {
+            return Err(StartError::Setting {
+                setting: "report_interval",
+                must: format!(
+                    "reports at most every {:?} would never rest: use a min of at least 1 ms",
+                    self.report_min
+                ),
+            });
+        }
+        let most = tokio::sync::Semaphore::MAX_PERMITS;
+        let counts = [
+            ("max_connections", self.max_connections),
+            (
+                "max_in_flight",
+                usize::try_from(self.max_streams).unwrap_or(usize::MAX),
+            ),
+            ("max_in_flight", self.max_in_flight),
+        ];
+        for (setting, n) in counts {
+            if n == 0 || n > most {
+                return Err(StartError::Setting {
+                    setting,
+                    must: format!("must be between 1 and {most}, not {n}"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Who this node is, as it says in its hello.
 #[derive(Debug)]
 pub(crate) struct Local {
@@ -1133,7 +1202,8 @@ impl NodeBuilder {
     }
 
     /// The largest call message (arguments or result) accepted or sent; 4 MiB by default. A
-    /// larger one fails only its own call, with [`RemoteError::TooLarge`].
+    /// larger one fails only its own call, with [`RemoteError::TooLarge`]. At least 1 KiB
+    /// ([`start`](NodeBuilder::start) refuses less): the node's own messages must fit.
     pub fn max_message(mut self, bytes: usize) -> Self {
         self.cfg.max_message = bytes;
         self
@@ -1149,6 +1219,7 @@ impl NodeBuilder {
     /// How many connections a serving node holds open at once (1024 by default); more are
     /// closed as they arrive. Connections that do not finish their TLS handshake and HTTP/2
     /// preface within the [handshake timeout](NodeBuilder::handshake_timeout) are closed.
+    /// [`start`](NodeBuilder::start) refuses 0 and more than `Semaphore::MAX_PERMITS`.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.cfg.max_connections = n;
         self
@@ -1156,7 +1227,8 @@ impl NodeBuilder {
 
     /// How many calls may run at once on one connection (256 by default; HTTP/2's concurrent
     /// streams), and from this master to one node (1024 by default; more wait within their
-    /// deadline).
+    /// deadline). [`start`](NodeBuilder::start) refuses 0 and more than
+    /// `Semaphore::MAX_PERMITS`.
     pub fn max_in_flight(mut self, per_connection: u32, per_node: usize) -> Self {
         self.cfg.max_streams = per_connection;
         self.cfg.max_in_flight = per_node;
@@ -1164,7 +1236,8 @@ impl NodeBuilder {
     }
 
     /// HTTP/2 keepalive: a ping after `interval` of silence, and the connection is dead when
-    /// its answer takes longer than `timeout`. 10 s and 5 s by default.
+    /// its answer takes longer than `timeout`. 10 s and 5 s by default; at least 1 ms each
+    /// ([`start`](NodeBuilder::start) refuses less).
     pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
         self.cfg.keepalive = interval;
         self.cfg.keepalive_timeout = timeout;
@@ -1173,7 +1246,8 @@ impl NodeBuilder {
 
     /// Load reports go out when the load changes, at most every `min` and at least every
     /// `max` (the heartbeat); a master takes a node silent for `3 × max` out of selection.
-    /// 100 ms and 1 s by default.
+    /// 100 ms and 1 s by default; `min` at least 1 ms ([`start`](NodeBuilder::start) refuses
+    /// less).
     pub fn report_interval(mut self, min: Duration, max: Duration) -> Self {
         self.cfg.report_min = min;
         self.cfg.report_max = max.max(min);
@@ -1187,7 +1261,8 @@ impl NodeBuilder {
     /// A [`StartError`]: no or a bad listen address for a worker, a non-loopback address
     /// without TLS, TLS settings that cannot be used, a socket that cannot be bound, a pool
     /// that refuses its settings, or a discovery that cannot start.
-    pub async fn start(self) -> Result<Node, StartError> {
+    pub async fn start(mut self) -> Result<Node, StartError> {
+        self.cfg.check()?;
         let acceptor = match &self.tls {
             Some(tls) => Some(tokio_rustls::TlsAcceptor::from(
                 tls.server_config().map_err(StartError::Tls)?,

@@ -91,7 +91,7 @@ impl Croupier for Svc {
             .metadata()
             .get(DEADLINE_KEY)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-            .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
+            .map(|ms| super::deadline::after(Duration::from_millis(ms)));
         let InvokeRequest { handler, args } = req.into_inner();
         let Some(h) = node.registry.get(handler.as_str()).cloned() else {
             return Err(Status::not_found(format!(
