@@ -80,6 +80,7 @@ pub mod docs;
 pub mod error;
 mod member;
 mod mix;
+mod penalty;
 pub mod policy;
 mod pool;
 #[cfg(feature = "remote")]

@@ -256,6 +256,7 @@ async fn peak_ewma_prefers_the_fast_member() {
     let hits_before = [hits[0].load(SeqCst), hits[1].load(SeqCst)];
     let plain = Balance::builder()
         .policy(Policy::LeastLoaded)
+        .load(Load::InFlight)
         .build(vec![
             member(0, Duration::from_millis(50)),
             member(1, Duration::from_millis(2)),

@@ -79,6 +79,14 @@ impl Layer {
     }
 }
 
+/// How a `Balance` contender measures load: the builder's default, or one set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum BalanceLoad {
+    Default,
+    InFlight,
+    PeakEwma,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Kind {
     Pool {
@@ -88,7 +96,7 @@ enum Kind {
     },
     Balance {
         policy: Option<Policy>,
-        ewma: bool,
+        load: BalanceLoad,
         ejection: bool,
         bounded: bool,
     },
@@ -141,16 +149,16 @@ const fn remote(name: &'static str, policy: Option<Policy>, ejection: bool) -> C
 const fn balance(
     name: &'static str,
     policy: Option<Policy>,
-    ewma: bool,
+    load: BalanceLoad,
     ejection: bool,
 ) -> Contender {
     Contender {
         name,
         layer: Layer::Balance,
-        default: policy.is_none() && !ewma && !ejection,
+        default: policy.is_none() && matches!(load, BalanceLoad::Default) && !ejection,
         kind: Kind::Balance {
             policy,
-            ewma,
+            load,
             ejection,
             bounded: false,
         },
@@ -174,10 +182,11 @@ pub const ALL: &[Contender] = &[
     pool("pool-rr-ej", RR, true),
     pool("pool-ll-ej", LL, true),
     pool("pool-p2c-ej", P2C, true),
-    balance("balance", None, false, false),
-    balance("balance-ll", LL, false, false),
-    balance("balance-ewma", None, true, false),
-    balance("balance-ej", None, false, true),
+    balance("balance", None, BalanceLoad::Default, false),
+    balance("balance-ll", LL, BalanceLoad::InFlight, false),
+    balance("balance-p2c", P2C, BalanceLoad::InFlight, false),
+    balance("balance-ewma", None, BalanceLoad::PeakEwma, false),
+    balance("balance-ej", None, BalanceLoad::Default, true),
     Contender {
         name: "pool-bounded",
         layer: Layer::Pool,
@@ -194,7 +203,7 @@ pub const ALL: &[Contender] = &[
         default: false,
         kind: Kind::Balance {
             policy: None,
-            ewma: false,
+            load: BalanceLoad::Default,
             ejection: false,
             bounded: true,
         },
@@ -344,7 +353,7 @@ pub fn setup(
         }
         Kind::Balance {
             policy,
-            ewma,
+            load,
             ejection,
             bounded,
         } => {
@@ -355,8 +364,10 @@ pub fn setup(
                     if let Some(policy) = policy {
                         b = b.policy(policy);
                     }
-                    if ewma {
-                        b = b.load(Load::peak_ewma());
+                    match load {
+                        BalanceLoad::Default => {}
+                        BalanceLoad::InFlight => b = b.load(Load::InFlight),
+                        BalanceLoad::PeakEwma => b = b.load(Load::peak_ewma()),
                     }
                     if ejection {
                         b = b.outlier_ejection(Ejection::default());

@@ -331,6 +331,10 @@ impl Worker for ArenaWorker {
         self.born = clock::now();
     }
 
+    fn failed(reply: &Self::Reply) -> bool {
+        reply.is_err()
+    }
+
     async fn handle(&mut self, job: Job) -> Self::Reply {
         self.ledger.attempt(job.id, self.spec.faulty);
         let start = clock::now();

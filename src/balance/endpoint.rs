@@ -17,9 +17,15 @@ use parking_lot::Mutex;
 // tokio's clock, so that paused time in tests measures what the services' sleeps say.
 use tokio::time::Instant;
 
-use crate::member::Member;
+use crate::{member::Member, penalty::Penalty};
 
 /// How a [`Balance`](super::Balance) measures a member's load.
+///
+/// Either way, a member whose service answered with an error carries a penalty, counted as
+/// requests in flight: each failure in a row doubles it and adds 4 (up to 1024), and it
+/// halves every 100 ms of tokio's clock after the last one; a success clears it. So a member
+/// that fails fast stops looking idle (linkerd2-proxy's failure-aware load), and is tried
+/// again once its penalty has decayed.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub enum Load {
@@ -67,6 +73,11 @@ impl Common {
         })
     }
 
+    /// Nanoseconds since the balance was made, on tokio's clock.
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
     /// Whether any member may be out of rotation.
     pub(crate) fn any_out(&self) -> bool {
         self.ejected.load(Relaxed) != 0
@@ -82,6 +93,8 @@ pub(crate) struct State {
     ewma: Mutex<(f64, Instant)>,
     /// Out of rotation until this many ns after `epoch` (0: in rotation).
     out_until_ns: AtomicU64,
+    /// The penalty of the member's recent failed responses, in ns after `epoch`.
+    penalty: Penalty,
     /// The member's weight, read when the balancer builds a snapshot.
     weight: AtomicU32,
     /// Its key was removed while requests to it were in flight: the last of them to end
@@ -101,6 +114,7 @@ impl State {
             estimate_ns: AtomicU64::new(rtt as u64),
             ewma: Mutex::new((rtt, Instant::now())),
             out_until_ns: AtomicU64::new(0),
+            penalty: Penalty::default(),
             weight: AtomicU32::new(1),
             removed: AtomicBool::new(false),
             common: Arc::clone(common),
@@ -153,6 +167,26 @@ impl State {
         };
         *ewma = (next, now);
         self.estimate_ns.store(next as u64, Relaxed);
+    }
+
+    /// Counts a response: a failure weighs on the member's load for a while, a success
+    /// clears that.
+    pub(crate) fn responded(&self, ok: bool) {
+        if ok {
+            self.penalty.succeeded();
+        } else {
+            self.penalty.failed(self.common.now());
+        }
+    }
+
+    /// What is left of the failure penalty: 0 without a clock read when none is set.
+    #[inline]
+    fn penalty(&self) -> usize {
+        if self.penalty.is_set() {
+            self.penalty.at(self.common.now())
+        } else {
+            0
+        }
     }
 
     /// Takes the member out of rotation for `cooldown`; `Duration::MAX` (or anything past
@@ -256,16 +290,22 @@ where
         )
     }
 
-    /// In flight, or in flight plus one times the latency estimate in microseconds.
+    /// In flight, or in flight plus one times the latency estimate in microseconds; either
+    /// way with what is left of the penalty of recent failed responses added to the requests
+    /// in flight (see [`Load`]).
     fn load(&self) -> usize {
-        let in_flight = self.state.in_flight.load(Relaxed);
+        let in_flight = self
+            .state
+            .in_flight
+            .load(Relaxed)
+            .saturating_add(self.state.penalty());
         match self.load {
             Load::InFlight => in_flight,
             Load::PeakEwma { .. } => {
                 let us = self.state.estimate_ns.load(Relaxed) / 1000;
                 usize::try_from(us.max(1))
                     .unwrap_or(usize::MAX)
-                    .saturating_mul(in_flight + 1)
+                    .saturating_mul(in_flight.saturating_add(1))
             }
         }
     }

@@ -120,10 +120,10 @@ impl Default for BalanceBuilder {
     fn default() -> Self {
         Self {
             settings: Settings {
-                policy: Policy::PowerOfTwo,
+                policy: Policy::LeastLoaded,
                 max_load: None,
                 seed: None,
-                load: Load::InFlight,
+                load: Load::peak_ewma(),
                 cooldown: Duration::from_secs(1),
                 tries: 3,
                 name: None,
@@ -135,7 +135,9 @@ impl Default for BalanceBuilder {
 }
 
 impl BalanceBuilder {
-    /// How a member is picked; [`Policy::PowerOfTwo`] by default (as tower's balancer).
+    /// How a member is picked; [`Policy::LeastLoaded`] by default: in the arena it keeps p99
+    /// closest to one shared queue (tower's balancer uses power of two, which reads two
+    /// loads whatever the size; see [choosing a policy](crate::docs::choosing_a_policy)).
     pub fn policy(mut self, policy: Policy) -> Self {
         self.settings.policy = policy;
         self
@@ -154,7 +156,9 @@ impl BalanceBuilder {
         self
     }
 
-    /// How a member's load is measured; [`Load::InFlight`] by default.
+    /// How a member's load is measured; [`Load::peak_ewma`] by default (requests in flight
+    /// times the member's peak-EWMA latency: in the arena it keeps p99 closest to one shared
+    /// queue when members differ in speed); [`Load::InFlight`] counts requests alone.
     pub fn load(mut self, load: Load) -> Self {
         self.settings.load = load;
         self
@@ -386,8 +390,8 @@ impl BalanceBuilder {
 }
 
 impl<S> Balance<S> {
-    /// A balance over `services` with the default settings: power of two choices over
-    /// requests in flight.
+    /// A balance over `services` with the default settings: least loaded over peak-EWMA
+    /// load (requests in flight weighted by latency).
     ///
     /// # Errors
     ///
@@ -708,6 +712,7 @@ where
                             response
                         }
                     };
+                    state.responded(response.is_ok());
                     drop(counted);
                     if self.settings.ejection.is_some() {
                         let outcome = match &response {

@@ -85,7 +85,7 @@ impl<W: Worker> Pool<W> {
     {
         PoolBuilder {
             supervisor: Supervisor::builder(factory),
-            balancer: Balancer::builder(),
+            balancer: Balancer::builder().policy(Policy::LeastLoaded),
         }
     }
 
@@ -203,6 +203,15 @@ impl<W: Worker> Pool<W> {
             };
             let outcome = match &answer {
                 Err(CallError::WorkerDied) => Outcome::Failure,
+                // The worker's own rule; a panic in it counts as a failure, not the caller's.
+                Ok(reply)
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        W::failed(reply)
+                    }))
+                    .unwrap_or(true) =>
+                {
+                    Outcome::Failure
+                }
                 _ => Outcome::Success,
             };
             self.balancer.report(ticket, outcome);
@@ -429,7 +438,7 @@ impl<W: Worker> Pool<W> {
     /// for _ in 0..4 {
     ///     seen.insert(pool.call(()).await?);
     /// }
-    /// assert_eq!(seen.len(), 4, "round robin reaches the new workers");
+    /// assert_eq!(seen.len(), 4, "the new workers are picked (ties among idle ones go round)");
     ///
     /// pool.resize(1).await?;
     /// assert_eq!(pool.stats().supervisor.workers.len(), 1);
@@ -617,7 +626,8 @@ impl<W: Worker> fmt::Debug for Pool<W> {
 /// Configures a [`Pool`]: the settings of its [`SupervisorBuilder`] and
 /// [`BalancerBuilder`] in one place. Made by [`Pool::builder`].
 ///
-/// Defaults: 1 worker, [`Policy::RoundRobin`], [`Restart::Permanent`], at most 10 restarts a
+/// Defaults: 1 worker, [`Policy::LeastLoaded`] (the arena's best for a pool: see
+/// [choosing a policy](crate::docs::choosing_a_policy)), [`Restart::Permanent`], at most 10 restarts a
 /// second, an unbounded mailbox.
 #[must_use = "a builder does nothing until .start()"]
 pub struct PoolBuilder<W: Worker> {
@@ -632,7 +642,7 @@ impl<W: Worker> PoolBuilder<W> {
         self
     }
 
-    /// The rule to pick workers by.
+    /// The rule to pick workers by; [`Policy::LeastLoaded`] by default.
     pub fn policy(mut self, policy: Policy) -> Self {
         self.balancer = self.balancer.policy(policy);
         self

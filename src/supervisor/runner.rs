@@ -245,6 +245,14 @@ async fn feed<W: Worker>(
             }
             Ran::Done { value, clean } => {
                 run.handled_any = true;
+                // A failure weighs on the slot's load for a while (see `Slot::failed`). A
+                // panic in `failed` is a crash, once the reply is on its way.
+                let failed = guard(|| W::failed(&value));
+                match failed {
+                    Some(true) => slot.failed(),
+                    Some(false) => slot.succeeded(),
+                    None => {}
+                }
                 if let Some(reply) = reply {
                     // The caller may have stopped waiting; the reply is then discarded.
                     if let Err(unsent) = reply.send(Outcome::Reply(value)) {
@@ -253,7 +261,7 @@ async fn feed<W: Worker>(
                         }
                     }
                 }
-                if !clean {
+                if !clean || failed.is_none() {
                     return Exit::Panicked;
                 }
             }

@@ -80,6 +80,36 @@ pub trait Worker: Send + 'static {
         async {}
     }
 
+    /// Whether `reply` says the work failed (a backend that answered with an error, a request
+    /// that could not be served). `false` by default; a worker whose replies are `Result`s
+    /// usually answers `reply.is_err()`.
+    ///
+    /// A pool counts a failure against the worker's slot: it weighs as load for a while (a
+    /// worker that fails fast stops looking idle to least loaded and power of two: see
+    /// [`WorkerRef`]'s load), and [`Pool::call`](crate::Pool::call) reports it to outlier
+    /// ejection. A panic here is a crash.
+    ///
+    /// ```
+    /// use croupier::Worker;
+    ///
+    /// struct Fetch;
+    /// impl Worker for Fetch {
+    ///     type Msg = String;
+    ///     type Reply = Result<usize, String>;
+    ///     async fn handle(&mut self, url: String) -> Result<usize, String> {
+    ///         if url.is_empty() { Err("no url".into()) } else { Ok(url.len()) }
+    ///     }
+    ///     fn failed(reply: &Result<usize, String>) -> bool {
+    ///         reply.is_err()
+    ///     }
+    /// }
+    /// assert!(Fetch::failed(&Err("down".into())));
+    /// ```
+    fn failed(reply: &Self::Reply) -> bool {
+        let _ = reply;
+        false
+    }
+
     /// Asked after every message: `true` ends the incarnation normally. A
     /// [`Restart::Permanent`](crate::Restart::Permanent) worker is then restarted, a
     /// transient or temporary one is not. `false` by default. A panic here is a crash.

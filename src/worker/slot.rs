@@ -11,6 +11,9 @@ use std::sync::{
 
 use crossbeam_utils::CachePadded;
 use futures_util::task::AtomicWaker;
+use tokio::time::Instant;
+
+use crate::penalty::Penalty;
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -42,6 +45,8 @@ pub(crate) struct Slot<W: Worker> {
     last: AtomicU64,
     /// The supervisor's signal that some worker's load fell.
     capacity: Arc<Capacity>,
+    /// What the failure penalty's instants count from (tokio's clock).
+    epoch: Instant,
 }
 
 impl<W: Worker> Slot<W> {
@@ -56,6 +61,7 @@ impl<W: Worker> Slot<W> {
             idle: AtomicWaker::new(),
             last: AtomicU64::new(first),
             capacity,
+            epoch: Instant::now(),
         }
     }
 
@@ -69,10 +75,43 @@ impl<W: Worker> Slot<W> {
         self.last.load(Relaxed)
     }
 
-    /// Messages queued plus the one in progress, plus calls reserved: what picks weigh.
+    /// Messages queued plus the one in progress, plus calls reserved: what stats show.
     pub(crate) fn load(&self) -> usize {
         self.queued()
             .saturating_add(self.load.reserved.load(Relaxed))
+    }
+
+    /// [`load`](Slot::load) plus what is left of the penalty of recent failures: what picks
+    /// weigh. Reads the clock only while a penalty is set.
+    #[inline]
+    pub(crate) fn pick_load(&self) -> usize {
+        let load = self.load();
+        if self.load.penalty.is_set() {
+            load.saturating_add(self.load.penalty.at(self.now()))
+        } else {
+            load
+        }
+    }
+
+    /// Nanoseconds since the slot was made, on tokio's clock.
+    fn now(&self) -> u64 {
+        u64::try_from(
+            Instant::now()
+                .saturating_duration_since(self.epoch)
+                .as_nanos(),
+        )
+        .unwrap_or(u64::MAX)
+    }
+
+    /// The serving incarnation's reply was a failure ([`Worker::failed`]).
+    pub(crate) fn failed(&self) {
+        self.load.penalty.failed(self.now());
+    }
+
+    /// The serving incarnation's reply was not a failure.
+    #[inline]
+    pub(crate) fn succeeded(&self) {
+        self.load.penalty.succeeded();
     }
 
     /// Messages queued plus the one in progress: what a drain waits for.
@@ -145,11 +184,14 @@ impl<W: Worker> Slot<W> {
     }
 }
 
-/// A slot's load: what is queued or in progress, and what ready services have reserved.
+/// A slot's load: what is queued or in progress, what ready services have reserved, and the
+/// penalty of its recent failures.
 #[derive(Debug, Default)]
 pub(crate) struct Load {
     queued: AtomicUsize,
     reserved: AtomicUsize,
+    /// The penalty of the slot's recent failures, on the slot's clock (`Slot::now`).
+    penalty: Penalty,
 }
 
 /// The gate a message passes after it is counted in a slot's load and before it is queued:

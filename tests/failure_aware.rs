@@ -1,0 +1,132 @@
+//! A pool counts a worker's failures ([`Worker::failed`]) against it: they weigh as load for
+//! a while, so a worker that fails fast stops looking idle, and outlier ejection hears of
+//! them.
+
+use std::time::Duration;
+
+use croupier::{Ejection, Policy, Pool, Worker};
+
+/// Slot 0 fails every request, at once; the others serve.
+struct Flaky {
+    slot: usize,
+}
+
+impl Worker for Flaky {
+    type Msg = ();
+    type Reply = Result<usize, usize>;
+
+    async fn handle(&mut self, (): ()) -> Result<usize, usize> {
+        if self.slot == 0 {
+            Err(0)
+        } else {
+            Ok(self.slot)
+        }
+    }
+
+    fn failed(reply: &Result<usize, usize>) -> bool {
+        reply.is_err()
+    }
+}
+
+fn pool(policy: Policy) -> Pool<Flaky> {
+    Pool::builder(|id| Flaky { slot: id.slot() })
+        .size(2)
+        .policy(policy)
+        .seed(3)
+        .start()
+        .unwrap()
+}
+
+fn picks(pool: &Pool<Flaky>, n: usize) -> Vec<usize> {
+    (0..n).map(|_| pool.pick().unwrap().id().slot()).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_count_as_load_until_they_decay() {
+    for policy in [Policy::LeastLoaded, Policy::PowerOfTwo] {
+        let pool = pool(policy);
+        // Both idle: both are picked.
+        let before = picks(&pool, 40);
+        assert!(before.contains(&0) && before.contains(&1), "{policy:?}");
+        // Worker 0 fails a call...
+        while pool.call(()).await.unwrap().is_ok() {}
+        // ...and weighs more than its idle peer while its failure is recent.
+        assert!(picks(&pool, 40).iter().all(|&s| s == 1), "{policy:?}");
+        // The penalty decays on tokio's clock: two seconds on, worker 0 is picked again.
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(picks(&pool, 40).contains(&0), "{policy:?}");
+        pool.shutdown().await;
+    }
+}
+
+/// A `Balance` counts a member's failed responses as load the same way: a member that fails
+/// at once no longer draws every request of least loaded.
+#[cfg(feature = "tower")]
+#[tokio::test(start_paused = true)]
+async fn a_balance_counts_failed_responses_as_load_until_they_decay() {
+    use croupier::balance::{Balance, Load};
+    use tower::{service_fn, BoxError, ServiceExt};
+
+    for load in [Load::InFlight, Load::peak_ewma()] {
+        // Member 0 fails at once; member 1 answers.
+        let members: Vec<_> = (0..2_usize)
+            .map(|i| {
+                service_fn(move |()| async move {
+                    if i == 0 {
+                        Err::<usize, BoxError>("down".into())
+                    } else {
+                        Ok(i)
+                    }
+                })
+            })
+            .collect();
+        let balance = Balance::builder()
+            .policy(Policy::LeastLoaded)
+            .load(load)
+            .seed(3)
+            .build(members)
+            .unwrap();
+        while balance.clone().oneshot(()).await.is_ok() {}
+        let served: Vec<_> = {
+            let mut out = Vec::new();
+            for _ in 0..40 {
+                out.push(balance.clone().oneshot(()).await.is_ok());
+            }
+            out
+        };
+        assert!(served.iter().all(|&ok| ok), "{load:?}: {served:?}");
+        if load != Load::InFlight {
+            // Peak EWMA: member 1's estimate decays with its responses while member 0's
+            // stands, so least loaded keeps to member 1; the penalty's decay is the same.
+            continue;
+        }
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let mut failed_again = false;
+        for _ in 0..40 {
+            failed_again |= balance.clone().oneshot(()).await.is_err();
+        }
+        assert!(
+            failed_again,
+            "{load:?}: member 0 tried again once its penalty decayed"
+        );
+    }
+}
+
+/// `Pool::call` reports a failed reply to outlier ejection: a worker whose replies fail is
+/// ejected as one that panics would be.
+#[tokio::test(start_paused = true)]
+async fn a_pool_reports_failed_replies_to_outlier_ejection() {
+    let pool = Pool::builder(|id| Flaky { slot: id.slot() })
+        .size(2)
+        .policy(Policy::RoundRobin)
+        .outlier_ejection(Ejection::default().consecutive_failures(2).max_share(0.5))
+        .start()
+        .unwrap();
+    let mut failures = 0;
+    while failures < 2 {
+        failures += usize::from(pool.call(()).await.unwrap().is_err());
+    }
+    assert_eq!(pool.balancer().stats().ejected, 1);
+    assert!(picks(&pool, 20).iter().all(|&s| s == 1));
+    pool.shutdown().await;
+}
