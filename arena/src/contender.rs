@@ -403,22 +403,30 @@ pub fn setup(
         }
         Kind::Remote { policy, ejection } => {
             let servers = start_servers(specs, join, ledger);
-            let members: Arc<Mutex<Vec<RemoteMember>>> = Arc::new(Mutex::new(
-                servers
-                    .lock()
-                    .iter()
-                    .map(|s| RemoteMember::new(Arc::clone(s)))
-                    .collect(),
-            ));
-            let balancers: Vec<Balancer<RemoteMember>> = (0..p.callers)
-                .map(|c| {
-                    let m = Arc::clone(&members);
+            // Each caller has its own view of the members (as each master has its own links):
+            // the load the member last reported, plus what this caller sent it since.
+            let views: Vec<Arc<Mutex<Vec<RemoteMember>>>> = (0..p.callers)
+                .map(|_| {
+                    Arc::new(Mutex::new(
+                        servers
+                            .lock()
+                            .iter()
+                            .map(|s| RemoteMember::new(Arc::clone(s)))
+                            .collect(),
+                    ))
+                })
+                .collect();
+            let balancers: Vec<Balancer<RemoteMember>> = views
+                .iter()
+                .enumerate()
+                .map(|(c, view)| {
+                    let m = Arc::clone(view);
+                    // The remote layer's default: `NodeBuilder` builds its master's balancer
+                    // with least loaded unless told otherwise.
                     let mut b = Balancer::builder()
                         .source(move || m.lock().clone())
-                        .seed(seed.wrapping_add(c as u64));
-                    if let Some(policy) = policy {
-                        b = b.policy(policy);
-                    }
+                        .seed(seed.wrapping_add(c as u64))
+                        .policy(policy.unwrap_or(Policy::LeastLoaded));
                     if ejection {
                         b = b.outlier_ejection(Ejection::default());
                     }
@@ -427,12 +435,15 @@ pub fn setup(
                 .collect();
             let mut tasks = Vec::new();
             let every = p.report_every_ns;
-            let reported = Arc::clone(&members);
+            let reported = views.clone();
             tasks.push(tokio::spawn(async move {
                 loop {
                     clock::sleep_ns(every).await;
-                    for m in reported.lock().iter() {
-                        m.reported.store(m.server.load(), Relaxed);
+                    for view in &reported {
+                        for m in view.lock().iter() {
+                            m.reported.store(m.server.load(), Relaxed);
+                            m.sent_since.store(0, Relaxed);
+                        }
                     }
                 }
             }));
@@ -443,7 +454,9 @@ pub fn setup(
                     clock::sleep_until(at).await;
                     let s = Server::start(spec, ledger);
                     servers.lock().push(Arc::clone(&s));
-                    members.lock().push(RemoteMember::new(s));
+                    for view in &views {
+                        view.lock().push(RemoteMember::new(Arc::clone(&s)));
+                    }
                     for b in &balancers {
                         b.refresh();
                     }
@@ -636,11 +649,13 @@ impl Dispatch for BalanceD {
     }
 }
 
-/// A backend as the remote layer sees it: alive, with the load it last reported.
+/// A backend as one caller of the remote layer sees it (croupier's `RemoteNode`): alive,
+/// with the load it last reported plus the calls this caller sent it since.
 #[derive(Clone)]
 struct RemoteMember {
     server: Arc<Server>,
     reported: Arc<AtomicUsize>,
+    sent_since: Arc<AtomicUsize>,
 }
 
 impl RemoteMember {
@@ -648,6 +663,7 @@ impl RemoteMember {
         Self {
             server,
             reported: Arc::new(AtomicUsize::new(0)),
+            sent_since: Arc::new(AtomicUsize::new(0)),
         }
     }
 }
@@ -664,7 +680,7 @@ impl Member for RemoteMember {
     }
 
     fn load(&self) -> usize {
-        self.reported.load(Relaxed)
+        self.reported.load(Relaxed) + self.sent_since.load(Relaxed)
     }
 }
 
@@ -681,6 +697,7 @@ impl Dispatch for RemoteD {
             Ok(p) => (p.ticket(), p.cloned()),
             Err(_) => return Box::pin(async { Outcome::Refused }),
         };
+        member.sent_since.fetch_add(1, Relaxed);
         let answer = member.server.submit(job);
         Box::pin(async move {
             let answer = answer.await;
