@@ -261,8 +261,9 @@ impl<W: Worker> Member for WorkerRef<W> {
     }
 
     /// Messages queued and in progress, plus calls that ready `Pool` services have reserved
-    /// this worker for, plus what is left of the penalty of its recent failures
-    /// ([`Worker::failed`](crate::Worker::failed)): each failure in a row doubles it and adds
+    /// this worker for, plus what is left of the penalty of its slot's recent failures
+    /// (replies [`Worker::failed`](crate::Worker::failed) calls failures; a successor
+    /// inherits it): each failure in a row doubles it and adds
     /// 4 (up to 1024), and it halves every 100 ms of tokio's clock after the last one, so a
     /// worker that fails fast stops looking idle, and is tried again once it has decayed; a
     /// reply that is not a failure clears it.
