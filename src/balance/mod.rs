@@ -7,9 +7,11 @@
 //! is shared by cloning, without a `Buffer` (a channel and a task) in front of it.
 //!
 //! - **Load** is measured by `Balance` itself: a member's requests in flight, counted from the
-//!   pick to the response (or to the drop of the response future), or that count weighted by
-//!   a peak-EWMA of the member's latency ([`Load::PeakEwma`], as Finagle and tower define it).
-//!   The load reported by the services themselves (often zero through tonic) plays no part.
+//!   pick to the response (or to the drop of the response future), weighted by a peak-EWMA of
+//!   the member's latency ([`Load::PeakEwma`], as Finagle and tower define it; the default,
+//!   with least loaded), or not ([`Load::InFlight`]). A member whose responses fail carries a
+//!   penalty in that count for a while, so one that fails fast does not look idle. The load
+//!   reported by the services themselves (often zero through tonic) plays no part.
 //! - **Failures**: a member whose `poll_ready` fails is taken out of rotation for a cooldown
 //!   and the request goes to another member, up to a bounded number of tries; the request is
 //!   never lost: it is sent once, to a member that was ready, or comes back in the error.
