@@ -13,6 +13,12 @@
 //! tokio timer (due on a boundary) fires at its own instant, and fires the arena events that
 //! are due. Nothing reads the wall clock; the same inputs give the same run, to the
 //! nanosecond.
+//!
+//! One limit: work on tokio's blocking pool (a croupier refresh whose source is slow) runs
+//! on another thread, and the runtime looks idle meanwhile, so the driver may move time on
+//! while it runs. No scenario triggers one: a pool refreshes on its own thread at each
+//! restart, and the ratio-triggered refresh that would fly on the pool needs more members
+//! dead than any scenario kills.
 
 use std::{
     cell::RefCell,

@@ -649,8 +649,9 @@ impl Dispatch for BalanceD {
     }
 }
 
-/// A backend as one caller of the remote layer sees it (croupier's `RemoteNode`): alive,
-/// with the load it last reported plus the calls this caller sent it since.
+/// A backend as one caller of the remote layer sees it: alive, with the load it last
+/// reported plus the calls this caller sent it since. A model of croupier's `RemoteNode`
+/// (`src/remote/link.rs`, its `Member::load`): when that changes, this must follow.
 #[derive(Clone)]
 struct RemoteMember {
     server: Arc<Server>,
