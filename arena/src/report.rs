@@ -48,14 +48,19 @@ pub fn markdown(rows: &[Row]) -> String {
                 r.seconds
             );
             out.push_str(
-                "| contender | layer | default | p50 ms | p99 ms | p99.9 ms | p99 ÷ ideal | failed % | refused % | to faulty % | extra % | goodput |\n",
+                "| contender | layer | default | p50 ms | p99 ms | p99.9 ms | p99 ÷ ideal | failed % | refused % | to faulty % | extra % | goodput | peak share | keys at home |\n",
             );
-            out.push_str("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+            out.push_str("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
         }
         let vs = ratio(r, ideal_p99(rows, r)).map_or("–".to_owned(), |x| format!("{x:.2}"));
+        let home = if r.keys_at_home > 0.0 {
+            format!("{:.2}", r.keys_at_home)
+        } else {
+            "–".to_owned()
+        };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {vs} | {:.3} | {:.3} | {:.2} | {:.2} | {:.3} |",
+            "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {vs} | {:.3} | {:.3} | {:.2} | {:.2} | {:.3} | {:.2} | {home} |",
             r.contender,
             r.layer,
             if r.default { "yes" } else { "" },
@@ -67,6 +72,7 @@ pub fn markdown(rows: &[Row]) -> String {
             r.share_to_faulty * 100.0,
             pct(r.extra_attempts, r.sent),
             r.goodput,
+            r.peak_window_share,
         );
     }
     out

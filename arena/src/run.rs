@@ -58,6 +58,14 @@ pub struct Row {
     /// Requests served within the arrival window, as a fraction of what the members could
     /// serve in it.
     pub goodput: f64,
+    /// The most any member received in one 100 ms window of arrivals, as a multiple of an
+    /// even share of that window (requests ÷ members); windows of fewer than 10 requests a
+    /// member are skipped. 1 is perfectly even; herding on one member shows as a high value.
+    pub peak_window_share: f64,
+    /// With keys (S8): the share of the requests of keys other than the hot one that went to
+    /// their key's usual member (the one that received most of that key's requests); 0
+    /// without keys.
+    pub keys_at_home: f64,
     /// Members.
     pub members: u64,
     /// Offered load (fraction of capacity).
@@ -227,8 +235,65 @@ fn measure(
         } else {
             0.0
         },
+        peak_window_share: round(peak_window_share(requests, ledger, specs.len())),
+        keys_at_home: round(keys_at_home(requests, ledger)),
         members: specs.len() as u64,
         load: p.load,
         seconds: p.seconds,
+    }
+}
+
+/// See [`Row::peak_window_share`].
+fn peak_window_share(requests: &[scenario::Request], ledger: &Ledger, members: usize) -> f64 {
+    const WINDOW: u64 = SEC / 10;
+    let mut peak = 0.0_f64;
+    let mut counts = vec![0_u64; members];
+    let mut window = 0;
+    let mut total = 0_u64;
+    let mut close = |counts: &mut [u64], total: u64| {
+        if members > 0 && total >= 10 * members as u64 {
+            let most = counts.iter().copied().max().unwrap_or(0);
+            peak = peak.max(most as f64 * members as f64 / total as f64);
+        }
+        counts.iter_mut().for_each(|c| *c = 0);
+    };
+    for (i, req) in requests.iter().enumerate() {
+        if req.at / WINDOW != window {
+            close(&mut counts, total);
+            total = 0;
+            window = req.at / WINDOW;
+        }
+        if let Some(m) = ledger.last(i).filter(|&m| m < members) {
+            counts[m] += 1;
+            total += 1;
+        }
+    }
+    close(&mut counts, total);
+    peak
+}
+
+/// See [`Row::keys_at_home`].
+fn keys_at_home(requests: &[scenario::Request], ledger: &Ledger) -> f64 {
+    let mut by_key: std::collections::HashMap<u64, std::collections::HashMap<usize, u64>> =
+        std::collections::HashMap::new();
+    for (i, req) in requests.iter().enumerate() {
+        if let (Some(key), Some(m)) = (req.key, ledger.last(i)) {
+            if key != scenario::HOT_KEY {
+                *by_key.entry(key).or_default().entry(m).or_default() += 1;
+            }
+        }
+    }
+    let (home, all) = by_key
+        .values()
+        .fold((0_u64, 0_u64), |(home, all), members| {
+            (
+                home + members.values().copied().max().unwrap_or(0),
+                all + members.values().sum::<u64>(),
+            )
+        });
+    if all == 0 {
+        0.0
+    } else {
+        home as f64 / all as f64
     }
 }

@@ -50,11 +50,16 @@ impl std::fmt::Display for Failed {
 }
 impl std::error::Error for Failed {}
 
-/// What each request met: how many members received it, and whether the faulty one did.
+/// What each request met: how many members received it, whether the faulty one did, and
+/// which member received it last.
 pub struct Ledger {
     attempts: Vec<AtomicU32>,
     faulty: Vec<AtomicBool>,
+    last: Vec<AtomicU32>,
 }
+
+/// No member received the request.
+pub const NOBODY: u32 = u32::MAX;
 
 impl Ledger {
     /// A ledger for `n` requests.
@@ -63,15 +68,26 @@ impl Ledger {
         Self {
             attempts: (0..n).map(|_| AtomicU32::new(0)).collect(),
             faulty: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            last: (0..n).map(|_| AtomicU32::new(NOBODY)).collect(),
         }
     }
 
-    /// A member received request `id`.
-    pub fn attempt(&self, id: u32, faulty: bool) {
+    /// Member `by` received request `id`.
+    pub fn attempt(&self, id: u32, by: &MemberSpec) {
         let i = id as usize;
         self.attempts[i].fetch_add(1, Relaxed);
-        if faulty {
+        self.last[i].store(u32::try_from(by.index).unwrap_or(NOBODY), Relaxed);
+        if by.faulty {
             self.faulty[i].store(true, Relaxed);
+        }
+    }
+
+    /// The member that received request `id` last, if any.
+    #[must_use]
+    pub fn last(&self, id: usize) -> Option<usize> {
+        match self.last[id].load(Relaxed) {
+            NOBODY => None,
+            m => Some(m as usize),
         }
     }
 
@@ -132,7 +148,7 @@ impl Server {
 
     /// Sends a job and waits for its answer.
     pub fn submit(&self, job: Job) -> impl Future<Output = Result<Done, Failed>> + Send + 'static {
-        self.ledger.attempt(job.id, self.spec.faulty);
+        self.ledger.attempt(job.id, &self.spec);
         let (reply, answer) = oneshot::channel();
         self.load.fetch_add(1, Relaxed);
         let sent = self.tx.send((job, reply)).is_ok();
@@ -273,7 +289,7 @@ impl SharedQueue {
                 }
                 let next = { rx.lock().await.recv().await };
                 let Some((job, reply)) = next else { return };
-                ledger.attempt(job.id, spec.faulty);
+                ledger.attempt(job.id, &spec);
                 let start = clock::now();
                 let end = start + spec.service_ns(job.size, start, born);
                 clock::sleep_until(end).await;
@@ -336,7 +352,7 @@ impl Worker for ArenaWorker {
     }
 
     async fn handle(&mut self, job: Job) -> Self::Reply {
-        self.ledger.attempt(job.id, self.spec.faulty);
+        self.ledger.attempt(job.id, &self.spec);
         let start = clock::now();
         match self.spec.fault {
             Fault::Dead => Err(Failed),
