@@ -247,8 +247,8 @@ fn arena_s9_stale_loads_balance_p99_within_2_17_and_remote_round_robin_within_3_
     // since: sixteen callers herd onto the member that reported least, which takes every
     // request of a 100 ms window (8× an even share of 8 members).
     within(&rows[2], &ideal, 82.9);
-    assert!(rows[0].peak_window_share <= 1.46, "{:?}", rows[0]);
-    assert!(rows[1].peak_window_share <= 1.08, "{:?}", rows[1]);
+    assert!(rows[0].peak_window_share <= 1.47, "{:?}", rows[0]);
+    assert!(rows[1].peak_window_share <= 1.09, "{:?}", rows[1]);
 }
 
 #[test]
