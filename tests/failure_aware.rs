@@ -119,7 +119,7 @@ async fn a_pool_reports_failed_replies_to_outlier_ejection() {
     let pool = Pool::builder(|id| Flaky { slot: id.slot() })
         .size(2)
         .policy(Policy::RoundRobin)
-        .outlier_ejection(Ejection::default().consecutive_failures(2).max_share(0.5))
+        .outlier_ejection(Ejection::default().consecutive_failures(2).max_share(1.0))
         .start()
         .unwrap();
     let mut failures = 0;
@@ -128,5 +128,10 @@ async fn a_pool_reports_failed_replies_to_outlier_ejection() {
     }
     assert_eq!(pool.balancer().stats().ejected, 1);
     assert!(picks(&pool, 20).iter().all(|&s| s == 1));
+    // The other worker's replies are reported as successes: it stays in.
+    for _ in 0..10 {
+        assert_eq!(pool.call(()).await.unwrap(), Ok(1));
+    }
+    assert_eq!(pool.balancer().stats().ejected, 1);
     pool.shutdown().await;
 }
