@@ -8,7 +8,10 @@ use std::{
 };
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use croupier::{balance::Balance, Policy};
+use croupier::{
+    balance::{Balance, Load},
+    Policy,
+};
 use tower::{
     balance::p2c,
     buffer::Buffer,
@@ -69,8 +72,11 @@ fn bench(c: &mut Criterion) {
     g.warm_up_time(Duration::from_millis(300));
     g.sample_size(20);
     for tasks in [1_u64, 2] {
+        // Power of two over requests in flight, as tower's p2c with `PendingRequests` (and
+        // `Balance`'s default before issue #24): the same work on both sides.
         let balance = Balance::builder()
             .policy(Policy::PowerOfTwo)
+            .load(Load::InFlight)
             .build(members(8))
             .unwrap();
         g.bench_function(format!("croupier_balance/{tasks}"), |b| {
