@@ -423,3 +423,25 @@ impl Ranks {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Ranks;
+
+    /// Stripes rank in the order they first pick from a balancer, each keeps its rank, and
+    /// ranks stay below the stripe count (they fit the top bits of a unique turn).
+    #[test]
+    fn stripes_rank_in_the_order_they_first_pick() {
+        let ranks = Ranks::new();
+        assert_eq!(ranks.of(5), 0);
+        assert_eq!(ranks.of(3), 1);
+        assert_eq!(ranks.of(5), 0);
+        assert_eq!(ranks.of(14), 2);
+        assert_eq!(ranks.of(3), 1);
+        let fresh = Ranks::new();
+        assert_eq!(fresh.of(3), 0, "a rank belongs to one balancer");
+        for stripe in 0..super::STRIPES {
+            assert!(ranks.of(stripe) < super::STRIPES);
+        }
+    }
+}
