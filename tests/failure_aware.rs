@@ -135,3 +135,32 @@ async fn a_pool_reports_failed_replies_to_outlier_ejection() {
     assert_eq!(pool.balancer().stats().ejected, 1);
     pool.shutdown().await;
 }
+
+/// A panic in `Worker::failed` is a crash: the caller still gets its reply (the work was
+/// done), and the worker restarts.
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_failed_is_a_crash_once_the_reply_is_sent() {
+    struct Picky;
+    impl Worker for Picky {
+        type Msg = u32;
+        type Reply = u32;
+        async fn handle(&mut self, n: u32) -> u32 {
+            n
+        }
+        fn failed(reply: &u32) -> bool {
+            assert_ne!(*reply, 13, "13 judged (a panic expected by the test)");
+            false
+        }
+    }
+    let pool = Pool::builder(|_| Picky).size(1).start().unwrap();
+    assert_eq!(pool.call(13).await.unwrap(), 13);
+    for _ in 0..1_000 {
+        if pool.stats().supervisor.restarts == 1 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(pool.stats().supervisor.restarts, 1);
+    assert_eq!(pool.call(7).await.unwrap(), 7);
+    pool.shutdown().await;
+}
