@@ -164,3 +164,35 @@ async fn a_panic_in_failed_is_a_crash_once_the_reply_is_sent() {
     assert_eq!(pool.call(7).await.unwrap(), 7);
     pool.shutdown().await;
 }
+
+/// A reply that is not a failure clears the penalty at once.
+#[tokio::test(start_paused = true)]
+async fn a_success_clears_the_penalty() {
+    use croupier::Member;
+
+    struct Told;
+    impl Worker for Told {
+        type Msg = bool;
+        type Reply = Result<(), ()>;
+        async fn handle(&mut self, fail: bool) -> Result<(), ()> {
+            if fail {
+                Err(())
+            } else {
+                Ok(())
+            }
+        }
+        fn failed(reply: &Result<(), ()>) -> bool {
+            reply.is_err()
+        }
+    }
+    let pool = Pool::builder(|_| Told).size(1).start().unwrap();
+    assert_eq!(pool.pick().unwrap().load(), 0);
+    assert!(pool.call(true).await.unwrap().is_err());
+    assert!(
+        pool.pick().unwrap().load() > 0,
+        "an idle worker weighs its failure"
+    );
+    pool.call(false).await.unwrap().unwrap();
+    assert_eq!(pool.pick().unwrap().load(), 0, "its success cleared it");
+    pool.shutdown().await;
+}
