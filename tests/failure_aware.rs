@@ -2,7 +2,11 @@
 //! a while, so a worker that fails fast stops looking idle, and outlier ejection hears of
 //! them.
 
+mod common_workers;
+
 use std::time::Duration;
+
+use common_workers::until;
 
 use croupier::{Ejection, Policy, Pool, Worker};
 
@@ -154,12 +158,7 @@ async fn a_panic_in_failed_is_a_crash_once_the_reply_is_sent() {
     }
     let pool = Pool::builder(|_| Picky).size(1).start().unwrap();
     assert_eq!(pool.call(13).await.unwrap(), 13);
-    for _ in 0..1_000 {
-        if pool.stats().supervisor.restarts == 1 {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
+    until("the restart", || pool.stats().supervisor.restarts == 1).await;
     assert_eq!(pool.stats().supervisor.restarts, 1);
     assert_eq!(pool.call(7).await.unwrap(), 7);
     pool.shutdown().await;
