@@ -103,6 +103,7 @@ pub use crate::{
         SendError,
     },
     member::{Member, Source},
+    penalty::FailurePenalty,
     policy::Policy,
     pool::{Pool, PoolBuilder, PoolStats},
     supervisor::{Backoff, Restart, Supervisor, SupervisorBuilder, SupervisorStats, WorkerStats},

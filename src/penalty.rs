@@ -68,6 +68,88 @@ impl Penalty {
     }
 }
 
+/// The failure-aware part of a load, for a [`Member`](crate::Member) of your own: what makes a
+/// member that fails fast stop looking idle to least loaded and power of two (linkerd2-proxy's
+/// failure-aware load). `Pool`, `Balance` and the remote layer keep one per member already.
+///
+/// Each failure in a row doubles the penalty and adds 4 (4, 12, 28, … up to 1024 units of
+/// load); it halves every 100 ms of tokio's clock after the last failure (so a paused clock
+/// times it too), and a success clears it. Add [`value`](FailurePenalty::value) to the
+/// member's [`load`](crate::Member::load). Cheap: no clock read while no penalty is set.
+///
+/// Must be made inside a tokio runtime (it reads tokio's clock).
+///
+/// # Example
+///
+/// ```
+/// use croupier::FailurePenalty;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let p = FailurePenalty::new();
+/// p.failed();
+/// p.failed();
+/// assert_eq!(p.value(), 12);
+/// tokio::time::advance(std::time::Duration::from_millis(100)).await;
+/// assert_eq!(p.value(), 6, "halved after 100 ms");
+/// p.succeeded();
+/// assert_eq!(p.value(), 0);
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct FailurePenalty {
+    penalty: Penalty,
+    epoch: tokio::time::Instant,
+}
+
+impl Default for FailurePenalty {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FailurePenalty {
+    /// No penalty yet. Reads tokio's clock: call it inside a runtime.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            penalty: Penalty::default(),
+            epoch: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Nanoseconds since `new`, on tokio's clock.
+    fn now(&self) -> u64 {
+        u64::try_from(
+            tokio::time::Instant::now()
+                .saturating_duration_since(self.epoch)
+                .as_nanos(),
+        )
+        .unwrap_or(u64::MAX)
+    }
+
+    /// One more failure in a row.
+    pub fn failed(&self) {
+        self.penalty.failed(self.now());
+    }
+
+    /// A success: the penalty is cleared.
+    #[inline]
+    pub fn succeeded(&self) {
+        self.penalty.succeeded();
+    }
+
+    /// What is left of the penalty now, in units of load.
+    #[inline]
+    #[must_use]
+    pub fn value(&self) -> usize {
+        if self.penalty.is_set() {
+            self.penalty.at(self.now())
+        } else {
+            0
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
