@@ -225,6 +225,9 @@ async fn pool_metrics_are_recorded() {
     // A second crash within the intensity window: the supervisor gives up, and the two
     // messages queued behind the crashing one are dropped.
     let w = pool.supervisor().children()[0].clone();
+    // Forget the events so far: the wait below must see the crashing message enter, not an
+    // earlier one (which slot the first crash took depends on least loaded's seed).
+    events.drain();
     let crash = tokio::spawn({
         let w = w.clone();
         async move { w.call(Msg::BlockThenPanic).await }

@@ -112,7 +112,8 @@ struct Model {
     generation: u64,
     /// The cursor's turns on this thread's stripe, extra ones included.
     turns: usize,
-    /// This thread's cursor stripe: least loaded starts its scan that many entries on.
+    /// This thread's cursor stripe plus the balancer's seed: least loaded starts its scan
+    /// that many entries on.
     stripe: usize,
     picks: u64,
     skipped_dead: u64,
@@ -139,7 +140,8 @@ impl Model {
             disabled: Vec::new(),
             generation: 0,
             turns: 0,
-            stripe: this_threads_stripe(),
+            // The balancer is seeded with `initial`, which moves least loaded's start on too.
+            stripe: this_threads_stripe() + initial,
             picks: 0,
             skipped_dead: 0,
             overloaded: 0,
@@ -257,8 +259,8 @@ impl Model {
         if n == 0 {
             return (Err(PickError::NoMembers), 0, 0);
         }
-        // Least loaded moves the start on by the stripe, so that threads on different stripes
-        // spread their ties; round robin goes round from the stripe's turn alone.
+        // Least loaded moves the start on by the stripe and the seed, so that threads on
+        // different stripes, and balancers seeded apart, spread their ties; round robin goes round from the stripe's turn alone.
         let start = match self.policy {
             Policy::LeastLoaded => (turn + self.stripe) % n,
             _ => turn % n,
@@ -299,12 +301,13 @@ impl Model {
 }
 
 /// The calling thread's stripe of the balancers' cursors: a fresh least-loaded balancer over
-/// 32 idle members (more than there are stripes) starts its first pick, turn 0, on the entry
-/// the stripe moves it to.
+/// 32 idle members (more than there are stripes) seeded 0 starts its first pick, turn 0, on
+/// the entry the stripe moves it to.
 fn this_threads_stripe() -> usize {
     let idle: Vec<_> = (0..32).map(TestMember::new).collect();
     let b = Balancer::builder()
         .policy(Policy::LeastLoaded)
+        .seed(0)
         .source(idle)
         .build()
         .expect("a valid configuration");

@@ -150,7 +150,8 @@ impl BalanceBuilder {
         self
     }
 
-    /// A fixed seed for the power of two choices, for repeatable tests.
+    /// A fixed seed for the power of two choices and least loaded's starting place, for
+    /// repeatable tests (see [`BalancerBuilder::seed`](crate::BalancerBuilder::seed)).
     pub fn seed(mut self, seed: u64) -> Self {
         self.settings.seed = Some(seed);
         self

@@ -85,8 +85,10 @@ impl<M: Member> BalancerBuilder<M> {
         self
     }
 
-    /// Seeds [`Policy::PowerOfTwo`]'s sampling so that picks from one thread repeat exactly
-    /// from run to run. Random if unset.
+    /// Seeds [`Policy::PowerOfTwo`]'s sampling and [`Policy::LeastLoaded`]'s starting place
+    /// (which breaks its ties) so that picks from one thread repeat exactly from run to run.
+    /// Random if unset, so that balancers in different processes (masters of one cluster,
+    /// say) break ties apart rather than all on the first member.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self

@@ -110,10 +110,12 @@ pub(crate) struct Turn {
 
 impl Turn {
     /// Where least loaded starts (modulo the members): the place on the stripe, moved on by
-    /// the stripe's rank.
+    /// the stripe's rank and by the balancer's seed, so that balancers with seeds of their
+    /// own (the default: one at random each) break ties apart instead of all starting with
+    /// the first member.
     #[inline]
-    fn spread(self) -> usize {
-        self.seq.wrapping_add(self.rank)
+    fn spread(self, seed: u64) -> usize {
+        self.seq.wrapping_add(self.rank).wrapping_add(seed as usize)
     }
 
     /// A number of its own for every pick: the stripe's rank in the top five bits of 64 and
@@ -131,7 +133,7 @@ pub(crate) struct Rule {
     pub(crate) policy: Policy,
     /// `usize::MAX` when there is no limit.
     pub(crate) max_load: usize,
-    /// Power of two's sampling seed.
+    /// The balancer's seed: power of two's samples, least loaded's starting place.
     pub(crate) seed: u64,
     /// Key affinity's bounded loads: the slack ε over the average load, if set.
     pub(crate) bound: Option<f64>,
@@ -144,7 +146,7 @@ pub(crate) struct Rule {
 pub(crate) fn first<M: Member>(rule: &Rule, snap: &Snapshot<M>, turn: Turn) -> Option<usize> {
     match rule.policy {
         Policy::RoundRobin => round_robin::first(snap, turn.seq, rule.max_load),
-        Policy::LeastLoaded => least_loaded::first(snap, turn.spread(), rule.max_load),
+        Policy::LeastLoaded => least_loaded::first(snap, turn.spread(rule.seed), rule.max_load),
         Policy::PowerOfTwo => p2c::first(snap, turn.unique(), rule.seed, rule.max_load),
     }
 }
@@ -160,7 +162,9 @@ pub(crate) fn scan<M: Member>(
 ) -> Result<usize, PickError> {
     match rule.policy {
         Policy::RoundRobin => round_robin::scan(snap, turn.seq, rule.max_load, scan),
-        Policy::LeastLoaded => least_loaded::scan(snap, turn.spread(), rule.max_load, scan),
+        Policy::LeastLoaded => {
+            least_loaded::scan(snap, turn.spread(rule.seed), rule.max_load, scan)
+        }
         Policy::PowerOfTwo => p2c::scan(snap, turn.unique(), rule.seed, rule.max_load, scan),
     }
 }
@@ -346,19 +350,20 @@ mod tests {
                 assert!(first(&rule(Policy::PowerOfTwo), &snap, turn).is_some());
             }
         }
-        // Least loaded's fast path is the idle member its scan would stop at.
+        // Least loaded's fast path is the idle member its scan would stop at: it starts at
+        // the turn, moved on by the stripe's rank and the seed (1 here).
         let turn = |seq, stripe| Turn {
             seq,
             stripe,
             rank: stripe,
         };
         assert_eq!(
-            first(&rule(Policy::LeastLoaded), &snap, turn(0, 0)),
+            first(&rule(Policy::LeastLoaded), &snap, turn(7, 0)),
             Some(0)
         );
-        assert_eq!(first(&rule(Policy::LeastLoaded), &snap, turn(1, 0)), None);
+        assert_eq!(first(&rule(Policy::LeastLoaded), &snap, turn(0, 0)), None);
         assert_eq!(
-            first(&rule(Policy::LeastLoaded), &snap, turn(7, 1)),
+            first(&rule(Policy::LeastLoaded), &snap, turn(6, 1)),
             Some(0)
         );
     }

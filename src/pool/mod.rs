@@ -664,7 +664,8 @@ impl<W: Worker> PoolBuilder<W> {
         self
     }
 
-    /// Seeds [`Policy::PowerOfTwo`].
+    /// Seeds [`Policy::PowerOfTwo`]'s samples and [`Policy::LeastLoaded`]'s starting place
+    /// (see [`BalancerBuilder::seed`](crate::BalancerBuilder::seed)).
     pub fn seed(mut self, seed: u64) -> Self {
         self.balancer = self.balancer.seed(seed);
         self
