@@ -5,7 +5,7 @@ use std::{
     future::Future,
     pin::Pin,
     sync::{
-        atomic::{AtomicUsize, Ordering::Relaxed},
+        atomic::{AtomicU64, Ordering::Relaxed},
         Arc,
     },
     time::Duration,
@@ -13,7 +13,7 @@ use std::{
 
 use croupier::{
     balance::{Balance, BalanceError, Load},
-    Balancer, Ejection, Member, Outcome as Report, Policy, Pool, PoolCallError,
+    Balancer, Ejection, FailurePenalty, Member, Outcome as Report, Policy, Pool, PoolCallError,
 };
 use parking_lot::Mutex;
 use rand::{Rng, RngCore, SeedableRng};
@@ -437,13 +437,27 @@ pub fn setup(
             let every = p.report_every_ns;
             let reported = views.clone();
             tasks.push(tokio::spawn(async move {
+                // Each server's completions at the last report, for its jobs per second.
+                let mut before: Vec<(Arc<Server>, u64)> = Vec::new();
                 loop {
                     clock::sleep_ns(every).await;
                     for view in &reported {
                         for m in view.lock().iter() {
-                            m.reported.store(m.server.load(), Relaxed);
-                            m.sent_since.store(0, Relaxed);
+                            let done = m.server.completed();
+                            let last =
+                                match before.iter_mut().find(|(s, _)| Arc::ptr_eq(s, &m.server)) {
+                                    Some((_, last)) => last,
+                                    None => {
+                                        before.push((Arc::clone(&m.server), 0));
+                                        &mut before.last_mut().expect("just pushed").1
+                                    }
+                                };
+                            let rps = (done - *last) as f64 * 1e9 / every as f64;
+                            m.apply(m.server.load(), rps);
                         }
+                    }
+                    for (s, last) in &mut before {
+                        *last = s.completed();
                     }
                 }
             }));
@@ -655,17 +669,36 @@ impl Dispatch for BalanceD {
 #[derive(Clone)]
 struct RemoteMember {
     server: Arc<Server>,
-    reported: Arc<AtomicUsize>,
-    sent_since: Arc<AtomicUsize>,
+    /// This caller's requests to it not answered yet.
+    calls: Arc<AtomicU64>,
+    /// The last report's queue less this caller's calls then, in thousandths.
+    others: Arc<AtomicU64>,
+    /// Jobs per second the last report said it completed, in thousandths.
+    drain_rate: Arc<AtomicU64>,
+    /// When the last report came (virtual ns).
+    reported_at: Arc<AtomicU64>,
+    penalty: Arc<FailurePenalty>,
 }
 
 impl RemoteMember {
     fn new(server: Arc<Server>) -> Self {
         Self {
             server,
-            reported: Arc::new(AtomicUsize::new(0)),
-            sent_since: Arc::new(AtomicUsize::new(0)),
+            calls: Arc::default(),
+            others: Arc::default(),
+            drain_rate: Arc::default(),
+            reported_at: Arc::default(),
+            penalty: Arc::new(FailurePenalty::new()),
         }
+    }
+
+    /// A report of `queue` jobs, `rps` completed a second (as `Link::apply`; one worker).
+    fn apply(&self, queue: usize, rps: f64) {
+        let reported = queue as u64 * 1000;
+        let mine = self.calls.load(Relaxed) * 1000;
+        self.others.store(reported.saturating_sub(mine), Relaxed);
+        self.drain_rate.store((rps * 1000.0) as u64, Relaxed);
+        self.reported_at.store(clock::now(), Relaxed);
     }
 }
 
@@ -675,13 +708,25 @@ impl PartialEq for RemoteMember {
     }
 }
 
+/// `RemoteNode::load`: this caller's calls in flight plus their failure penalty, plus what
+/// others queued as of the last report drained since at the reported rate; thousandths.
 impl Member for RemoteMember {
     fn is_alive(&self) -> bool {
         true
     }
 
     fn load(&self) -> usize {
-        self.reported.load(Relaxed) + self.sent_since.load(Relaxed)
+        let own = (self.calls.load(Relaxed) + self.penalty.value() as u64) * 1000;
+        let others = self.others.load(Relaxed);
+        let left = if others == 0 {
+            0
+        } else {
+            let age = clock::now().saturating_sub(self.reported_at.load(Relaxed));
+            let drained =
+                u128::from(self.drain_rate.load(Relaxed)) * u128::from(age) / 1_000_000_000;
+            others.saturating_sub(u64::try_from(drained).unwrap_or(u64::MAX))
+        };
+        usize::try_from(own + left).unwrap_or(usize::MAX)
     }
 }
 
@@ -698,10 +743,15 @@ impl Dispatch for RemoteD {
             Ok(p) => (p.ticket(), p.cloned()),
             Err(_) => return Box::pin(async { Outcome::Refused }),
         };
-        member.sent_since.fetch_add(1, Relaxed);
+        member.calls.fetch_add(1, Relaxed);
         let answer = member.server.submit(job);
         Box::pin(async move {
             let answer = answer.await;
+            member.calls.fetch_sub(1, Relaxed);
+            match &answer {
+                Ok(_) => member.penalty.succeeded(),
+                Err(Failed) => member.penalty.failed(),
+            }
             b.report(
                 ticket,
                 if answer.is_ok() {

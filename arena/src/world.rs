@@ -6,7 +6,7 @@ use std::{
     future::Future,
     pin::Pin,
     sync::{
-        atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::Relaxed},
+        atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed},
         Arc,
     },
     task::{Context, Poll},
@@ -116,6 +116,8 @@ pub struct Server {
     tx: mpsc::UnboundedSender<(Job, Reply)>,
     /// Jobs queued or in service.
     load: AtomicUsize,
+    /// Jobs answered so far (failed or not).
+    completed: AtomicU64,
     /// When it came up (virtual nanoseconds).
     born: u64,
     ledger: Arc<Ledger>,
@@ -129,6 +131,7 @@ impl Server {
             spec,
             tx,
             load: AtomicUsize::new(0),
+            completed: AtomicU64::new(0),
             born: clock::now(),
             ledger,
         });
@@ -139,6 +142,11 @@ impl Server {
     /// Jobs queued or in service.
     pub fn load(&self) -> usize {
         self.load.load(Relaxed)
+    }
+
+    /// Jobs answered so far (failed or not).
+    pub fn completed(&self) -> u64 {
+        self.completed.load(Relaxed)
     }
 
     /// Whether it refuses connections (dead): a tower service over it fails `poll_ready`.
@@ -166,6 +174,7 @@ async fn serve(server: std::sync::Weak<Server>, mut rx: mpsc::UnboundedReceiver<
         let Some(s) = server.upgrade() else { return };
         let answer = run_job(&s.spec, job, s.born).await;
         s.load.fetch_sub(1, Relaxed);
+        s.completed.fetch_add(1, Relaxed);
         let _ = reply.send(answer);
     }
 }

@@ -15,7 +15,7 @@
 //! | `pool:start(Name)` / `pool:start(Name, Args)` | [`Node::builder(name).mode(Mode::Master)`](crate::remote::Node) (feature `remote`) | workers are `Mode::Worker` nodes |
 //! | `pool:attach(Node)` | [`node.attach(addr)`](crate::remote::Node::attach) / `connect(addr)` | |
 //! | `pool:get_nodes()` | [`node.get_nodes()`](crate::remote::Node::get_nodes) | |
-//! | `pool:get_node()` | [`node.get_node()`](crate::remote::Node::get_node) | lowest expected load: last report + calls sent since |
+//! | `pool:get_node()` | [`node.get_node()`](crate::remote::Node::get_node) | lowest load as this master sees it: its calls in flight (+ failure penalty); the node's report is in `NodeInfo::reported`, not steered by (stale reports herd masters) |
 //! | `pool:pspawn(M, F, A)` | [`node.call_least_loaded(handler, args)`](crate::remote::Node::call_least_loaded) | handlers are typed [`Handler`](crate::remote::Handler) keys, not funs |
 //! | `pool:stop()` | [`node.shutdown()`](crate::remote::Node::shutdown) | |
 //! | `Skitter.Remote.connect/1`, `connected?/1` | [`connect`](crate::remote::Node::connect), [`is_connected`](crate::remote::Node::is_connected) | typed [`ConnectError`](crate::remote::ConnectError)s: not a croupier node, incompatible, mode mismatch |

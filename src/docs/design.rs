@@ -17,7 +17,7 @@
 //!   │                     is a Source
 //! Pool<W>                 Supervisor + Balancer in one value: the everyday entry point
 //!   │
-//! remote (feature)        nodes that pick each other by reported load
+//! remote (feature)        nodes that pick each other by calls in flight; reports for liveness
 //! ```
 //!
 //! ## One pick path

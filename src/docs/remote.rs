@@ -9,7 +9,8 @@
 //!   cluster's authority, and refuses to listen beyond loopback without TLS. An optional
 //!   cookie travels in metadata and is compared in constant time.
 //! - **Load**: workers push xDS ORCA load reports (`OpenRcaService/StreamCoreMetrics`) with
-//!   their run queue; masters read them (load = last report + calls sent since), and so can
+//!   their run queue; masters read them (for liveness, draining and `NodeInfo::reported`, while
+//!   they select by their own calls in flight: stale reports would herd them), and so can
 //!   Envoy or any gRPC client. A node silent for three report intervals leaves selection.
 //! - **Health**: `grpc.health.v1` answers `SERVING`, and `NOT_SERVING` while the node drains
 //!   ([`Node::apply_within`](crate::remote::Node::apply_within)) or shuts down.

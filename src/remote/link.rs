@@ -46,9 +46,19 @@ use crate::member::Member;
 ///
 /// It is alive while connected, not draining, and its ORCA load reports keep coming (a node
 /// silent for three of the report intervals it announced is taken out of selection and
-/// reconnected, as gRFC A58 expires stale weights). Its [`load`](Member::load) is the last
-/// reported run queue plus the calls sent to it since, in thousandths of a job per pool
-/// worker. Two `RemoteNode`s are equal when they name the same node.
+/// reconnected, as gRFC A58 expires stale weights).
+///
+/// Its [`load`](Member::load), in thousandths of a job per pool worker, is this master's own
+/// calls in flight to the node, plus the [penalty](crate::FailurePenalty) of their recent
+/// failures, plus what the node's last report says *others* queued there (its run queue
+/// less this master's calls then) **drained since at the rate the node reported completing
+/// jobs**. A report is up to an interval old, and every master reads the same one: taken as
+/// it stands, it sends every master to the node that looked idle then (the arena's S9: 16
+/// masters with least loaded over "last report + calls sent since" had 83× the ideal p99).
+/// Drained at the node's own pace, a report of short jobs fades within a few jobs' time,
+/// while one of long jobs (seconds) keeps steering for as long as they run. The report as
+/// it came is [`NodeInfo::reported`]. Two `RemoteNode`s are equal when they name the same
+/// node.
 #[derive(Clone)]
 pub struct RemoteNode {
     pub(crate) link: Arc<Link>,
@@ -67,8 +77,19 @@ pub(crate) struct Link {
     draining: AtomicBool,
     /// Last reported load, in thousandths per pool worker.
     reported: AtomicU64,
-    /// Calls sent since that report.
-    sent_since: AtomicU64,
+    /// This master's calls to it that have not ended yet (waiting for a permit included).
+    calls: AtomicU64,
+    /// The last report's run queue less this master's calls then, in thousandths per pool
+    /// worker: what others had queued there.
+    others: AtomicU64,
+    /// The jobs per second the last report said the node completed, in thousandths per
+    /// pool worker: how fast `others` drains.
+    drain_rate: AtomicU64,
+    /// When the last report came, in nanoseconds after `epoch` on tokio's clock.
+    reported_at: AtomicU64,
+    epoch: tokio::time::Instant,
+    /// The penalty of this master's recent failed calls to it.
+    penalty: crate::FailurePenalty,
     /// The connection calls go on; empty while down.
     current: ArcSwapOption<Current>,
     /// Bounds the calls in flight to this node.
@@ -97,15 +118,22 @@ impl Member for RemoteNode {
         self.link.up.load(Relaxed) && !self.link.draining.load(Relaxed)
     }
 
-    /// The last report plus the calls sent since; 0 while the node is down (it is never
-    /// dealt then, and a drain's idle wait must not wait for a node that cannot answer).
+    /// This master's calls in flight to the node, plus the penalty of their recent failures,
+    /// plus what others queued there as of the last report, drained since at the node's
+    /// reported pace, in thousandths per pool worker (see [`RemoteNode`]); 0 while the node
+    /// is down (it is never dealt then, and
+    /// a drain's idle wait must not wait for a node that cannot answer).
     fn load(&self) -> usize {
         let l = &self.link;
         if !l.up.load(Relaxed) {
             return 0;
         }
-        let sent = l.sent_since.load(Relaxed) * 1000 / u64::from(l.pool_size.max(1));
-        usize::try_from(l.reported.load(Relaxed) + sent).unwrap_or(usize::MAX)
+        let calls = l
+            .calls
+            .load(Relaxed)
+            .saturating_add(l.penalty.value() as u64);
+        let own = calls.saturating_mul(1000) / u64::from(l.pool_size.max(1));
+        usize::try_from(own.saturating_add(l.others_now())).unwrap_or(usize::MAX)
     }
 
     /// The node's name: a key stays with a node across reconnects and membership changes.
@@ -136,12 +164,37 @@ impl RemoteNode {
             tags: l.tags.clone(),
             pool_size: l.pool_size,
             load: self.load() as f64 / 1000.0,
+            reported: l.reported.load(Relaxed) as f64 / 1000.0,
             alive: self.is_alive(),
         }
     }
 
-    /// Calls `handler` with encoded `args`, waiting at most `timeout` in all.
+    /// Calls `handler` with encoded `args`, waiting at most `timeout` in all. The call counts
+    /// in the node's load until it ends (or is dropped); a failure the node is to blame for
+    /// (down, late, its handler failed or its pool refused) adds to its penalty, any other
+    /// answer clears it.
     pub(crate) async fn call_raw(
+        &self,
+        handler: &str,
+        args: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, RemoteError> {
+        let link = &self.link;
+        let _in_flight = InFlight::new(&link.calls);
+        let answer = self.call_on(handler, args, timeout).await;
+        match &answer {
+            Err(
+                RemoteError::NodeDown(_)
+                | RemoteError::Timeout
+                | RemoteError::Remote(_)
+                | RemoteError::Busy(_),
+            ) => link.penalty.failed(),
+            _ => link.penalty.succeeded(),
+        }
+        answer
+    }
+
+    async fn call_on(
         &self,
         handler: &str,
         args: Vec<u8>,
@@ -182,7 +235,6 @@ impl RemoteNode {
             u64::try_from(left.as_millis()).unwrap_or(u64::MAX).into(),
         );
         auth::present(link.cookie.as_ref(), &mut req);
-        link.sent_since.fetch_add(1, Relaxed);
         tokio::select! {
             () = current.closed.cancelled() => Err(down()),
             r = tokio::time::timeout_at(deadline + margin * 2, client.invoke(req)) => match r {
@@ -224,6 +276,22 @@ impl RemoteNode {
             }
         });
         Ok(())
+    }
+}
+
+/// Counts a call in its node's load while it lives.
+struct InFlight<'a>(&'a AtomicU64);
+
+impl<'a> InFlight<'a> {
+    fn new(calls: &'a AtomicU64) -> Self {
+        calls.fetch_add(1, Relaxed);
+        Self(calls)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
     }
 }
 
@@ -408,7 +476,12 @@ impl Link {
             draining: AtomicBool::new(false),
             reported: AtomicU64::new(0),
             heartbeat_ms: AtomicU64::new(hello.heartbeat_ms),
-            sent_since: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
+            others: AtomicU64::new(0),
+            drain_rate: AtomicU64::new(0),
+            reported_at: AtomicU64::new(0),
+            epoch: tokio::time::Instant::now(),
+            penalty: crate::FailurePenalty::new(),
             current: ArcSwapOption::empty(),
             in_flight: Semaphore::new(cfg.max_in_flight),
             gone: CancellationToken::new(),
@@ -416,6 +489,28 @@ impl Link {
             cookie: local.cookie.clone(),
             max_message: cfg.max_message,
         })
+    }
+
+    /// Nanoseconds since the link was made, on tokio's clock.
+    fn now(&self) -> u64 {
+        u64::try_from(
+            tokio::time::Instant::now()
+                .saturating_duration_since(self.epoch)
+                .as_nanos(),
+        )
+        .unwrap_or(u64::MAX)
+    }
+
+    /// What others queued on the node as of the last report, less what the node has
+    /// completed since at its reported rate; reads the clock only while something is left.
+    fn others_now(&self) -> u64 {
+        let others = self.others.load(Relaxed);
+        if others == 0 {
+            return 0;
+        }
+        let age = self.now().saturating_sub(self.reported_at.load(Relaxed));
+        let drained = u128::from(self.drain_rate.load(Relaxed)) * u128::from(age) / 1_000_000_000;
+        others.saturating_sub(u64::try_from(drained).unwrap_or(u64::MAX))
     }
 
     pub(crate) fn addr(&self) -> SocketAddr {
@@ -439,11 +534,15 @@ impl Link {
         let get = |k: &str| r.named_metrics.get(k).copied().unwrap_or(0.0);
         let run_queue = get(metric::RUN_QUEUE).max(0.0);
         let pool = get(metric::POOL_SIZE).max(1.0);
-        // Thousandths of a job per worker; f64 to u64 saturates.
-        self.reported
-            .store((run_queue * 1000.0 / pool) as u64, Relaxed);
+        // Thousandths of a job per worker; f64 to u64 saturates (and NaN is 0).
+        let reported = (run_queue * 1000.0 / pool) as u64;
+        self.reported.store(reported, Relaxed);
+        let mine = self.calls.load(Relaxed).saturating_mul(1000) / u64::from(self.pool_size.max(1));
+        self.others.store(reported.saturating_sub(mine), Relaxed);
+        let rate = r.rps_fractional.max(0.0) * 1000.0 / pool;
+        self.drain_rate.store(rate as u64, Relaxed);
+        self.reported_at.store(self.now(), Relaxed);
         self.draining.store(get(metric::DRAINING) > 0.0, Relaxed);
-        self.sent_since.store(0, Relaxed);
     }
 
     /// Marks the node up on a new connection whose first report is `first`: calls can be
@@ -536,4 +635,115 @@ impl Link {
 /// and 10 minutes.
 pub(crate) fn silence_limit(heartbeat_ms: u64) -> Duration {
     Duration::from_millis(heartbeat_ms.clamp(1, 600_000)) * 3
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::{Balancer, Policy};
+
+    /// A report of `run_queue` jobs on one worker, `rps` completed a second.
+    fn report(run_queue: f64, rps: f64) -> OrcaLoadReport {
+        OrcaLoadReport {
+            rps_fractional: rps,
+            named_metrics: HashMap::from([
+                (metric::RUN_QUEUE.to_owned(), run_queue),
+                (metric::POOL_SIZE.to_owned(), 1.0),
+            ]),
+            ..OrcaLoadReport::default()
+        }
+    }
+
+    /// One master's view of `nodes` worker nodes of one worker each, connected (on channels
+    /// that never dial) and with a first report of nothing queued.
+    fn view(nodes: usize) -> Vec<RemoteNode> {
+        let (local, cfg) = (
+            Local {
+                name: "master".into(),
+                mode: Mode::Master,
+                tags: Vec::new(),
+                cookie: None,
+                tls: None,
+            },
+            NodeConfig::default(),
+        );
+        (0..nodes)
+            .map(|k| {
+                let hello = HelloReply {
+                    name: format!("node-{k}"),
+                    pool_size: 1,
+                    ..HelloReply::default()
+                };
+                let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+                let link = Link::new(addr, &hello, &[], Arc::default(), &local, &cfg);
+                let channel = Endpoint::from_static("http://127.0.0.1:1").connect_lazy();
+                link.attach(channel, &report(0.0, 0.0));
+                RemoteNode { link }
+            })
+            .collect()
+    }
+
+    /// How many of `masters` first picks land on each node.
+    fn first_picks(masters: &[Balancer<RemoteNode>]) -> HashMap<NodeId, usize> {
+        let mut counts = HashMap::new();
+        for b in masters {
+            *counts.entry(b.pick().unwrap().id().clone()).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// Sixteen masters over eight nodes, each with links (and so loads) of its own, as
+    /// processes of one cluster have: no node may get more than twice its share of their
+    /// picks, whether the nodes look alike (ties) or the last report, long out of date by the
+    /// nodes' own pace, says one was idle. A report of long jobs still steers.
+    #[tokio::test(start_paused = true)]
+    async fn stale_loads_do_not_herd() {
+        const MASTERS: usize = 16;
+        const NODES: usize = 8;
+        let views: Vec<Vec<RemoteNode>> = (0..MASTERS).map(|_| view(NODES)).collect();
+        let masters: Vec<Balancer<RemoteNode>> = views
+            .iter()
+            .enumerate()
+            .map(|(m, v)| {
+                Balancer::builder()
+                    .policy(Policy::LeastLoaded)
+                    .seed(m as u64)
+                    .source(v.clone())
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let most = 2 * MASTERS / NODES;
+
+        // Ties: every node reported nothing queued.
+        let picks = first_picks(&masters);
+        assert!(picks.values().all(|&n| n <= most), "ties herd: {picks:?}");
+
+        // Node k reported k jobs queued, completing 1 000 a second: 50 ms on, long done.
+        for v in &views {
+            for (k, node) in v.iter().enumerate() {
+                node.link.apply(&report(k as f64, 1000.0));
+            }
+        }
+        tokio::time::advance(Duration::from_millis(50)).await;
+        let picks = first_picks(&masters);
+        assert!(
+            picks.values().all(|&n| n <= most),
+            "a stale report herds: {picks:?}"
+        );
+
+        // Node 0 reports four jobs of which none completed over the interval (long jobs):
+        // every master keeps off it while that holds.
+        for v in &views {
+            for (k, node) in v.iter().enumerate() {
+                node.link
+                    .apply(&report(if k == 0 { 4.0 } else { 0.0 }, 0.0));
+            }
+        }
+        tokio::time::advance(Duration::from_millis(500)).await;
+        let picks = first_picks(&masters);
+        assert_eq!(picks.get(&NodeId::from("node-0")), None, "{picks:?}");
+    }
 }

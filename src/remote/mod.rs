@@ -6,8 +6,9 @@
 //! - a [`Node`] runs in each process, as a [`Mode::Master`] (selects and calls), a
 //!   [`Mode::Worker`] (serves its local [`Pool`](crate::Pool) to the cluster), or both;
 //! - a master sees each worker node as a [`RemoteNode`], a [`Member`](crate::Member) whose
-//!   load is the node's last reported run queue plus the calls sent since: node selection is a
-//!   `Balancer<RemoteNode>`, with the same policies as everywhere else;
+//!   load is this master's own calls in flight to it (plus the penalty of their recent
+//!   failures): node selection is a `Balancer<RemoteNode>`, with the same policies as
+//!   everywhere else;
 //! - workers report their load on xDS ORCA's standard stream
 //!   (`xds.service.orca.v3.OpenRcaService/StreamCoreMetrics`): when it changes, at most every
 //!   100 ms and at least every second. A node silent for three of its intervals is taken out

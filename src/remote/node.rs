@@ -106,9 +106,12 @@ pub struct NodeInfo {
     pub tags: Vec<String>,
     /// How many workers its pool runs.
     pub pool_size: u32,
-    /// Its expected load: jobs queued or running per pool worker, as last reported plus the
-    /// calls sent since.
+    /// Its load as this master weighs it when it selects a node: its own calls in flight to
+    /// the node, plus the penalty of their recent failures, per pool worker.
     pub load: f64,
+    /// Jobs queued or running per pool worker, as the node last reported (every report
+    /// interval at most); not used to select a node (see [`RemoteNode`]).
+    pub reported: f64,
     /// Whether it is connected and reporting.
     pub alive: bool,
 }
@@ -136,6 +139,24 @@ pub(crate) struct NodeConfig {
     pub(crate) keepalive: Duration,
     /// ...and the connection is dead if its answer takes longer than this.
     pub(crate) keepalive_timeout: Duration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            max_message: 4 << 20,
+            handshake_timeout: Duration::from_secs(5),
+            call_timeout: Duration::from_secs(30),
+            report_min: Duration::from_millis(100),
+            report_max: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(5),
+            max_connections: 1024,
+            max_streams: 256,
+            max_in_flight: 1024,
+            keepalive: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// The smallest `max_message` a node accepts: its hello and load reports must fit.
@@ -329,19 +350,7 @@ impl Node {
             policy: Policy::LeastLoaded,
             discovery: None,
             advertise: false,
-            cfg: NodeConfig {
-                max_message: 4 << 20,
-                handshake_timeout: Duration::from_secs(5),
-                call_timeout: Duration::from_secs(30),
-                report_min: Duration::from_millis(100),
-                report_max: Duration::from_secs(1),
-                shutdown_grace: Duration::from_secs(5),
-                max_connections: 1024,
-                max_streams: 256,
-                max_in_flight: 1024,
-                keepalive: Duration::from_secs(10),
-                keepalive_timeout: Duration::from_secs(5),
-            },
+            cfg: NodeConfig::default(),
         }
     }
 
@@ -458,8 +467,8 @@ impl Node {
         self.workers().into_iter().flat_map(|w| w.tags).collect()
     }
 
-    /// The worker node with the lowest expected load (OTP's `pool:get_node/0`), by this
-    /// master's policy; `None` when none is live.
+    /// The worker node with the lowest load as this master sees it (its calls in flight; see
+    /// [`RemoteNode`]), by this master's policy (OTP's `pool:get_node/0`); `None` when none is live.
     pub fn get_node(&self) -> Option<NodeId> {
         self.balancer().pick().ok().map(|n| n.id().clone())
     }
