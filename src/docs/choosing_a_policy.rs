@@ -3,9 +3,10 @@
 //! Defaults: a [`Pool`](crate::Pool) and a [`Balance`](crate::balance::Balance) pick
 //! [least loaded](crate::Policy::LeastLoaded) (they count their members' loads themselves:
 //! run queues; requests in flight weighted by a peak-EWMA of latency,
-//! [`Load::peak_ewma`](crate::balance::Load::peak_ewma)), a bare [`Balancer`](crate::Balancer) (and the remote
-//! layer's master) [round robin](crate::Policy::RoundRobin), as its members' loads may be
-//! reported late.
+//! [`Load::peak_ewma`](crate::balance::Load::peak_ewma)), and so does the remote layer's
+//! master (over its own calls in flight to each node); a bare
+//! [`Balancer`](crate::Balancer) picks [round robin](crate::Policy::RoundRobin), as its
+//! members' loads may be reported late.
 //!
 //! The arena (`arena/`, `BENCHMARKS.md`) measures each against the ideal (one shared queue)
 //! and tower's p2c, in virtual time: with uneven jobs, mixed speeds, a member 8× slower or a
@@ -14,9 +15,11 @@
 //! thousands of times the ideal). A worker or member that fails fast carries a penalty in its
 //! load ([`Worker::failed`](crate::Worker::failed), a `Balance` member's error responses), so
 //! least loaded and power of two stop sending it most of the traffic. Where loads are
-//! reported late (16 callers over 8 members, reports every 100 ms), least loaded herds onto
-//! the member that looked idle last (105× the ideal), power of two less (14×), round robin
-//! least (3.7×).
+//! reported late (16 callers over 8 members, reports every 100 ms), least loaded over the
+//! reports as they stand herds onto the member that looked idle last (83× the ideal), power
+//! of two less (12×), round robin least (3.7×); the remote layer therefore weighs each
+//! master's own calls in flight and drains a report at the node's reported pace (2.7×, and no
+//! member over 1.21× its share: least loaded stays its default).
 //!
 //! | if | choose | why |
 //! | --- | --- | --- |
