@@ -3,7 +3,9 @@
 //! It sits below the policies: a policy is a pure function of a snapshot and a turn, so the
 //! snapshot is all it needs to know.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed,
+};
 
 use crate::member::Member;
 
@@ -22,6 +24,9 @@ pub(crate) struct Entry<M> {
     flags: AtomicU8,
     /// Failures reported in a row (outlier ejection); written by reports, not by picks.
     pub(crate) failures: AtomicU32,
+    /// Successes (high half) and failures (low half) over the member's recent reports, for
+    /// success-rate ejection; written by reports only when it is on.
+    pub(crate) outcomes: AtomicU64,
     /// Found dead (by a pick, or by a push notice); set once so each death is counted once.
     dead: AtomicBool,
     /// [`Member::weight`] when the snapshot was built; 0: never handed out.
@@ -75,6 +80,7 @@ impl<M: Member> Snapshot<M> {
             .map(|member| Entry {
                 flags: AtomicU8::new(flags(&member)),
                 failures: AtomicU32::new(0),
+                outcomes: AtomicU64::new(0),
                 dead: AtomicBool::new(!member.is_alive()),
                 weight: member.weight(),
                 member,

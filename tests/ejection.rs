@@ -121,9 +121,17 @@ fn reports_do_nothing_without_ejection_or_for_a_replaced_snapshot() {
     }
     assert_eq!(b.stats().ejected, 0);
 
+    // A member without an affinity key is known only in the snapshot it was picked from.
+    #[derive(Clone, Debug, PartialEq)]
+    struct Keyless(u8);
+    impl croupier::Member for Keyless {
+        fn is_alive(&self) -> bool {
+            true
+        }
+    }
     let b = Balancer::builder()
         .outlier_ejection(Ejection::default().consecutive_failures(1))
-        .source(make(2))
+        .source(vec![Keyless(0), Keyless(1)])
         .build()
         .unwrap();
     let ticket = b.pick().unwrap().ticket();
@@ -133,6 +141,25 @@ fn reports_do_nothing_without_ejection_or_for_a_replaced_snapshot() {
     let ticket = b.pick().unwrap().ticket();
     b.report(ticket, Outcome::Failure);
     assert_eq!(b.stats().ejected, 1);
+
+    // One with a key is found by it in the new snapshot, wherever it moved.
+    let members = make(3);
+    let source = SharedSource::new(members.clone());
+    let b = Balancer::builder()
+        .outlier_ejection(Ejection::default().consecutive_failures(1))
+        .source(source.clone())
+        .build()
+        .unwrap();
+    let picked = b.pick().unwrap();
+    let (ticket, id) = (picked.ticket(), picked.id);
+    drop(picked);
+    let mut reversed = members.clone();
+    reversed.reverse();
+    source.set(reversed);
+    b.refresh();
+    b.report(ticket, Outcome::Failure);
+    assert_eq!(b.stats().ejected, 1, "found by its key");
+    assert!((0..6).all(|_| b.pick().unwrap().id != id));
 }
 
 /// A member the source stops returning is forgotten with its ejection: when it comes back it

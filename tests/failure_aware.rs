@@ -41,7 +41,7 @@ fn pool(policy: Policy) -> Pool<Flaky> {
         .unwrap()
 }
 
-fn picks(pool: &Pool<Flaky>, n: usize) -> Vec<usize> {
+fn picks<W: Worker>(pool: &Pool<W>, n: usize) -> Vec<usize> {
     (0..n).map(|_| pool.pick().unwrap().id().slot()).collect()
 }
 
@@ -193,5 +193,106 @@ async fn a_success_clears_the_penalty() {
     );
     pool.call(false).await.unwrap().unwrap();
     assert_eq!(pool.pick().unwrap().load(), 0, "its success cleared it");
+    pool.shutdown().await;
+}
+
+/// A worker whose every message panics is ejected by its slot: each crash counts against the
+/// slot, though it restarts the worker as a new incarnation (and refreshes the balancer), and
+/// the slot stays out through its restarts.
+#[tokio::test(start_paused = true)]
+async fn pool_ejects_a_worker_that_keeps_panicking() {
+    struct Crashy {
+        slot: usize,
+    }
+    impl Worker for Crashy {
+        type Msg = ();
+        type Reply = usize;
+        async fn handle(&mut self, (): ()) -> usize {
+            assert_ne!(
+                self.slot, 0,
+                "slot 0 crashes (a panic expected by the test)"
+            );
+            self.slot
+        }
+    }
+    let pool = Pool::builder(|id| Crashy { slot: id.slot() })
+        .size(2)
+        .policy(Policy::RoundRobin)
+        .intensity(u32::MAX, Duration::from_secs(1))
+        .outlier_ejection(Ejection::default().consecutive_failures(3).max_share(0.5))
+        .start()
+        .unwrap();
+    let mut crashes = 0;
+    for _ in 0..20 {
+        match pool.call(()).await {
+            Ok(slot) => assert_eq!(slot, 1),
+            Err(_) => crashes += 1,
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(crashes, 3, "three crashes in a row eject slot 0");
+    assert_eq!(pool.balancer().stats().ejected, 1);
+    until("slot 0's restart", || {
+        pool.stats().supervisor.workers[0].alive
+    })
+    .await;
+    assert!(picks(&pool, 20).iter().all(|&s| s == 1), "slot 0 stays out");
+    pool.shutdown().await;
+}
+
+/// A worker that fails every other request never fails five in a row, yet is ejected once
+/// its success rate over its recent requests falls below the minimum.
+#[tokio::test(start_paused = true)]
+async fn success_rate_ejection_ejects_a_mostly_failing_member() {
+    struct Alternating {
+        slot: usize,
+        calls: usize,
+    }
+    impl Worker for Alternating {
+        type Msg = ();
+        type Reply = Result<usize, usize>;
+        async fn handle(&mut self, (): ()) -> Result<usize, usize> {
+            self.calls += 1;
+            if self.slot == 0 && self.calls % 2 == 0 {
+                Err(0)
+            } else {
+                Ok(self.slot)
+            }
+        }
+        fn failed(reply: &Result<usize, usize>) -> bool {
+            reply.is_err()
+        }
+    }
+    let start = |ejection: Ejection| {
+        Pool::builder(|id| Alternating {
+            slot: id.slot(),
+            calls: 0,
+        })
+        .size(2)
+        .policy(Policy::RoundRobin)
+        .outlier_ejection(ejection.max_share(0.5))
+        .start()
+        .unwrap()
+    };
+    // Failures in a row alone never eject it: it fails half its requests.
+    let pool = start(Ejection::default());
+    let mut failed = 0;
+    for _ in 0..200 {
+        failed += usize::from(pool.call(()).await.unwrap().is_err());
+    }
+    assert_eq!(failed, 50);
+    assert_eq!(pool.balancer().stats().ejected, 0);
+    pool.shutdown().await;
+
+    // At least 80 % successes over 20 requests: ejected once it has had 20, and no more of
+    // its failures reach callers.
+    let pool = start(Ejection::default().success_rate(0.8, 20));
+    let mut failed = 0;
+    for _ in 0..200 {
+        failed += usize::from(pool.call(()).await.unwrap().is_err());
+    }
+    assert_eq!(pool.balancer().stats().ejected, 1);
+    assert!(failed <= 10, "{failed} failures reached callers");
+    assert!(picks(&pool, 20).iter().all(|&s| s == 1));
     pool.shutdown().await;
 }

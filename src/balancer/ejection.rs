@@ -11,7 +11,10 @@
 //! Ejections are timed by the balancer's clock (`Refresher::now`): the runtime's it was built
 //! on, so that a paused clock times them too, or the system's without one.
 
-use std::time::Duration;
+use std::{
+    sync::atomic::{AtomicU64, Ordering::Relaxed},
+    time::Duration,
+};
 
 use parking_lot::MutexGuard;
 use tokio::time::Instant;
@@ -30,7 +33,14 @@ use crate::{
 /// been ejected, at most [`max_time`](Ejection::max_time), give or take 10 % (so members
 /// ejected together do not all come back at once). No more than
 /// [`max_share`](Ejection::max_share) of the members are out at once (at least one may be).
-/// Defaults, as Envoy's: 5 failures, 30 s, 300 s, 10 %.
+/// Defaults, as Envoy's: 5 failures, 30 s, 300 s, 10 %. With
+/// [`success_rate`](Ejection::success_rate), a member whose recent requests mostly fail is
+/// ejected too, failures in a row or not.
+///
+/// A member is known across refreshes by its [`affinity_key`](crate::Member::affinity_key)
+/// when it has one (a pool's worker by its slot, a remote node by its name), else by
+/// `PartialEq`: so a pool worker that keeps crashing is ejected, though each crash restarts it
+/// as a new incarnation, and it stays out through its restarts.
 ///
 /// # Example
 ///
@@ -51,7 +61,20 @@ pub struct Ejection {
     base: Duration,
     max: Duration,
     share: f64,
+    rate: Option<SuccessRate>,
 }
+
+/// Success-rate ejection's settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct SuccessRate {
+    /// The least share of successes a member may have.
+    min: f64,
+    /// Over at least this many of its recent requests.
+    requests: u32,
+}
+
+/// The largest `min_requests`: the window's two counts (up to twice it) fit 32 bits each.
+const MAX_REQUESTS: u32 = 1 << 30;
 
 impl Default for Ejection {
     fn default() -> Self {
@@ -60,6 +83,7 @@ impl Default for Ejection {
             base: Duration::from_secs(30),
             max: Duration::from_secs(300),
             share: 0.1,
+            rate: None,
         }
     }
 }
@@ -101,6 +125,57 @@ impl Ejection {
         self
     }
 
+    /// Also ejects a member whose share of successes over its recent requests falls below
+    /// `min_rate`, once it has had at least `min_requests` of them (Envoy's
+    /// `failure_percentage`, with an absolute threshold: a member that fails half its
+    /// requests, alternating, never fails five in a row). Off by default.
+    ///
+    /// The window is counted in requests, not time, so that reports read no clock: each
+    /// member's successes and failures are counted until they reach `2 × min_requests`, then
+    /// both are halved, so the rate covers its last `min_requests` to `2 × min_requests`
+    /// requests, older ones weighing less. `min_rate` is clamped to `[0, 1]` (NaN is 0: off),
+    /// `min_requests` to `1..=2³⁰`. Each report writes a counter while this is on.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use croupier::{Balancer, Ejection, Member, Outcome};
+    ///
+    /// #[derive(Clone, Debug, PartialEq)]
+    /// struct Backend(u8);
+    /// impl Member for Backend {
+    ///     fn is_alive(&self) -> bool { true }
+    /// }
+    ///
+    /// let b = Balancer::builder()
+    ///     .outlier_ejection(Ejection::default().success_rate(0.8, 10).max_share(0.5))
+    ///     .source(vec![Backend(0), Backend(1)])
+    ///     .build()?;
+    /// // Backend(0) fails every other request: never five in a row, but half of them.
+    /// let mut zeros = 0;
+    /// for _ in 0..40 {
+    ///     let p = b.pick().unwrap();
+    ///     let fails = p.0 == 0 && { zeros += 1; zeros % 2 == 0 };
+    ///     p.report(if fails { Outcome::Failure } else { Outcome::Success });
+    /// }
+    /// assert_eq!(b.stats().ejected, 1);
+    /// assert!((0..4).all(|_| b.pick().unwrap().0 == 1));
+    /// # Ok::<(), croupier::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn success_rate(mut self, min_rate: f64, min_requests: u32) -> Self {
+        let min = if min_rate.is_nan() {
+            0.0
+        } else {
+            min_rate.clamp(0.0, 1.0)
+        };
+        self.rate = Some(SuccessRate {
+            min,
+            requests: min_requests.clamp(1, MAX_REQUESTS),
+        });
+        self
+    }
+
     /// The longest an ejection lasts, as set.
     #[must_use]
     pub fn max_time_value(&self) -> Duration {
@@ -132,15 +207,23 @@ pub enum Outcome {
 pub struct Ticket {
     generation: u64,
     index: usize,
+    /// The member's affinity key, when ejection is on and it has one: what finds it again in
+    /// a newer snapshot.
+    seat: Option<u64>,
 }
 
-impl<M> Picked<'_, M> {
+impl<M: Member> Picked<'_, M> {
     /// The ticket to [report](Balancer::report) this pick's outcome with, later.
     #[must_use]
     pub fn ticket(&self) -> Ticket {
         Ticket {
             generation: self.generation(),
             index: self.index(),
+            seat: if self.balancer().shared.ejection.is_some() {
+                self.affinity_key()
+            } else {
+                None
+            },
         }
     }
 }
@@ -162,6 +245,8 @@ pub(super) struct Ejections<M> {
     times: Vec<(M, u32)>,
     /// Ejections so far, for the jitter.
     total: u64,
+    /// Whether two members are the same one ([`same`]); set by the first ejection.
+    pub(super) same: Option<fn(&M, &M) -> bool>,
 }
 
 impl<M> Default for Ejections<M> {
@@ -170,17 +255,21 @@ impl<M> Default for Ejections<M> {
             out: Vec::new(),
             times: Vec::new(),
             total: 0,
+            same: None,
         }
     }
 }
 
 impl<M> Ejections<M> {
-    pub(super) fn is_ejected(&self, m: &M, eq: Option<fn(&M, &M) -> bool>) -> bool {
-        eq.is_some_and(|eq| self.out.iter().any(|(o, _)| eq(o, m)))
+    pub(super) fn is_ejected(&self, m: &M) -> bool {
+        self.same
+            .is_some_and(|same| self.out.iter().any(|(o, _)| same(o, m)))
     }
 
-    /// Keeps only the members `keep` says the source still returns.
-    pub(super) fn retain(&mut self, mut keep: impl FnMut(&M) -> bool) {
+    /// Keeps only the members the source still returns (those of `next`, by [`same`]).
+    pub(super) fn retain_in(&mut self, next: &Snapshot<M>) {
+        let Some(same) = self.same else { return };
+        let keep = |m: &M| next.entries.iter().any(|e| same(m, &e.member));
         self.out.retain(|(m, _)| keep(m));
         self.times.retain(|(m, _)| keep(m));
     }
@@ -202,8 +291,12 @@ impl<M: Member> Balancer<M> {
     /// does nothing). [`Pool::call`](crate::Pool::call) and
     /// [`Balance`](crate::balance::Balance) report on their own.
     ///
-    /// A report is counted against the snapshot it was picked from: one that a refresh has
-    /// replaced since is dropped (the failures in a row of the new snapshot start from 0).
+    /// A report is counted against the member it was picked as. After a refresh, it finds the
+    /// member in the new snapshot by its [`affinity_key`](Member::affinity_key) (so a pool
+    /// worker's crash counts against its slot, restarted or not); a member without one is
+    /// found only in the snapshot it was picked from, and the report is dropped once a
+    /// refresh has replaced that. Failures in a row and success rates carry over a refresh
+    /// for members that keep their place and key (or equality).
     ///
     /// # Example
     ///
@@ -242,26 +335,27 @@ impl<M: Member> Balancer<M> {
             return;
         };
         let snap = shared.snapshot.load();
-        let i = ticket.index;
-        if snap.generation != ticket.generation || i >= snap.len() {
+        let Some(i) = locate(&snap, ticket) else {
             return;
-        }
+        };
         let entry = &snap.entries[i];
         match outcome {
             Outcome::Success => {
                 // Read first: a healthy member's reports write nothing.
-                if entry.failures.load(std::sync::atomic::Ordering::Relaxed) != 0 {
-                    entry
-                        .failures
-                        .store(0, std::sync::atomic::Ordering::Relaxed);
+                if entry.failures.load(Relaxed) != 0 {
+                    entry.failures.store(0, Relaxed);
+                }
+                if let Some(rate) = config.rate {
+                    tally(&entry.outcomes, true, rate);
                 }
             }
             Outcome::Failure => {
-                let n = entry
-                    .failures
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                    + 1;
-                if n >= config.failures && !snap.has_flag(i, EJECTED) {
+                let _ = shared.same.set(same::<M>);
+                let n = entry.failures.fetch_add(1, Relaxed) + 1;
+                let by_rate = config
+                    .rate
+                    .is_some_and(|rate| tally(&entry.outcomes, false, rate));
+                if (n >= config.failures || by_rate) && !snap.has_flag(i, EJECTED) {
                     shared.eject(&snap, i, config);
                 }
             }
@@ -284,9 +378,9 @@ impl<M: Member> Shared<M> {
         M: PartialEq,
     {
         let mut writer = self.writer.lock();
-        writer.eq = Some(<M as PartialEq>::eq);
+        writer.ejection.same = Some(same::<M>);
         let member = &snap.entries[i].member;
-        if writer.ejection.is_ejected(member, writer.eq) {
+        if writer.ejection.is_ejected(member) {
             return;
         }
         let members = snap.len();
@@ -300,7 +394,7 @@ impl<M: Member> Shared<M> {
             return;
         }
         let e = &mut writer.ejection;
-        let times = match e.times.iter_mut().find(|(m, _)| m == member) {
+        let times = match e.times.iter_mut().find(|(m, _)| same(m, member)) {
             Some((_, t)) => {
                 *t = t.saturating_add(1);
                 *t
@@ -319,7 +413,7 @@ impl<M: Member> Shared<M> {
         // Flag it in the current snapshot (which may be newer than `snap`).
         let now = self.snapshot.load();
         for (k, entry) in now.entries.iter().enumerate() {
-            if entry.member == *member {
+            if same(&entry.member, member) {
                 now.set_flag(k, EJECTED, true);
             }
         }
@@ -350,7 +444,7 @@ impl<M: Member> Shared<M> {
         if !is_due(next, now) {
             return Some(next);
         }
-        let eq = writer.eq?;
+        let same = writer.ejection.same?;
         let snap = self.snapshot.load();
         let mut back = 0;
         writer.ejection.out.retain(|(m, until)| {
@@ -358,11 +452,10 @@ impl<M: Member> Shared<M> {
                 return true;
             }
             for (k, entry) in snap.entries.iter().enumerate() {
-                if eq(&entry.member, m) {
+                if same(&entry.member, m) {
                     snap.set_flag(k, EJECTED, false);
-                    entry
-                        .failures
-                        .store(0, std::sync::atomic::Ordering::Relaxed);
+                    entry.failures.store(0, Relaxed);
+                    entry.outcomes.store(0, Relaxed);
                 }
             }
             back += 1;
@@ -381,6 +474,48 @@ impl<M: Member> Shared<M> {
         self.publish();
         next
     }
+}
+
+/// Whether `a` and `b` are the same member for ejection: by
+/// [`affinity_key`](Member::affinity_key) when both have one, else by equality.
+fn same<M: Member + PartialEq>(a: &M, b: &M) -> bool {
+    match (a.affinity_key(), b.affinity_key()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// The entry of `snap` a ticket's report is about: its own index in the snapshot it was
+/// picked from; in a newer one, the entry with its affinity key (at the same index first).
+fn locate<M: Member>(snap: &Snapshot<M>, ticket: Ticket) -> Option<usize> {
+    let i = ticket.index;
+    if snap.generation == ticket.generation {
+        return (i < snap.len()).then_some(i);
+    }
+    let seat = Some(ticket.seat?);
+    if i < snap.len() && snap.entries[i].member.affinity_key() == seat {
+        return Some(i);
+    }
+    snap.entries
+        .iter()
+        .position(|e| e.member.affinity_key() == seat)
+}
+
+/// Counts one report in a member's recent outcomes (successes in the high half, failures in
+/// the low), halving both once they reach twice the window; true when the report is a
+/// failure that leaves the member's success share below the minimum over enough requests.
+fn tally(outcomes: &AtomicU64, success: bool, rate: SuccessRate) -> bool {
+    let add = if success { 1 << 32 } else { 1 };
+    let now = outcomes.fetch_add(add, Relaxed).wrapping_add(add);
+    let (successes, failures) = (now >> 32, now & u64::from(u32::MAX));
+    let total = successes + failures;
+    let window = u64::from(rate.requests);
+    if total >= 2 * window {
+        // A racing report makes this miss; the next one halves.
+        let halved = ((successes / 2) << 32) | (failures / 2);
+        let _ = outcomes.compare_exchange(now, halved, Relaxed, Relaxed);
+    }
+    !success && total >= window && (successes as f64) < rate.min * total as f64
 }
 
 /// Thirty years: as far as an ejection "for ever" (`Duration::MAX`) is put off, so that its

@@ -46,7 +46,7 @@ impl<M> Writer<M> {
         if self.is_disabled(m) {
             flags |= DISABLED;
         }
-        if self.ejection.is_ejected(m, self.eq) {
+        if self.ejection.is_ejected(m) {
             flags |= EJECTED;
         }
         flags
@@ -235,6 +235,9 @@ impl<M: Member> Shared<M> {
         let members = self.source.members();
         let generation = self.snapshot.load().generation + 1;
         let next = Snapshot::new(members, generation, |m| writer.flags(m));
+        if let Some(&same) = self.same.get() {
+            carry_reports(&self.snapshot.load(), &next, same);
+        }
         if self.affinity_used.load(Relaxed) {
             next.table();
         }
@@ -244,10 +247,8 @@ impl<M: Member> Shared<M> {
             writer
                 .disabled
                 .retain(|d| next.entries.iter().any(|e| eq(d, &e.member)));
-            writer
-                .ejection
-                .retain(|d| next.entries.iter().any(|e| eq(d, &e.member)));
         }
+        writer.ejection.retain_in(&next);
         let alive = next.original;
         self.snapshot.store(Arc::new(next));
         self.counters.refreshes.fetch_add(1, Relaxed);
@@ -281,5 +282,17 @@ impl<M: Member> Target for Shared<M> {
         }
         let writer = self.writer.try_lock().ok_or(Busy)?;
         Ok(self.readmit_locked(writer, now))
+    }
+}
+
+/// Carries what reports counted (failures in a row, recent outcomes) from `old` to `next`
+/// for the members that kept their place and are the same one by `same`: so a pool worker's
+/// crash, which refreshes the balancer, does not wipe its slot's count.
+fn carry_reports<M>(old: &Snapshot<M>, next: &Snapshot<M>, same: fn(&M, &M) -> bool) {
+    for (was, now) in old.entries.iter().zip(next.entries.iter()) {
+        if same(&was.member, &now.member) {
+            now.failures.store(was.failures.load(Relaxed), Relaxed);
+            now.outcomes.store(was.outcomes.load(Relaxed), Relaxed);
+        }
     }
 }

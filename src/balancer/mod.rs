@@ -130,6 +130,9 @@ struct Shared<M> {
     min_alive_ratio: f64,
     /// Outlier ejection's settings, if it is on.
     ejection: Option<Ejection>,
+    /// Whether two members are the same one for ejection (by affinity key, else equality):
+    /// set by the first failure reported, for the refreshes to carry counts over with.
+    same: std::sync::OnceLock<fn(&M, &M) -> bool>,
     source: Box<dyn Source<M>>,
     /// Serialises refreshes and disable/enable. Held on slow paths only.
     writer: Mutex<Writer<M>>,
@@ -171,6 +174,7 @@ impl<M: Member> Balancer<M> {
             ranks: pick::Ranks::new(),
             min_alive_ratio: config.min_alive_ratio,
             ejection: config.ejection,
+            same: std::sync::OnceLock::new(),
             source,
             writer: Mutex::new(Writer::new()),
             refreshing: SingleFlight::new(),

@@ -118,9 +118,10 @@ impl<W: Worker> Pool<W> {
     ///
     /// A retry never goes back to a worker found dead (it reads dead from then on). With
     /// [outlier ejection](PoolBuilder::outlier_ejection) on, each reply is reported a success
-    /// and each `WorkerDied` a failure (a crash restarts the worker and refreshes the
-    /// balancer, which starts the count again: crash loops are the supervisor's
-    /// [intensity](PoolBuilder::intensity) to stop).
+    /// (or a failure, as [`Worker::failed`] says) and each `WorkerDied` a failure, against the
+    /// worker's slot: a crash restarts the worker as a new incarnation, yet the count goes on,
+    /// so a worker that keeps crashing is ejected, and its slot stays out through its restarts
+    /// until its time is up.
     pub async fn call(&self, msg: W::Msg) -> Result<W::Reply, PoolCallError<W::Msg>> {
         // `svc.ready().await?.call(msg)` lands here on a `Pool`: use what `poll_ready`
         // reserved.
