@@ -105,7 +105,7 @@ pub use crate::{
     member::{Member, Source},
     penalty::FailurePenalty,
     policy::Policy,
-    pool::{Pool, PoolBuilder, PoolStats},
+    pool::{retry::RetryBudget, Pool, PoolBuilder, PoolStats},
     supervisor::{Backoff, Restart, Supervisor, SupervisorBuilder, SupervisorStats, WorkerStats},
     worker::{Mailbox, Worker, WorkerId, WorkerRef},
 };

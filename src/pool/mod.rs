@@ -1,10 +1,11 @@
 //! [`Pool`]: a supervisor and a balancer in one value, the everyday entry point.
 
 pub(crate) mod error;
+pub(crate) mod retry;
 #[cfg(feature = "tower")]
 mod service;
 
-use std::{fmt, future::Future};
+use std::{fmt, future::Future, sync::Arc, time::Duration};
 
 use futures_util::future::join_all;
 
@@ -62,6 +63,8 @@ use crate::{
 pub struct Pool<W: Worker> {
     supervisor: Supervisor<W>,
     balancer: Balancer<WorkerRef<W>>,
+    /// What retries and hedges spend; shared by every clone.
+    budget: Arc<retry::Budget>,
     /// As a tower `Service`: this handle's reserved worker or what it waits for.
     #[cfg(feature = "tower")]
     ready: service::Readiness<W>,
@@ -86,6 +89,7 @@ impl<W: Worker> Pool<W> {
         PoolBuilder {
             supervisor: Supervisor::builder(factory),
             balancer: Balancer::builder().policy(Policy::LeastLoaded),
+            budget: retry::RetryBudget::default(),
         }
     }
 
@@ -129,7 +133,7 @@ impl<W: Worker> Pool<W> {
         if let Some(reservation) = self.ready.take() {
             return self.call_reserved(reservation, msg).await;
         }
-        self.call_by(msg, Balancer::pick).await
+        self.call_by(msg, Balancer::pick, None).await
     }
 
     /// Like [`call`](Pool::call), but to the worker of `key` ([`Balancer::pick_for`]): the
@@ -170,15 +174,161 @@ impl<W: Worker> Pool<W> {
         key: &K,
         msg: W::Msg,
     ) -> Result<W::Reply, PoolCallError<W::Msg>> {
-        self.call_by(msg, |b| b.pick_for(key)).await
+        self.call_by(msg, |b| b.pick_for(key), None).await
+    }
+
+    /// Like [`call`](Pool::call), for a message that may be handled more than once: when the
+    /// worker fails it (it panics, or [`Worker::failed`] calls its reply a failure), a clone
+    /// goes to another worker ([`Balancer::pick_excluding`]), as long as the pool's
+    /// [retry budget](PoolBuilder::retry_budget) has a token for it; each worker is tried at
+    /// most once. The last answer is returned: a failed reply, or
+    /// [`PoolCallError::WorkerDied`], when no other worker or no token was left.
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Pool::call), for the last attempt.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`call`](Pool::call): an attempt already queued is handled even if the future is
+    /// dropped.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use croupier::{Pool, RetryBudget, Worker};
+    ///
+    /// /// Worker 0 fails every request; the others serve.
+    /// struct Replica(usize);
+    /// impl Worker for Replica {
+    ///     type Msg = u32;
+    ///     type Reply = Result<u32, String>;
+    ///     async fn handle(&mut self, n: u32) -> Result<u32, String> {
+    ///         if self.0 == 0 { Err("disk full".into()) } else { Ok(n) }
+    ///     }
+    ///     fn failed(reply: &Result<u32, String>) -> bool { reply.is_err() }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = Pool::builder(|id| Replica(id.slot()))
+    ///     .size(2)
+    ///     .retry_budget(RetryBudget::default())
+    ///     .start()?;
+    /// for n in 0..10 {
+    ///     assert_eq!(pool.call_idempotent(n).await?, Ok(n));
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn call_idempotent(&self, msg: W::Msg) -> Result<W::Reply, PoolCallError<W::Msg>>
+    where
+        W::Msg: Clone,
+    {
+        self.budget.deposit();
+        let mut tried: Vec<WorkerRef<W>> = Vec::new();
+        loop {
+            let seen = parking_lot::Mutex::new(None);
+            let answer = self
+                .call_by(msg.clone(), |b| b.pick_excluding(&tried), Some(&seen))
+                .await;
+            let Some(worker) = seen.into_inner() else {
+                return answer;
+            };
+            if !is_failure::<W>(&answer) || !self.budget.withdraw() {
+                return answer;
+            }
+            tried.push(worker);
+            if tried.len() >= self.supervisor.size() {
+                return answer;
+            }
+        }
+    }
+
+    /// Like [`call`](Pool::call), with a hedge: when no answer has come `after` the message
+    /// was queued, a clone goes to another worker ([`Balancer::pick_excluding`]) if the
+    /// pool's [retry budget](PoolBuilder::retry_budget) has a token for it, and the first
+    /// answer that is not a failure wins (the other is still handled; its reply is
+    /// discarded). So one slow worker does not make a call slow. The message may be handled
+    /// twice.
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Pool::call); when both attempts fail, the second's error.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`call`](Pool::call), for each attempt.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use croupier::{Policy, Pool, Worker};
+    ///
+    /// /// Worker 0 takes a second a request; worker 1 answers at once.
+    /// struct Replica(usize);
+    /// impl Worker for Replica {
+    ///     type Msg = ();
+    ///     type Reply = usize;
+    ///     async fn handle(&mut self, (): ()) -> usize {
+    ///         if self.0 == 0 {
+    ///             tokio::time::sleep(Duration::from_secs(1)).await;
+    ///         }
+    ///         self.0
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = Pool::builder(|id| Replica(id.slot()))
+    ///     .size(2)
+    ///     .policy(Policy::RoundRobin)
+    ///     .start()?;
+    /// let start = tokio::time::Instant::now();
+    /// // Round robin deals worker 0 first: after 10 ms, worker 1 gets a copy and answers.
+    /// assert_eq!(pool.call_hedged((), Duration::from_millis(10)).await?, 1);
+    /// assert!(start.elapsed() < Duration::from_secs(1));
+    /// # Ok(()) }
+    /// ```
+    pub async fn call_hedged(
+        &self,
+        msg: W::Msg,
+        after: Duration,
+    ) -> Result<W::Reply, PoolCallError<W::Msg>>
+    where
+        W::Msg: Clone,
+    {
+        self.budget.deposit();
+        let seen = parking_lot::Mutex::new(None);
+        let first = self.call_by(msg.clone(), Balancer::pick, Some(&seen));
+        tokio::pin!(first);
+        tokio::select! {
+            biased;
+            answer = &mut first => return answer,
+            () = tokio::time::sleep(after) => {}
+        }
+        let tried: Vec<WorkerRef<W>> = seen.lock().iter().cloned().collect();
+        if !self.budget.withdraw() {
+            return first.await;
+        }
+        let second = self.call_by(msg, |b| b.pick_excluding(&tried), None);
+        tokio::pin!(second);
+        tokio::select! {
+            answer = &mut first => {
+                if is_failure::<W>(&answer) { second.await } else { answer }
+            }
+            answer = &mut second => {
+                if is_failure::<W>(&answer) { first.await } else { answer }
+            }
+        }
     }
 
     /// Calls the worker `pick` chooses, again while the chosen one turns out dead, and
-    /// reports each outcome.
+    /// reports each outcome; the worker that took the message is left in `seen`.
     async fn call_by<'a>(
         &'a self,
         mut msg: W::Msg,
         pick: impl Fn(&'a Balancer<WorkerRef<W>>) -> Result<Picked<'a, WorkerRef<W>>, PickError>,
+        seen: Option<&parking_lot::Mutex<Option<WorkerRef<W>>>>,
     ) -> Result<W::Reply, PoolCallError<W::Msg>> {
         let admit = &|| self.balancer.admits();
         for _ in 0..self.attempts() {
@@ -188,7 +338,12 @@ impl<W: Worker> Pool<W> {
             // The pick guard must not live across an await: settle what to wait for first.
             let (ticket, waiting) = match pick(&self.balancer) {
                 Err(e) => return Err(PoolCallError::refused(e, msg)),
-                Ok(worker) => (worker.ticket(), Delivery::queue(&worker, msg, admit)),
+                Ok(worker) => {
+                    if let Some(seen) = seen {
+                        *seen.lock() = Some(worker.cloned());
+                    }
+                    (worker.ticket(), Delivery::queue(&worker, msg, admit))
+                }
             };
             let answer = match waiting.answer().await {
                 // A drain began between the pick and the queueing: the message was never
@@ -204,15 +359,7 @@ impl<W: Worker> Pool<W> {
             };
             let outcome = match &answer {
                 Err(CallError::WorkerDied) => Outcome::Failure,
-                // The worker's own rule; a panic in it counts as a failure, not the caller's.
-                Ok(reply)
-                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        W::failed(reply)
-                    }))
-                    .unwrap_or(true) =>
-                {
-                    Outcome::Failure
-                }
+                Ok(reply) if judged_failed::<W>(reply) => Outcome::Failure,
                 _ => Outcome::Success,
             };
             self.balancer.report(ticket, outcome);
@@ -604,11 +751,27 @@ fn open() -> bool {
     true
 }
 
+/// The worker's own rule ([`Worker::failed`]); a panic in it counts as a failure, not the
+/// caller's.
+fn judged_failed<W: Worker>(reply: &W::Reply) -> bool {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| W::failed(reply))).unwrap_or(true)
+}
+
+/// Whether a call's answer is the worker's failure: it died handling it, or its reply is one.
+fn is_failure<W: Worker>(answer: &Result<W::Reply, PoolCallError<W::Msg>>) -> bool {
+    match answer {
+        Err(PoolCallError::WorkerDied) => true,
+        Ok(reply) => judged_failed::<W>(reply),
+        Err(_) => false,
+    }
+}
+
 impl<W: Worker> Clone for Pool<W> {
     fn clone(&self) -> Self {
         Self {
             supervisor: self.supervisor.clone(),
             balancer: self.balancer.clone(),
+            budget: Arc::clone(&self.budget),
             #[cfg(feature = "tower")]
             ready: service::Readiness::default(),
         }
@@ -634,6 +797,7 @@ impl<W: Worker> fmt::Debug for Pool<W> {
 pub struct PoolBuilder<W: Worker> {
     supervisor: SupervisorBuilder<W>,
     balancer: BalancerBuilder<WorkerRef<W>>,
+    budget: retry::RetryBudget,
 }
 
 impl<W: Worker> PoolBuilder<W> {
@@ -705,6 +869,14 @@ impl<W: Worker> PoolBuilder<W> {
         self
     }
 
+    /// How many retries and hedges [`call_idempotent`](Pool::call_idempotent) and
+    /// [`call_hedged`](Pool::call_hedged) may make: [`RetryBudget`](crate::RetryBudget)'s
+    /// default (20 % of the calls plus 10 a second) unless set.
+    pub fn retry_budget(mut self, budget: crate::RetryBudget) -> Self {
+        self.budget = budget;
+        self
+    }
+
     /// Outlier ejection of workers whose calls fail: see
     /// [`BalancerBuilder::outlier_ejection`](crate::BalancerBuilder::outlier_ejection) and
     /// [`Pool::call`].
@@ -753,6 +925,7 @@ impl<W: Worker> PoolBuilder<W> {
         Ok(Pool {
             supervisor,
             balancer,
+            budget: Arc::new(retry::Budget::new(self.budget)),
             #[cfg(feature = "tower")]
             ready: service::Readiness::default(),
         })

@@ -184,7 +184,9 @@ impl<W: Worker> Pool<W> {
             // A drain began after the reservation: refused like any call during a drain.
             Err(TryCall::Barred(m)) => Err(PoolCallError::Draining(m)),
             // It died since it was reserved: pick another.
-            Err(TryCall::Refused(CallError::Dead(m))) => self.call_by(m, Balancer::pick).await,
+            Err(TryCall::Refused(CallError::Dead(m))) => {
+                self.call_by(m, Balancer::pick, None).await
+            }
             Err(TryCall::Refused(e)) => Err(PoolCallError::from(e)),
             Err(TryCall::Full(_)) => unreachable!("a call waits for room, never ends full"),
         }
