@@ -133,7 +133,7 @@ impl<W: Worker> Pool<W> {
         if let Some(reservation) = self.ready.take() {
             return self.call_reserved(reservation, msg).await;
         }
-        self.call_by(msg, Balancer::pick, None).await
+        self.call_by(msg, Balancer::pick, None, true).await
     }
 
     /// Like [`call`](Pool::call), but to the worker of `key` ([`Balancer::pick_for`]): the
@@ -174,7 +174,7 @@ impl<W: Worker> Pool<W> {
         key: &K,
         msg: W::Msg,
     ) -> Result<W::Reply, PoolCallError<W::Msg>> {
-        self.call_by(msg, |b| b.pick_for(key), None).await
+        self.call_by(msg, |b| b.pick_for(key), None, false).await
     }
 
     /// Like [`call`](Pool::call), for a message that may be handled more than once: when the
@@ -228,7 +228,7 @@ impl<W: Worker> Pool<W> {
         loop {
             let seen = parking_lot::Mutex::new(None);
             let answer = self
-                .call_by(msg.clone(), |b| b.pick_excluding(&tried), Some(&seen))
+                .call_by(msg.clone(), |b| b.pick_excluding(&tried), Some(&seen), true)
                 .await;
             let Some(worker) = seen.into_inner() else {
                 return answer;
@@ -299,7 +299,7 @@ impl<W: Worker> Pool<W> {
     {
         self.budget.deposit();
         let seen = parking_lot::Mutex::new(None);
-        let first = self.call_by(msg.clone(), Balancer::pick, Some(&seen));
+        let first = self.call_by(msg.clone(), Balancer::pick, Some(&seen), true);
         tokio::pin!(first);
         tokio::select! {
             biased;
@@ -310,7 +310,7 @@ impl<W: Worker> Pool<W> {
         if !self.budget.withdraw() {
             return first.await;
         }
-        let second = self.call_by(msg, |b| b.pick_excluding(&tried), None);
+        let second = self.call_by(msg, |b| b.pick_excluding(&tried), None, true);
         tokio::pin!(second);
         tokio::select! {
             answer = &mut first => {
@@ -329,6 +329,7 @@ impl<W: Worker> Pool<W> {
         mut msg: W::Msg,
         pick: impl Fn(&'a Balancer<WorkerRef<W>>) -> Result<Picked<'a, WorkerRef<W>>, PickError>,
         seen: Option<&parking_lot::Mutex<Option<WorkerRef<W>>>>,
+        movable: bool,
     ) -> Result<W::Reply, PoolCallError<W::Msg>> {
         let admit = &|| self.balancer.admits();
         for _ in 0..self.attempts() {
@@ -342,7 +343,10 @@ impl<W: Worker> Pool<W> {
                     if let Some(seen) = seen {
                         *seen.lock() = Some(worker.cloned());
                     }
-                    (worker.ticket(), Delivery::queue(&worker, msg, admit))
+                    (
+                        worker.ticket(),
+                        Delivery::queue(&worker, msg, admit, movable),
+                    )
                 }
             };
             let answer = match waiting.answer().await {
@@ -386,7 +390,7 @@ impl<W: Worker> Pool<W> {
                 Ok(worker) => worker,
                 Err(e) => return Err(PoolSendError::refused(e, msg)),
             };
-            match worker.try_send(msg, &|| self.balancer.admits()) {
+            match worker.try_send(msg, &|| self.balancer.admits(), true) {
                 Err(TrySend::Refused(SendError::Dead(m))) => msg = m,
                 // A drain began between the pick and the queueing: not queued.
                 Err(TrySend::Barred(m)) => return Err(PoolSendError::Draining(m)),
@@ -535,7 +539,7 @@ impl<W: Worker> Pool<W> {
             .into_iter()
             .map(|worker| {
                 let id = worker.id();
-                let waiting = Delivery::queue(&worker, f(id), &open);
+                let waiting = Delivery::queue(&worker, f(id), &open, false);
                 async move { (id, waiting.reply().await) }
             })
             .collect()
@@ -710,17 +714,18 @@ type EachReply<W> = (
 enum Delivery<'a, W: Worker> {
     Reply(PendingReply<W>),
     /// The bounded mailbox was full: wait for room, behind the same gate.
-    Room(WorkerRef<W>, W::Msg, Admit<'a>),
+    Room(WorkerRef<W>, W::Msg, Admit<'a>, bool),
     NotQueued(TryCall<W::Msg>),
 }
 
 impl<'a, W: Worker> Delivery<'a, W> {
     /// Queues a call to `worker` without waiting, behind `admit` (see
     /// [`Balancer::admits`]): a drain that began since the pick bars it.
-    fn queue(worker: &WorkerRef<W>, msg: W::Msg, admit: Admit<'a>) -> Self {
-        match worker.try_call(msg, admit) {
+    /// `movable`: the pool chose the worker, so the message may move to a free one.
+    fn queue(worker: &WorkerRef<W>, msg: W::Msg, admit: Admit<'a>, movable: bool) -> Self {
+        match worker.try_call(msg, admit, movable) {
             Ok(pending) => Self::Reply(pending),
-            Err(TryCall::Full(m)) => Self::Room(worker.clone(), m, admit),
+            Err(TryCall::Full(m)) => Self::Room(worker.clone(), m, admit, movable),
             Err(e) => Self::NotQueued(e),
         }
     }
@@ -729,7 +734,9 @@ impl<'a, W: Worker> Delivery<'a, W> {
     async fn answer(self) -> Result<W::Reply, TryCall<W::Msg>> {
         let pending = match self {
             Self::Reply(pending) => pending,
-            Self::Room(worker, m, admit) => worker.call_when_room(m, admit).await?,
+            Self::Room(worker, m, admit, movable) => {
+                worker.call_when_room(m, admit, movable).await?
+            }
             Self::NotQueued(e) => return Err(e),
         };
         pending.wait().await.map_err(TryCall::Refused)
@@ -866,6 +873,59 @@ impl<W: Worker> PoolBuilder<W> {
     /// [`BalancerBuilder::bounded_loads`](crate::BalancerBuilder::bounded_loads).
     pub fn bounded_loads(mut self, epsilon: f64) -> Self {
         self.balancer = self.balancer.bounded_loads(epsilon);
+        self
+    }
+
+    /// Hand-back of a slow worker's queue: once a worker has been on one message for `after`,
+    /// the messages queued behind it that came through the pool ([`call`](Pool::call),
+    /// [`send`](Pool::send), [`call_idempotent`](Pool::call_idempotent),
+    /// [`call_hedged`](Pool::call_hedged), the tower `Service`) move to free workers (serving,
+    /// with nothing queued or in hand), one each, and again whenever another worker frees up
+    /// while it is still on that message. So a call does not wait behind a slow one while a
+    /// worker sits idle: what one shared queue gives, without sharing one. A message
+    /// addressed to the worker ([`WorkerRef`], [`call_for`](Pool::call_for),
+    /// [`broadcast`](Pool::broadcast)) keeps its place, and so does every message behind it.
+    /// Moved messages are handled out of the order they were queued in; none is lost, and
+    /// nothing moves during a shutdown or a drain. Off by default.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use croupier::{Policy, Pool, Worker};
+    ///
+    /// /// Message `true` takes a second; the others, no time.
+    /// struct Job(usize);
+    /// impl Worker for Job {
+    ///     type Msg = bool;
+    ///     type Reply = usize;
+    ///     async fn handle(&mut self, slow: bool) -> usize {
+    ///         if slow {
+    ///             tokio::time::sleep(Duration::from_secs(1)).await;
+    ///         }
+    ///         self.0
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = Pool::builder(|id| Job(id.slot()))
+    ///     .size(2)
+    ///     .policy(Policy::RoundRobin)
+    ///     .hand_back_after(Duration::from_millis(5))
+    ///     .start()?;
+    /// let slow = tokio::spawn({ let pool = pool.clone(); async move { pool.call(true).await } });
+    /// tokio::task::yield_now().await; // worker 0 takes the slow one
+    /// pool.pick()?; // round robin's next turn is worker 1's: skip it
+    /// // Queued behind the slow message on worker 0, then handed to worker 1.
+    /// let start = tokio::time::Instant::now();
+    /// assert_eq!(pool.call(false).await?, 1);
+    /// assert_eq!(start.elapsed(), Duration::from_millis(5));
+    /// assert_eq!(slow.await??, 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn hand_back_after(mut self, after: Duration) -> Self {
+        self.supervisor.hand_back = Some(after);
         self
     }
 

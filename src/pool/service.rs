@@ -176,7 +176,7 @@ impl<W: Worker> Pool<W> {
         msg: W::Msg,
     ) -> Result<W::Reply, PoolCallError<W::Msg>> {
         let admit = &|| self.balancer.admits();
-        let delivery = Delivery::queue(reservation.worker(), msg, admit);
+        let delivery = Delivery::queue(reservation.worker(), msg, admit, true);
         // Queued (or not): the call's own count replaces the reservation's.
         drop(reservation);
         match delivery.answer().await {
@@ -185,7 +185,7 @@ impl<W: Worker> Pool<W> {
             Err(TryCall::Barred(m)) => Err(PoolCallError::Draining(m)),
             // It died since it was reserved: pick another.
             Err(TryCall::Refused(CallError::Dead(m))) => {
-                self.call_by(m, Balancer::pick, None).await
+                self.call_by(m, Balancer::pick, None, true).await
             }
             Err(TryCall::Refused(e)) => Err(PoolCallError::from(e)),
             Err(TryCall::Full(_)) => unreachable!("a call waits for room, never ends full"),

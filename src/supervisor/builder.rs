@@ -116,6 +116,8 @@ pub struct SupervisorBuilder<W: Worker> {
     backoff: Backoff,
     mailbox: Mailbox,
     pub(crate) name: Option<Cow<'static, str>>,
+    /// Set by `PoolBuilder::hand_back_after`.
+    pub(crate) hand_back: Option<Duration>,
 }
 
 impl<W: Worker> SupervisorBuilder<W> {
@@ -128,6 +130,7 @@ impl<W: Worker> SupervisorBuilder<W> {
             window: Duration::from_secs(1),
             backoff: Backoff::none(),
             mailbox: Mailbox::default(),
+            hand_back: None,
             name: None,
         }
     }
@@ -214,6 +217,7 @@ impl<W: Worker> SupervisorBuilder<W> {
             intensity: self.intensity,
             window: self.window,
             backoff: self.backoff,
+            hand_back: self.hand_back,
             runtime: tokio::runtime::Handle::current(),
             meter: SupervisorMeter::new(self.name),
         }));

@@ -158,7 +158,7 @@ impl Signal {
 /// `Supervisor` is seen.
 pub(crate) struct Core<W: Worker> {
     /// The current slots, in slot order. Read without a lock; replaced whole, under `layout`.
-    slots: ArcSwap<Vec<Arc<Slot<W>>>>,
+    pub(super) slots: ArcSwap<Vec<Arc<Slot<W>>>>,
     /// What changes the slots, one at a time: resizes, shutdown and hard stops. Slow path only.
     pub(super) layout: Mutex<Layout>,
     /// The kind of mailbox each slot gets, a new one too.
@@ -170,6 +170,9 @@ pub(crate) struct Core<W: Worker> {
     intensity: u32,
     window: Duration,
     backoff: Backoff,
+    /// Once a message has run this long, the messages queued behind it that came through
+    /// the pool move to free workers (`PoolBuilder::hand_back_after`).
+    pub(crate) hand_back: Option<Duration>,
     /// Graceful shutdown: stop taking messages, finish the queued ones.
     drain: Signal,
     /// Hard stop (give-up or drop): finish the message in hand at most, return the rest.
@@ -426,6 +429,7 @@ impl<W: Worker> Core<W> {
             intensity: config.intensity,
             window: config.window,
             backoff: config.backoff,
+            hand_back: config.hand_back,
             drain: Signal::default(),
             stop: Signal::default(),
             tracker: TaskTracker::new(),
@@ -652,6 +656,7 @@ pub(crate) struct CoreConfig<W: Worker> {
     pub(crate) intensity: u32,
     pub(crate) window: Duration,
     pub(crate) backoff: Backoff,
+    pub(crate) hand_back: Option<Duration>,
     /// Where the slots' tasks run, those a resize adds too.
     pub(crate) runtime: tokio::runtime::Handle,
     pub(crate) meter: SupervisorMeter,

@@ -211,7 +211,7 @@ async fn feed<W: Worker>(
         Ran::Done { clean: false, .. } | Ran::Panicked => return Exit::Panicked,
     }
     loop {
-        let Some(Envelope { msg, reply }) = next_message(core, slot, rx).await else {
+        let Some(Envelope { msg, reply, .. }) = next_message(core, slot, rx).await else {
             // A graceful shutdown reached the end of the queue, a hard stop came while the
             // worker was idle, or a shrink removed the slot (its queue has moved on).
             return stop_idle(core, slot, id, worker).await;
@@ -295,12 +295,65 @@ async fn handle<W: Worker>(
     if let Poll::Ready(ran) = poll_once(handling.as_mut()).await {
         return ran;
     }
-    tokio::select! {
-        biased;
-        ran = handling.as_mut() => ran,
-        () = slot.removed.cancelled() => {
-            let (ran, ()) = tokio::join!(handling, forward_queued(core, slot, rx));
-            ran
+    let Some(after) = core.hand_back else {
+        return tokio::select! {
+            biased;
+            ran = handling.as_mut() => ran,
+            () = slot.removed.cancelled() => {
+                let (ran, ()) = tokio::join!(handling, forward_queued(core, slot, rx));
+                ran
+            }
+        };
+    };
+    // Hand-back: once the message has run `after`, and again whenever some worker's load
+    // falls, the messages queued behind it that came through the pool move to free workers.
+    let late = tokio::time::sleep(after);
+    let mut late = pin!(late);
+    let mut capacity: Option<crate::worker::capacity::CapacityWait> = None;
+    loop {
+        tokio::select! {
+            biased;
+            ran = handling.as_mut() => return ran,
+            () = slot.removed.cancelled() => {
+                let (ran, ()) = tokio::join!(handling, forward_queued(core, slot, rx));
+                return ran;
+            }
+            () = late.as_mut(), if capacity.is_none() => {}
+            () = async { capacity.as_mut().expect("armed").notified.as_mut().await },
+                if capacity.is_some() => {}
+        }
+        // Listen before looking, so that a worker freed meanwhile still wakes this one.
+        capacity = Some(core.capacity.wait());
+        move_to_free(core, slot, rx).await;
+    }
+}
+
+/// Moves the messages at the head of this slot's queue that came through the pool to free
+/// workers (serving, nothing queued or in hand), one each, while there are both; stops at
+/// the first message addressed to this worker, which keeps its place.
+async fn move_to_free<W: Worker>(core: &Core<W>, slot: &Slot<W>, rx: &mut MailboxRx<W>) {
+    if core.stop.is_fired() || core.drain.is_fired() {
+        return;
+    }
+    loop {
+        let slots = core.slots.load();
+        let Some(free) = slots
+            .iter()
+            .find(|s| s.index != slot.index && s.state.serving().is_some() && s.load() == 0)
+        else {
+            return;
+        };
+        let Some(env) = rx.try_recv() else { return };
+        if !env.movable {
+            rx.put_front(env);
+            return;
+        }
+        match free.push(env).await {
+            Ok(()) => slot.unload(),
+            Err(env) => {
+                rx.put_front(env);
+                return;
+            }
         }
     }
 }
@@ -515,7 +568,7 @@ async fn return_queued<W: Worker>(
     let mut dropped = 0_u64;
     // After `close`, `recv` answers `None` only once no message is queued and no send is
     // still in progress: unlike `try_recv`, it never misses one that is about to land.
-    while let Some(Envelope { msg, reply }) = rx.recv().await {
+    while let Some(Envelope { msg, reply, .. }) = rx.recv().await {
         slot.unload();
         if hand_back(slot, msg, reply, why) {
             dropped += 1;
@@ -537,7 +590,7 @@ async fn forward_queued<W: Worker>(core: &Core<W>, slot: &Slot<W>, rx: &mut Mail
         slot.unload();
         match forward(core, env).await {
             Ok(()) => moved += 1,
-            Err((Envelope { msg, reply }, closed)) => {
+            Err((Envelope { msg, reply, .. }, closed)) => {
                 why = closed;
                 if hand_back(slot, msg, reply, closed) {
                     dropped += 1;

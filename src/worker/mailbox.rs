@@ -33,6 +33,10 @@ pub(crate) struct Envelope<W: crate::Worker> {
     /// Where the reply goes; `None` for `send`. Dropped unanswered if the worker panics while
     /// handling the message, which its caller reads as `WorkerDied`.
     pub(crate) reply: Option<oneshot::Sender<Outcome<W>>>,
+    /// Queued through the pool (`Pool::call`, `Pool::send`), which chose the worker: it may
+    /// move to a free worker while this one is slow (see `PoolBuilder::hand_back_after`).
+    /// Messages addressed to this worker (by handle, by key, broadcast) stay.
+    pub(crate) movable: bool,
 }
 
 /// What a caller of `call` gets through its reply channel.
@@ -67,7 +71,13 @@ impl<T> Refused<T> {
 }
 
 /// The receiving half of a mailbox, owned by the slot's task across incarnations.
-pub(crate) enum MailboxRx<W: crate::Worker> {
+pub(crate) struct MailboxRx<W: crate::Worker> {
+    rx: Rx<W>,
+    /// A message taken out and put back: the head of the queue, received first.
+    front: Option<Envelope<W>>,
+}
+
+enum Rx<W: crate::Worker> {
     Unbounded(mpsc::UnboundedReceiver<Envelope<W>>),
     Bounded(mpsc::Receiver<Envelope<W>>),
 }
@@ -77,11 +87,11 @@ pub(crate) fn mailbox<W: crate::Worker>(kind: Mailbox) -> (MailboxTx<W>, Mailbox
     match kind {
         Mailbox::Unbounded => {
             let (tx, rx) = mpsc::unbounded_channel();
-            (MailboxTx::Unbounded(tx), MailboxRx::Unbounded(rx))
+            (MailboxTx::Unbounded(tx), MailboxRx::new(Rx::Unbounded(rx)))
         }
         Mailbox::Bounded(n) => {
             let (tx, rx) = mpsc::channel(n.max(1));
-            (MailboxTx::Bounded(tx), MailboxRx::Bounded(rx))
+            (MailboxTx::Bounded(tx), MailboxRx::new(Rx::Bounded(rx)))
         }
     }
 }
@@ -108,18 +118,44 @@ impl<W: crate::Worker> MailboxTx<W> {
 }
 
 impl<W: crate::Worker> MailboxRx<W> {
+    fn new(rx: Rx<W>) -> Self {
+        Self { rx, front: None }
+    }
+
+    /// The next message (the one put back first), waiting for one; `None` once the mailbox
+    /// is closed and empty.
     pub(crate) async fn recv(&mut self) -> Option<Envelope<W>> {
-        match self {
-            Self::Unbounded(rx) => rx.recv().await,
-            Self::Bounded(rx) => rx.recv().await,
+        if let Some(env) = self.front.take() {
+            return Some(env);
         }
+        match &mut self.rx {
+            Rx::Unbounded(rx) => rx.recv().await,
+            Rx::Bounded(rx) => rx.recv().await,
+        }
+    }
+
+    /// The next message if one is queued now.
+    pub(crate) fn try_recv(&mut self) -> Option<Envelope<W>> {
+        if let Some(env) = self.front.take() {
+            return Some(env);
+        }
+        match &mut self.rx {
+            Rx::Unbounded(rx) => rx.try_recv().ok(),
+            Rx::Bounded(rx) => rx.try_recv().ok(),
+        }
+    }
+
+    /// Puts a message just taken back at the head of the queue (one at most).
+    pub(crate) fn put_front(&mut self, env: Envelope<W>) {
+        debug_assert!(self.front.is_none(), "one message put back at a time");
+        self.front = Some(env);
     }
 
     /// Refuses new messages; those already queued can still be received.
     pub(crate) fn close(&mut self) {
-        match self {
-            Self::Unbounded(rx) => rx.close(),
-            Self::Bounded(rx) => rx.close(),
+        match &mut self.rx {
+            Rx::Unbounded(rx) => rx.close(),
+            Rx::Bounded(rx) => rx.close(),
         }
     }
 }

@@ -73,7 +73,7 @@ impl<W: Worker> WorkerRef<W> {
     /// [`SendError::Full`] if its bounded mailbox is full, [`SendError::Shutdown`] once the
     /// supervisor has stopped.
     pub fn send(&self, msg: W::Msg) -> Result<(), SendError<W::Msg>> {
-        self.try_send(msg, &|| true).map_err(|e| match e {
+        self.try_send(msg, &|| true, false).map_err(|e| match e {
             TrySend::Refused(e) => e,
             TrySend::Barred(_) => unreachable!("an open gate bars nothing"),
         })
@@ -81,11 +81,21 @@ impl<W: Worker> WorkerRef<W> {
 
     /// [`send`](WorkerRef::send) behind `admit`, asked once the message is counted in the
     /// load and before it is queued (see [`Slot::try_push`]).
-    pub(crate) fn try_send(&self, msg: W::Msg, admit: Admit<'_>) -> Result<(), TrySend<W::Msg>> {
+    pub(crate) fn try_send(
+        &self,
+        msg: W::Msg,
+        admit: Admit<'_>,
+        movable: bool,
+    ) -> Result<(), TrySend<W::Msg>> {
         if let Some(why) = self.refusal() {
             return Err(TrySend::Refused(SendError::closed(msg, why)));
         }
-        match self.slot.try_push(Envelope { msg, reply: None }, admit) {
+        let env = Envelope {
+            msg,
+            reply: None,
+            movable,
+        };
+        match self.slot.try_push(env, admit) {
             Ok(()) => Ok(()),
             Err(Refused::Full(env)) => Err(TrySend::Refused(SendError::Full(env.msg))),
             Err(Refused::Closed(env)) => Err(TrySend::Refused(SendError::closed(
@@ -111,8 +121,8 @@ impl<W: Worker> WorkerRef<W> {
     /// discarded.
     pub async fn call(&self, msg: W::Msg) -> Result<W::Reply, CallError<W::Msg>> {
         let open = &|| true;
-        let queued = match self.try_call(msg, open) {
-            Err(TryCall::Full(msg)) => self.call_when_room(msg, open).await,
+        let queued = match self.try_call(msg, open, false) {
+            Err(TryCall::Full(msg)) => self.call_when_room(msg, open, false).await,
             other => other,
         };
         match queued {
@@ -131,6 +141,7 @@ impl<W: Worker> WorkerRef<W> {
         &self,
         msg: W::Msg,
         admit: Admit<'_>,
+        movable: bool,
     ) -> Result<PendingReply<W>, TryCall<W::Msg>> {
         if let Some(why) = self.refusal() {
             return Err(TryCall::Refused(CallError::closed(msg, why)));
@@ -139,6 +150,7 @@ impl<W: Worker> WorkerRef<W> {
         let env = Envelope {
             msg,
             reply: Some(tx),
+            movable,
         };
         match self.slot.try_push(env, admit) {
             Ok(()) => Ok(PendingReply(rx)),
@@ -153,11 +165,13 @@ impl<W: Worker> WorkerRef<W> {
         &self,
         msg: W::Msg,
         admit: Admit<'_>,
+        movable: bool,
     ) -> Result<PendingReply<W>, TryCall<W::Msg>> {
         let (tx, rx) = oneshot::channel();
         let env = Envelope {
             msg,
             reply: Some(tx),
+            movable,
         };
         match self.slot.push_admitted(env, admit).await {
             Ok(()) => Ok(PendingReply(rx)),

@@ -1,0 +1,108 @@
+//! Hand-back ([`PoolBuilder::hand_back_after`]): the messages queued behind a slow one move to
+//! free workers, but those addressed to the slow worker itself keep their place.
+
+use std::time::Duration;
+
+use croupier::{Policy, Pool, Worker};
+use tokio::{task::JoinHandle, time::Instant};
+
+/// `Slow` takes a second; `Fast` no time. Both answer with the handling worker's slot.
+#[derive(Clone, Copy)]
+enum Msg {
+    Slow,
+    Fast,
+}
+
+struct Job(usize);
+
+impl Worker for Job {
+    type Msg = Msg;
+    type Reply = usize;
+
+    async fn handle(&mut self, msg: Msg) -> usize {
+        if let Msg::Slow = msg {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        self.0
+    }
+}
+
+fn start(hand_back: Option<Duration>) -> Pool<Job> {
+    let builder = Pool::builder(|id| Job(id.slot()))
+        .size(2)
+        .policy(Policy::RoundRobin);
+    match hand_back {
+        Some(after) => builder.hand_back_after(after),
+        None => builder,
+    }
+    .start()
+    .unwrap()
+}
+
+/// Spawns a pool call of `msg`, and lets it queue; answers with when it was answered.
+async fn spawn_call(pool: &Pool<Job>, msg: Msg) -> JoinHandle<(usize, Duration)> {
+    let pool = pool.clone();
+    let start = Instant::now();
+    let call = tokio::spawn(async move { (pool.call(msg).await.unwrap(), start.elapsed()) });
+    tokio::task::yield_now().await;
+    call
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_workers_queue_moves_to_free_workers() {
+    // Round robin deals worker 0 the slow message, then alternates: the two fast calls dealt
+    // to worker 0 queue behind the slow one, and move to worker 1 once the slow one has run
+    // 10 ms (worker 1 being free then).
+    let pool = start(Some(Duration::from_millis(10)));
+    let slow = spawn_call(&pool, Msg::Slow).await;
+    let mut fast = Vec::new();
+    for _ in 0..4 {
+        fast.push(spawn_call(&pool, Msg::Fast).await);
+    }
+    for call in fast {
+        let (slot, took) = call.await.unwrap();
+        assert_eq!(slot, 1, "every fast call handled by the free worker");
+        assert!(took <= Duration::from_millis(10), "{took:?}");
+    }
+    assert_eq!(slow.await.unwrap(), (0, Duration::from_secs(1)));
+    assert_eq!(pool.stats().supervisor.dropped, 0);
+    pool.shutdown().await;
+
+    // A message addressed to worker 0 keeps its place, and so do the pool's behind it.
+    let pool = start(Some(Duration::from_millis(10)));
+    let slow = spawn_call(&pool, Msg::Slow).await;
+    let w0 = pool.supervisor().children()[0].clone();
+    let direct = tokio::spawn(async move { w0.call(Msg::Fast).await.unwrap() });
+    tokio::task::yield_now().await;
+    pool.pick().unwrap(); // round robin: skip worker 1's turn
+    let behind = spawn_call(&pool, Msg::Fast).await;
+    assert_eq!(direct.await.unwrap(), 0);
+    assert_eq!(behind.await.unwrap(), (0, Duration::from_secs(1)));
+    assert_eq!(slow.await.unwrap().0, 0);
+    pool.shutdown().await;
+
+    // Without hand-back, the fast calls dealt to worker 0 wait out the slow one.
+    let pool = start(None);
+    let slow = spawn_call(&pool, Msg::Slow).await;
+    let fast: Vec<_> = {
+        let mut fast = Vec::new();
+        for _ in 0..4 {
+            fast.push(spawn_call(&pool, Msg::Fast).await);
+        }
+        fast
+    };
+    let waited = {
+        let mut waited = 0;
+        for call in fast {
+            let (slot, took) = call.await.unwrap();
+            if slot == 0 {
+                assert_eq!(took, Duration::from_secs(1));
+                waited += 1;
+            }
+        }
+        waited
+    };
+    assert_eq!(waited, 2);
+    slow.await.unwrap();
+    pool.shutdown().await;
+}
