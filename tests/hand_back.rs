@@ -106,3 +106,47 @@ async fn a_slow_workers_queue_moves_to_free_workers() {
     slow.await.unwrap();
     pool.shutdown().await;
 }
+
+/// A worker that fails fast looks free (nothing queued), but its failure penalty keeps
+/// hand-back from sending it the slow worker's queue.
+#[tokio::test(start_paused = true)]
+async fn hand_back_skips_a_failing_worker() {
+    struct Failing(usize);
+    impl Worker for Failing {
+        type Msg = Msg;
+        type Reply = Result<usize, usize>;
+        async fn handle(&mut self, msg: Msg) -> Result<usize, usize> {
+            match (msg, self.0) {
+                (Msg::Slow, _) => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    Ok(self.0)
+                }
+                (Msg::Fast, 1) => Err(1),
+                (Msg::Fast, slot) => Ok(slot),
+            }
+        }
+        fn failed(reply: &Result<usize, usize>) -> bool {
+            reply.is_err()
+        }
+    }
+    let pool = Pool::builder(|id| Failing(id.slot()))
+        .size(2)
+        .policy(Policy::RoundRobin)
+        .hand_back_after(Duration::from_millis(10))
+        .start()
+        .unwrap();
+    let call = |msg| {
+        let pool = pool.clone();
+        let start = Instant::now();
+        tokio::spawn(async move { (pool.call(msg).await.unwrap(), start.elapsed()) })
+    };
+    let slow = call(Msg::Slow);
+    tokio::task::yield_now().await;
+    // Worker 1 fails at once: a penalty, nothing queued.
+    assert_eq!(call(Msg::Fast).await.unwrap().0, Err(1));
+    // Dealt to worker 0, behind the slow message: it stays there.
+    let queued = call(Msg::Fast);
+    assert_eq!(queued.await.unwrap(), (Ok(0), Duration::from_secs(1)));
+    assert_eq!(slow.await.unwrap().0, Ok(0));
+    pool.shutdown().await;
+}

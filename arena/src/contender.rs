@@ -93,6 +93,7 @@ enum Kind {
         policy: Option<Policy>,
         ejection: bool,
         bounded: bool,
+        hand_back: bool,
     },
     Balance {
         policy: Option<Policy>,
@@ -133,6 +134,7 @@ const fn pool(name: &'static str, policy: Option<Policy>, ejection: bool) -> Con
             policy,
             ejection,
             bounded: false,
+            hand_back: false,
         },
     }
 }
@@ -195,6 +197,18 @@ pub const ALL: &[Contender] = &[
             policy: None,
             ejection: false,
             bounded: true,
+            hand_back: false,
+        },
+    },
+    Contender {
+        name: "pool-hb",
+        layer: Layer::Pool,
+        default: false,
+        kind: Kind::Pool {
+            policy: None,
+            ejection: false,
+            bounded: false,
+            hand_back: true,
         },
     },
     Contender {
@@ -320,6 +334,7 @@ pub fn setup(
             policy,
             ejection,
             bounded,
+            hand_back,
         } => {
             let n = specs.len();
             let first = if join.is_some() { n - 1 } else { n };
@@ -336,6 +351,10 @@ pub fn setup(
             }
             if bounded {
                 b = b.bounded_loads(BOUNDED);
+            }
+            if hand_back {
+                // One mean job time.
+                b = b.hand_back_after(Duration::from_millis(1));
             }
             let pool = b.start().expect("arena pool settings");
             let mut tasks = Vec::new();
