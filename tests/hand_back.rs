@@ -27,6 +27,7 @@ impl Worker for Job {
     }
 }
 
+/// A pool of two, round robin, with hand-back after `hand_back` (the default: 1 ms).
 fn start(hand_back: Option<Duration>) -> Pool<Job> {
     let builder = Pool::builder(|id| Job(id.slot()))
         .size(2)
@@ -82,7 +83,7 @@ async fn a_slow_workers_queue_moves_to_free_workers() {
     pool.shutdown().await;
 
     // Without hand-back, the fast calls dealt to worker 0 wait out the slow one.
-    let pool = start(None);
+    let pool = start(Some(Duration::MAX));
     let slow = spawn_call(&pool, Msg::Slow).await;
     let fast: Vec<_> = {
         let mut fast = Vec::new();
@@ -148,5 +149,53 @@ async fn hand_back_skips_a_failing_worker() {
     let queued = call(Msg::Fast);
     assert_eq!(queued.await.unwrap(), (Ok(0), Duration::from_secs(1)));
     assert_eq!(slow.await.unwrap().0, Ok(0));
+    pool.shutdown().await;
+}
+
+/// A message handed back is reported, for outlier ejection, against the worker that handled
+/// it, not the one it was dealt to.
+#[tokio::test(start_paused = true)]
+async fn a_handed_back_failure_counts_against_the_worker_that_failed() {
+    struct OneFails(usize);
+    impl Worker for OneFails {
+        type Msg = Msg;
+        type Reply = Result<usize, usize>;
+        async fn handle(&mut self, msg: Msg) -> Result<usize, usize> {
+            match (msg, self.0) {
+                (Msg::Slow, _) => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    Ok(self.0)
+                }
+                (Msg::Fast, 1) => Err(1),
+                (Msg::Fast, slot) => Ok(slot),
+            }
+        }
+        fn failed(reply: &Result<usize, usize>) -> bool {
+            reply.is_err()
+        }
+    }
+    let pool = Pool::builder(|id| OneFails(id.slot()))
+        .size(2)
+        .policy(Policy::RoundRobin)
+        .hand_back_after(Duration::from_millis(10))
+        .outlier_ejection(
+            croupier::Ejection::default()
+                .consecutive_failures(1)
+                .max_share(0.5),
+        )
+        .start()
+        .unwrap();
+    let slow = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.call(Msg::Slow).await.unwrap() })
+    };
+    tokio::task::yield_now().await;
+    pool.pick().unwrap(); // round robin: skip worker 1's turn
+                          // Dealt to worker 0, handed to worker 1, which fails it.
+    assert_eq!(pool.call(Msg::Fast).await.unwrap(), Err(1));
+    assert_eq!(pool.balancer().stats().ejected, 1);
+    let picks: Vec<usize> = (0..6).map(|_| pool.pick().unwrap().id().slot()).collect();
+    assert_eq!(picks, [0; 6], "worker 1 is out, worker 0 in");
+    assert_eq!(slow.await.unwrap(), Ok(0));
     pool.shutdown().await;
 }

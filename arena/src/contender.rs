@@ -93,7 +93,7 @@ enum Kind {
         policy: Option<Policy>,
         ejection: bool,
         bounded: bool,
-        hand_back: bool,
+        no_hand_back: bool,
     },
     Balance {
         policy: Option<Policy>,
@@ -134,7 +134,7 @@ const fn pool(name: &'static str, policy: Option<Policy>, ejection: bool) -> Con
             policy,
             ejection,
             bounded: false,
-            hand_back: false,
+            no_hand_back: false,
         },
     }
 }
@@ -197,18 +197,18 @@ pub const ALL: &[Contender] = &[
             policy: None,
             ejection: false,
             bounded: true,
-            hand_back: false,
+            no_hand_back: false,
         },
     },
     Contender {
-        name: "pool-hb",
+        name: "pool-nohb",
         layer: Layer::Pool,
         default: false,
         kind: Kind::Pool {
             policy: None,
             ejection: false,
             bounded: false,
-            hand_back: true,
+            no_hand_back: true,
         },
     },
     Contender {
@@ -334,7 +334,7 @@ pub fn setup(
             policy,
             ejection,
             bounded,
-            hand_back,
+            no_hand_back,
         } => {
             let n = specs.len();
             let first = if join.is_some() { n - 1 } else { n };
@@ -352,9 +352,8 @@ pub fn setup(
             if bounded {
                 b = b.bounded_loads(BOUNDED);
             }
-            if hand_back {
-                // One mean job time.
-                b = b.hand_back_after(Duration::from_millis(1));
+            if no_hand_back {
+                b = b.hand_back_after(Duration::MAX);
             }
             let pool = b.start().expect("arena pool settings");
             let mut tasks = Vec::new();

@@ -212,6 +212,19 @@ pub struct Ticket {
     seat: Option<u64>,
 }
 
+impl Ticket {
+    /// The ticket of the member with affinity key `seat` instead (a pool worker that took a
+    /// message handed back by the one picked): found by that key in the current snapshot.
+    /// Without ejection (no key kept), the report is dropped.
+    pub(crate) fn handled_by(self, seat: u64) -> Self {
+        Self {
+            generation: u64::MAX,
+            index: self.index,
+            seat: self.seat.map(|_| seat),
+        }
+    }
+}
+
 impl<M: Member> Picked<'_, M> {
     /// The ticket to [report](Balancer::report) this pick's outcome with, later.
     #[must_use]

@@ -180,7 +180,7 @@ impl<W: Worker> Pool<W> {
         // Queued (or not): the call's own count replaces the reservation's.
         drop(reservation);
         match delivery.answer().await {
-            Ok(reply) => Ok(reply),
+            Ok((reply, _)) => Ok(reply),
             // A drain began after the reservation: refused like any call during a drain.
             Err(TryCall::Barred(m)) => Err(PoolCallError::Draining(m)),
             // It died since it was reserved: pick another.

@@ -116,7 +116,8 @@ pub struct SupervisorBuilder<W: Worker> {
     backoff: Backoff,
     mailbox: Mailbox,
     pub(crate) name: Option<Cow<'static, str>>,
-    /// Set by `PoolBuilder::hand_back_after`.
+    /// Set by `PoolBuilder` (1 ms unless `hand_back_after` says otherwise); `None` for a bare
+    /// supervisor, whose messages all come through handles and never move.
     pub(crate) hand_back: Option<Duration>,
 }
 

@@ -255,7 +255,7 @@ async fn feed<W: Worker>(
                 }
                 if let Some(reply) = reply {
                     // The caller may have stopped waiting; the reply is then discarded.
-                    if let Err(unsent) = reply.send(Outcome::Reply(value)) {
+                    if let Err(unsent) = reply.send(Outcome::Reply(value, slot.index)) {
                         if guard(move || drop(unsent)).is_none() {
                             return Exit::Panicked;
                         }

@@ -41,7 +41,9 @@ pub(crate) struct Envelope<W: crate::Worker> {
 
 /// What a caller of `call` gets through its reply channel.
 pub(crate) enum Outcome<W: crate::Worker> {
-    Reply(W::Reply),
+    /// The reply, and the slot of the worker that made it (another than the one the message
+    /// was queued for, when hand-back moved it).
+    Reply(W::Reply, usize),
     Returned(W::Msg, Closed),
 }
 

@@ -260,8 +260,13 @@ impl<W: Worker> PendingReply<W> {
     /// Waits for the reply. A reply channel dropped unanswered means the worker died while
     /// handling the message.
     pub(crate) async fn wait(self) -> Result<W::Reply, CallError<W::Msg>> {
+        self.wait_by().await.map(|(reply, _)| reply)
+    }
+
+    /// [`wait`](PendingReply::wait), with the slot of the worker that replied.
+    pub(crate) async fn wait_by(self) -> Result<(W::Reply, usize), CallError<W::Msg>> {
         match self.0.await {
-            Ok(Outcome::Reply(reply)) => Ok(reply),
+            Ok(Outcome::Reply(reply, by)) => Ok((reply, by)),
             Ok(Outcome::Returned(msg, why)) => Err(CallError::closed(msg, why)),
             Err(_) => Err(CallError::WorkerDied),
         }
