@@ -92,6 +92,16 @@ pub trait Member: Clone + Send + Sync + 'static {
         1
     }
 
+    /// Told by [outlier ejection](crate::BalancerBuilder::outlier_ejection) when it takes this
+    /// member out of rotation (`true`) or brings it back (`false`), for each entry of the
+    /// current snapshot that is this member; does nothing by default. A pool's worker uses it
+    /// so that [hand-back](crate::PoolBuilder::hand_back_after) sends an ejected worker
+    /// nothing. Called under the balancer's writer lock: keep it short, and never call the
+    /// balancer from it.
+    fn on_ejection(&self, ejected: bool) {
+        let _ = ejected;
+    }
+
     /// A stable identity for [key affinity](crate::Balancer::pick_for): the same member
     /// answers the same number across refreshes, and different members different numbers.
     /// `None` (the default) uses the member's position in the source's list, which is stable

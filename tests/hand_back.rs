@@ -199,3 +199,54 @@ async fn a_handed_back_failure_counts_against_the_worker_that_failed() {
     assert_eq!(slow.await.unwrap(), Ok(0));
     pool.shutdown().await;
 }
+
+/// An ejected worker is no hand-back target either, once its failure penalty has decayed.
+#[tokio::test(start_paused = true)]
+async fn hand_back_skips_an_ejected_worker() {
+    struct OneFails(usize);
+    impl Worker for OneFails {
+        type Msg = Msg;
+        type Reply = Result<usize, usize>;
+        async fn handle(&mut self, msg: Msg) -> Result<usize, usize> {
+            match (msg, self.0) {
+                (Msg::Slow, _) => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    Ok(self.0)
+                }
+                (Msg::Fast, 1) => Err(1),
+                (Msg::Fast, slot) => Ok(slot),
+            }
+        }
+        fn failed(reply: &Result<usize, usize>) -> bool {
+            reply.is_err()
+        }
+    }
+    let pool = Pool::builder(|id| OneFails(id.slot()))
+        .size(2)
+        .policy(Policy::RoundRobin)
+        .hand_back_after(Duration::from_millis(10))
+        .outlier_ejection(
+            croupier::Ejection::default()
+                .consecutive_failures(1)
+                .max_share(0.5),
+        )
+        .start()
+        .unwrap();
+    pool.pick().unwrap(); // round robin: worker 1 next
+    assert_eq!(pool.call(Msg::Fast).await.unwrap(), Err(1));
+    assert_eq!(pool.balancer().stats().ejected, 1);
+    // Its penalty gone (the ejection lasts 30 s), worker 1 has nothing queued or in hand.
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let start = Instant::now();
+    let slow = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.call(Msg::Slow).await.unwrap() })
+    };
+    tokio::task::yield_now().await;
+    // Round robin passes over the ejected worker: this queues behind the slow message, and
+    // stays there.
+    assert_eq!(pool.call(Msg::Fast).await.unwrap(), Ok(0));
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+    assert_eq!(slow.await.unwrap(), Ok(0));
+    pool.shutdown().await;
+}

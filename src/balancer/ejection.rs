@@ -428,6 +428,7 @@ impl<M: Member> Shared<M> {
         for (k, entry) in now.entries.iter().enumerate() {
             if same(&entry.member, member) {
                 now.set_flag(k, EJECTED, true);
+                entry.member.on_ejection(true);
             }
         }
         drop(writer);
@@ -469,6 +470,7 @@ impl<M: Member> Shared<M> {
                     snap.set_flag(k, EJECTED, false);
                     entry.failures.store(0, Relaxed);
                     entry.outcomes.store(0, Relaxed);
+                    entry.member.on_ejection(false);
                 }
             }
             back += 1;

@@ -896,7 +896,8 @@ impl<W: Worker> PoolBuilder<W> {
     /// the messages queued behind it that came through the pool ([`call`](Pool::call),
     /// [`send`](Pool::send), [`call_idempotent`](Pool::call_idempotent),
     /// [`call_hedged`](Pool::call_hedged), the tower `Service`) move to free workers (serving,
-    /// with nothing queued or in hand and no recent [failure](Worker::failed)), one each, and again whenever another worker frees up
+    /// with nothing queued or in hand, no recent [failure](Worker::failed), not
+    /// [ejected](PoolBuilder::outlier_ejection)), one each, and again whenever another worker frees up
     /// while it is still on that message. So a call does not wait behind a slow one while a
     /// worker sits idle: what one shared queue gives, without sharing one. A message
     /// addressed to the worker ([`WorkerRef`], [`call_for`](Pool::call_for),

@@ -329,8 +329,8 @@ async fn handle<W: Worker>(
 }
 
 /// Moves the messages at the head of this slot's queue that came through the pool to free
-/// workers (serving, nothing queued or in hand, no failure penalty: a worker that fails fast
-/// looks free otherwise), one each, while there are both; stops at
+/// workers (serving, nothing queued or in hand, no failure penalty, not ejected: a worker that
+/// fails fast looks free otherwise), one each, while there are both; stops at
 /// the first message addressed to this worker, which keeps its place.
 async fn move_to_free<W: Worker>(core: &Core<W>, slot: &Slot<W>, rx: &mut MailboxRx<W>) {
     if core.stop.is_fired() || core.drain.is_fired() {
@@ -340,7 +340,7 @@ async fn move_to_free<W: Worker>(core: &Core<W>, slot: &Slot<W>, rx: &mut Mailbo
         let slots = core.slots.load();
         let Some(free) = slots
             .iter()
-            .find(|s| s.index != slot.index && s.state.serving().is_some() && s.pick_load() == 0)
+            .find(|s| s.index != slot.index && s.state.serving().is_some() && s.is_free())
         else {
             return;
         };

@@ -47,6 +47,8 @@ pub(crate) struct Slot<W: Worker> {
     capacity: Arc<Capacity>,
     /// What the failure penalty's instants count from (tokio's clock).
     epoch: Instant,
+    /// Out of rotation by outlier ejection (`Member::on_ejection`): not a hand-back target.
+    ejected: std::sync::atomic::AtomicBool,
 }
 
 impl<W: Worker> Slot<W> {
@@ -62,6 +64,7 @@ impl<W: Worker> Slot<W> {
             last: AtomicU64::new(first),
             capacity,
             epoch: Instant::now(),
+            ejected: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -101,6 +104,17 @@ impl<W: Worker> Slot<W> {
                 .as_nanos(),
         )
         .unwrap_or(u64::MAX)
+    }
+
+    /// Marks the slot ejected by a balancer's outlier ejection, or back.
+    pub(crate) fn set_ejected(&self, ejected: bool) {
+        self.ejected.store(ejected, Relaxed);
+    }
+
+    /// Free for hand-back: nothing queued, in hand or reserved, no failure penalty, and not
+    /// ejected.
+    pub(crate) fn is_free(&self) -> bool {
+        !self.ejected.load(Relaxed) && self.pick_load() == 0
     }
 
     /// The serving incarnation's reply was a failure ([`Worker::failed`]).

@@ -301,6 +301,11 @@ impl<W: Worker> Member for WorkerRef<W> {
     fn affinity_key(&self) -> Option<u64> {
         Some(self.slot.index as u64)
     }
+
+    /// Marks the slot ejected (or back): hand-back sends it nothing meanwhile.
+    fn on_ejection(&self, ejected: bool) {
+        self.slot.set_ejected(ejected);
+    }
 }
 
 impl<W: Worker> Clone for WorkerRef<W> {
