@@ -144,12 +144,13 @@ fn within(row: &Row, ideal: &Row, floor: f64) {
 
 #[test]
 fn arena_s1_least_loaded_p99_within_1_09_of_ideal() {
-    // `pool` and `balance`: their builders' defaults, least loaded since issue #24.
+    // `pool` and `balance`: their builders' defaults, least loaded since issue #24 (and a
+    // pool hands a slow worker's queue back after 1 ms).
     let (rows, ideal) = full(
         Scenario::S1,
         &["pool", "balance", "pool-p2c", "balance-ewma", "remote"],
     );
-    within(&rows[0], &ideal, 1.09);
+    within(&rows[0], &ideal, 1.04);
     within(&rows[1], &ideal, 1.09);
     within(&rows[2], &ideal, 2.03);
     within(&rows[3], &ideal, 1.09);
@@ -161,7 +162,7 @@ fn arena_s1_least_loaded_p99_within_1_09_of_ideal() {
 fn arena_s2_least_loaded_p99_within_1_28_of_ideal() {
     // `balance`'s default weighs requests in flight by latency: it sees the speeds.
     let (rows, ideal) = full(Scenario::S2, &["pool", "balance", "balance-ll", "remote"]);
-    within(&rows[0], &ideal, 1.28);
+    within(&rows[0], &ideal, 1.08);
     within(&rows[1], &ideal, 1.09);
     within(&rows[2], &ideal, 1.28);
     within(&rows[3], &ideal, 1.28);
@@ -170,7 +171,7 @@ fn arena_s2_least_loaded_p99_within_1_28_of_ideal() {
 #[test]
 fn arena_s3_least_loaded_p99_within_1_29_of_ideal_and_the_slow_member_gets_under_1_percent() {
     let (rows, ideal) = full(Scenario::S3, &["pool", "balance", "balance-ll", "remote"]);
-    within(&rows[0], &ideal, 1.29);
+    within(&rows[0], &ideal, 1.07);
     within(&rows[1], &ideal, 1.11);
     within(&rows[2], &ideal, 1.29);
     within(&rows[3], &ideal, 1.28);
@@ -198,6 +199,7 @@ fn arena_s4_a_failing_member_costs_a_pool_or_a_balance_under_0_012_percent_of_ca
         assert!(r.share_to_faulty <= 0.00012, "{r:?}");
         within(r, &ideal, 1.29);
     }
+    within(&rows[0], &ideal, 1.16);
     // Five failures in a row eject it; it fails five again each time it is let back (a few
     // more for the remote layer: calls already on their way when the fifth comes back).
     assert!(rows[2].failed <= 10, "{:?}", rows[2]);
@@ -213,6 +215,7 @@ fn arena_s5_a_dead_member_costs_a_pool_under_0_01_percent_of_calls_and_a_balance
         assert!(failed_share(r) < 0.0001, "{r:?}");
         within(r, &ideal, 1.29);
     }
+    within(&rows[0], &ideal, 1.16);
     // `Balance` finds it refusing in `poll_ready` and tries another member: no caller sees it.
     assert_eq!(rows[1].failed, 0, "{:?}", rows[1]);
     within(&rows[1], &ideal, 1.29);
@@ -221,9 +224,9 @@ fn arena_s5_a_dead_member_costs_a_pool_under_0_01_percent_of_calls_and_a_balance
 }
 
 #[test]
-fn arena_s6_least_loaded_pool_p99_within_1_22_of_ideal_through_a_crash_loop() {
+fn arena_s6_least_loaded_pool_p99_within_1_09_of_ideal_through_a_crash_loop() {
     let (rows, ideal) = full(Scenario::S6, &["pool", "balance", "balance-ej", "remote"]);
-    within(&rows[0], &ideal, 1.22);
+    within(&rows[0], &ideal, 1.09);
     within(&rows[3], &ideal, 1.22);
     assert!(failed_share(&rows[3]) < 0.0001, "{:?}", rows[3]);
     assert!(failed_share(&rows[0]) < 0.0001, "{:?}", rows[0]);
@@ -236,7 +239,7 @@ fn arena_s6_least_loaded_pool_p99_within_1_22_of_ideal_through_a_crash_loop() {
 #[test]
 fn arena_s7_least_loaded_p99_within_1_33_of_ideal_with_a_cold_member() {
     let (rows, ideal) = full(Scenario::S7, &["pool", "balance", "balance-ll", "remote"]);
-    within(&rows[0], &ideal, 1.33);
+    within(&rows[0], &ideal, 1.13);
     within(&rows[1], &ideal, 1.21);
     within(&rows[2], &ideal, 1.33);
     within(&rows[3], &ideal, 1.33);

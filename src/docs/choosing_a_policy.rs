@@ -12,7 +12,9 @@
 //! and tower's p2c, in virtual time: with uneven jobs, mixed speeds, a member 8× slower or a
 //! cold one, least loaded keeps p99 within 1.08–1.33× of the ideal, in a `Pool` as in a
 //! `Balance`; round robin lets a slower member's queue grow without bound (p99 from 6× to
-//! thousands of times the ideal). A worker or member that fails fast carries a penalty in its
+//! thousands of times the ideal). A `Pool` also [hands back](crate::PoolBuilder::hand_back_after)
+//! a slow worker's queue to free workers (by default after 1 ms): 1.04–1.16× with least
+//! loaded, and round robin too stays within 0.99–1.24× but in a crash loop. A worker or member that fails fast carries a penalty in its
 //! load ([`Worker::failed`](crate::Worker::failed), a `Balance` member's error responses), so
 //! least loaded and power of two stop sending it most of the traffic. Where loads are
 //! reported late (16 callers over 8 members, reports every 100 ms), least loaded over the
