@@ -113,6 +113,12 @@
 //! answered; only when no slot remains that could take it does it come back (`Dead`, or
 //! `Shutdown` at a hard stop) or get counted.
 //!
+//! So does a pool's [hand-back](crate::PoolBuilder::hand_back_after): a message that came
+//! through the pool and waits behind a slow one moves, with its caller, to a free worker,
+//! which handles and answers it; if that worker's mailbox has closed meanwhile, the message
+//! goes back to the head of the queue it came from. Messages addressed to a worker (by its
+//! handle, by key, broadcast) never move, and neither does anything behind them.
+//!
 //! ## A hard stop ends every task at once
 //!
 //! Dropping the last handle of a [`Supervisor`](crate::Supervisor) or [`Pool`](crate::Pool)
