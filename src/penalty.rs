@@ -68,6 +68,17 @@ impl Penalty {
     }
 }
 
+/// Nanoseconds from `epoch` to now on tokio's clock (so a paused clock times them too), 0
+/// before it, saturating: the instants penalties and reports are stamped with.
+pub(crate) fn nanos_since(epoch: tokio::time::Instant) -> u64 {
+    u64::try_from(
+        tokio::time::Instant::now()
+            .saturating_duration_since(epoch)
+            .as_nanos(),
+    )
+    .unwrap_or(u64::MAX)
+}
+
 /// The failure-aware part of a load, for a [`Member`](crate::Member) of your own: what makes a
 /// member that fails fast stop looking idle to least loaded and power of two (linkerd2-proxy's
 /// failure-aware load). `Pool`, `Balance` and the remote layer keep one per member already.
@@ -119,12 +130,7 @@ impl FailurePenalty {
 
     /// Nanoseconds since `new`, on tokio's clock.
     fn now(&self) -> u64 {
-        u64::try_from(
-            tokio::time::Instant::now()
-                .saturating_duration_since(self.epoch)
-                .as_nanos(),
-        )
-        .unwrap_or(u64::MAX)
+        nanos_since(self.epoch)
     }
 
     /// One more failure in a row.

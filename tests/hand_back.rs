@@ -27,6 +27,29 @@ impl Worker for Job {
     }
 }
 
+/// Like [`Job`], but worker 1 fails every `Fast` message at once ([`Worker::failed`]).
+struct OneFails(usize);
+
+impl Worker for OneFails {
+    type Msg = Msg;
+    type Reply = Result<usize, usize>;
+
+    async fn handle(&mut self, msg: Msg) -> Result<usize, usize> {
+        match (msg, self.0) {
+            (Msg::Slow, _) => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Ok(self.0)
+            }
+            (Msg::Fast, 1) => Err(1),
+            (Msg::Fast, slot) => Ok(slot),
+        }
+    }
+
+    fn failed(reply: &Result<usize, usize>) -> bool {
+        reply.is_err()
+    }
+}
+
 /// A pool of two, round robin, with hand-back after `hand_back` (the default: 1 ms).
 fn start(hand_back: Option<Duration>) -> Pool<Job> {
     let builder = Pool::builder(|id| Job(id.slot()))
@@ -112,25 +135,7 @@ async fn a_slow_workers_queue_moves_to_free_workers() {
 /// hand-back from sending it the slow worker's queue.
 #[tokio::test(start_paused = true)]
 async fn hand_back_skips_a_failing_worker() {
-    struct Failing(usize);
-    impl Worker for Failing {
-        type Msg = Msg;
-        type Reply = Result<usize, usize>;
-        async fn handle(&mut self, msg: Msg) -> Result<usize, usize> {
-            match (msg, self.0) {
-                (Msg::Slow, _) => {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    Ok(self.0)
-                }
-                (Msg::Fast, 1) => Err(1),
-                (Msg::Fast, slot) => Ok(slot),
-            }
-        }
-        fn failed(reply: &Result<usize, usize>) -> bool {
-            reply.is_err()
-        }
-    }
-    let pool = Pool::builder(|id| Failing(id.slot()))
+    let pool = Pool::builder(|id| OneFails(id.slot()))
         .size(2)
         .policy(Policy::RoundRobin)
         .hand_back_after(Duration::from_millis(10))
@@ -156,24 +161,6 @@ async fn hand_back_skips_a_failing_worker() {
 /// it, not the one it was dealt to.
 #[tokio::test(start_paused = true)]
 async fn a_handed_back_failure_counts_against_the_worker_that_failed() {
-    struct OneFails(usize);
-    impl Worker for OneFails {
-        type Msg = Msg;
-        type Reply = Result<usize, usize>;
-        async fn handle(&mut self, msg: Msg) -> Result<usize, usize> {
-            match (msg, self.0) {
-                (Msg::Slow, _) => {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    Ok(self.0)
-                }
-                (Msg::Fast, 1) => Err(1),
-                (Msg::Fast, slot) => Ok(slot),
-            }
-        }
-        fn failed(reply: &Result<usize, usize>) -> bool {
-            reply.is_err()
-        }
-    }
     let pool = Pool::builder(|id| OneFails(id.slot()))
         .size(2)
         .policy(Policy::RoundRobin)
@@ -203,24 +190,6 @@ async fn a_handed_back_failure_counts_against_the_worker_that_failed() {
 /// An ejected worker is no hand-back target either, once its failure penalty has decayed.
 #[tokio::test(start_paused = true)]
 async fn hand_back_skips_an_ejected_worker() {
-    struct OneFails(usize);
-    impl Worker for OneFails {
-        type Msg = Msg;
-        type Reply = Result<usize, usize>;
-        async fn handle(&mut self, msg: Msg) -> Result<usize, usize> {
-            match (msg, self.0) {
-                (Msg::Slow, _) => {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    Ok(self.0)
-                }
-                (Msg::Fast, 1) => Err(1),
-                (Msg::Fast, slot) => Ok(slot),
-            }
-        }
-        fn failed(reply: &Result<usize, usize>) -> bool {
-            reply.is_err()
-        }
-    }
     let pool = Pool::builder(|id| OneFails(id.slot()))
         .size(2)
         .policy(Policy::RoundRobin)

@@ -75,7 +75,7 @@ impl Common {
 
     /// Nanoseconds since the balance was made, on tokio's clock.
     fn now(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        crate::penalty::nanos_since(self.epoch)
     }
 
     /// Whether any member may be out of rotation.

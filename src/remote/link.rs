@@ -493,12 +493,7 @@ impl Link {
 
     /// Nanoseconds since the link was made, on tokio's clock.
     fn now(&self) -> u64 {
-        u64::try_from(
-            tokio::time::Instant::now()
-                .saturating_duration_since(self.epoch)
-                .as_nanos(),
-        )
-        .unwrap_or(u64::MAX)
+        crate::penalty::nanos_since(self.epoch)
     }
 
     /// What others queued on the node as of the last report, less what the node has

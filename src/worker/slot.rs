@@ -98,12 +98,7 @@ impl<W: Worker> Slot<W> {
 
     /// Nanoseconds since the slot was made, on tokio's clock.
     fn now(&self) -> u64 {
-        u64::try_from(
-            Instant::now()
-                .saturating_duration_since(self.epoch)
-                .as_nanos(),
-        )
-        .unwrap_or(u64::MAX)
+        crate::penalty::nanos_since(self.epoch)
     }
 
     /// Marks the slot ejected by a balancer's outlier ejection, or back.
