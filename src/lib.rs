@@ -96,7 +96,8 @@ mod worker;
 pub use crate::balancer::Stats;
 pub use crate::{
     balancer::{
-        Balancer, BalancerBuilder, BalancerStats, EachFn, Ejection, Outcome, Picked, Ticket, Wait,
+        Balancer, BalancerBuilder, BalancerStats, EachFn, Ejection, Outcome, Picked, SlowStart,
+        Ticket, Wait,
     },
     error::{
         CallError, ConfigError, DrainError, PickError, PoolCallError, PoolSendError, ResizeError,

@@ -74,7 +74,19 @@ pub(crate) struct Snapshot<M> {
 impl<M: Member> Snapshot<M> {
     /// Builds a snapshot, marking members that are already dead (they never count as original)
     /// and those `is_disabled` names.
-    pub(crate) fn new(members: Vec<M>, generation: u64, mut flags: impl FnMut(&M) -> u8) -> Self {
+    pub(crate) fn new(members: Vec<M>, generation: u64, flags: impl FnMut(&M) -> u8) -> Self {
+        Self::with_weights(members, generation, flags, None)
+    }
+
+    /// [`new`](Snapshot::new), with `weights` (one a member) instead of each member's own
+    /// when given (slow start's ramp).
+    pub(crate) fn with_weights(
+        members: Vec<M>,
+        generation: u64,
+        mut flags: impl FnMut(&M) -> u8,
+        weights: Option<Vec<u32>>,
+    ) -> Self {
+        let mut weights = weights.map(Vec::into_iter);
         let entries: Box<[Entry<M>]> = members
             .into_iter()
             .map(|member| Entry {
@@ -82,7 +94,10 @@ impl<M: Member> Snapshot<M> {
                 failures: AtomicU32::new(0),
                 outcomes: AtomicU64::new(0),
                 dead: AtomicBool::new(!member.is_alive()),
-                weight: member.weight(),
+                weight: weights
+                    .as_mut()
+                    .and_then(Iterator::next)
+                    .unwrap_or_else(|| member.weight()),
                 member,
             })
             .collect();

@@ -7,7 +7,7 @@ use std::{
     hash::{BuildHasher, Hasher},
 };
 
-use super::{Balancer, Config, Ejection};
+use super::{Balancer, Config, Ejection, SlowStart};
 use crate::{
     error::ConfigError,
     member::{Member, Source},
@@ -46,6 +46,7 @@ pub struct BalancerBuilder<M> {
     seed: Option<u64>,
     bound: Option<f64>,
     ejection: Option<Ejection>,
+    slow_start: Option<(SlowStart, Same<M>)>,
     source: Option<Box<dyn Source<M>>>,
     name: Option<Cow<'static, str>>,
 }
@@ -59,6 +60,7 @@ impl<M: Member> BalancerBuilder<M> {
             seed: None,
             bound: None,
             ejection: None,
+            slow_start: None,
             source: None,
             name: None,
         }
@@ -120,6 +122,39 @@ impl<M: Member> BalancerBuilder<M> {
         self
     }
 
+    /// Slow start: a member new to the source ramps up from a small share of its weight over
+    /// a window (see [`SlowStart`]). Off if unset.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use croupier::{Balancer, Member, SlowStart};
+    ///
+    /// #[derive(Clone, Debug, PartialEq)]
+    /// struct Backend(u8);
+    /// impl Member for Backend {
+    ///     fn is_alive(&self) -> bool { true }
+    /// }
+    ///
+    /// let b = Balancer::builder()
+    ///     .slow_start(SlowStart::new(Duration::from_secs(30)))
+    ///     .source(vec![Backend(0), Backend(1)])
+    ///     .build()?;
+    /// // The members there at build do not warm: both are dealt in turn.
+    /// assert_eq!(b.pick().unwrap().0, 0);
+    /// assert_eq!(b.pick().unwrap().0, 1);
+    /// # Ok::<(), croupier::ConfigError>(())
+    /// ```
+    pub fn slow_start(mut self, slow_start: SlowStart) -> Self
+    where
+        M: PartialEq,
+    {
+        self.slow_start = Some((slow_start, super::ejection::same::<M>));
+        self
+    }
+
     /// Where the members come from: a `Vec<M>`, a closure returning one, or any [`Source`].
     /// Asked once at [`build`](BalancerBuilder::build) and again at every refresh.
     pub fn source(mut self, source: impl Source<M>) -> Self {
@@ -148,8 +183,13 @@ impl<M: Member> BalancerBuilder<M> {
             min_alive_ratio: ratio,
             name: self.name,
             ejection: self.ejection,
+            slow_start: self.slow_start.map(|(s, _)| s),
         };
-        Ok(Balancer::from_parts(config, source))
+        Ok(Balancer::from_parts(
+            config,
+            source,
+            self.slow_start.map(|(_, same)| same),
+        ))
     }
 }
 
@@ -181,11 +221,15 @@ impl<M> fmt::Debug for BalancerBuilder<M> {
             .field("seed", &self.seed)
             .field("bounded_loads", &self.bound)
             .field("outlier_ejection", &self.ejection)
+            .field("slow_start", &self.slow_start.map(|(s, _)| s))
             .field("name", &self.name)
             .field("source", &self.source.as_ref().map(|_| ".."))
             .finish()
     }
 }
+
+/// Whether two members are the same one across refreshes (by affinity key, else equality).
+type Same<M> = fn(&M, &M) -> bool;
 
 /// ballermann's default refresh ratio.
 pub(crate) const DEFAULT_MIN_ALIVE_RATIO: f64 = 0.8;

@@ -493,7 +493,7 @@ impl<M: Member> Shared<M> {
 
 /// Whether `a` and `b` are the same member for ejection: by
 /// [`affinity_key`](Member::affinity_key) when both have one, else by equality.
-fn same<M: Member + PartialEq>(a: &M, b: &M) -> bool {
+pub(super) fn same<M: Member + PartialEq>(a: &M, b: &M) -> bool {
     match (a.affinity_key(), b.affinity_key()) {
         (Some(x), Some(y)) => x == y,
         _ => a == b,

@@ -24,6 +24,8 @@ pub(super) struct Writer<M> {
     pub(super) eq: Option<fn(&M, &M) -> bool>,
     /// Members ejected for their failures, and how often each has been.
     pub(super) ejection: Ejections<M>,
+    /// Members new to the source, ramping up (slow start).
+    pub(super) warming: super::slow_start::Warming<M>,
 }
 
 impl<M> Writer<M> {
@@ -32,6 +34,7 @@ impl<M> Writer<M> {
             disabled: Vec::new(),
             eq: None,
             ejection: Ejections::default(),
+            warming: super::slow_start::Warming::default(),
         }
     }
 
@@ -231,13 +234,17 @@ impl<M: Member> Shared<M> {
     }
 
     /// Builds and stores a new snapshot from the source. The caller holds the writer lock.
-    fn reload(&self, writer: &mut Writer<M>) -> usize {
+    pub(super) fn reload(&self, writer: &mut Writer<M>) -> usize {
         let members = self.source.members();
         let generation = self.snapshot.load().generation + 1;
-        let next = Snapshot::new(members, generation, |m| writer.flags(m));
+        let prev = self.snapshot.load();
+        let weights = self.ramp_weights(writer, &prev, &members, self.refresher.now());
+        let warming = weights.is_some();
+        let next = Snapshot::with_weights(members, generation, |m| writer.flags(m), weights);
         if let Some(&same) = self.same.get() {
-            carry_reports(&self.snapshot.load(), &next, same);
+            carry_reports(&prev, &next, same);
         }
+        drop(prev);
         if self.affinity_used.load(Relaxed) {
             next.table();
         }
@@ -254,6 +261,10 @@ impl<M: Member> Shared<M> {
         self.counters.refreshes.fetch_add(1, Relaxed);
         self.meter.refreshed();
         self.publish();
+        if warming {
+            // The refresher times the ramp's next step.
+            self.refresher.wake();
+        }
         alive
     }
 }
@@ -272,16 +283,18 @@ impl<M: Member> Target for Shared<M> {
     }
 
     fn readmit_due(&self, now: Instant) -> Option<Instant> {
-        self.ejection?;
-        self.readmit_locked(self.writer.lock(), now)
+        if self.ejection.is_none() && self.slow_start.is_none() {
+            return None;
+        }
+        self.timed_locked(self.writer.lock(), now)
     }
 
     fn try_readmit_due(&self, now: Instant) -> Result<Option<Instant>, Busy> {
-        if self.ejection.is_none() {
+        if self.ejection.is_none() && self.slow_start.is_none() {
             return Ok(None);
         }
         let writer = self.writer.try_lock().ok_or(Busy)?;
-        Ok(self.readmit_locked(writer, now))
+        Ok(self.timed_locked(writer, now))
     }
 }
 
@@ -293,6 +306,27 @@ fn carry_reports<M>(old: &Snapshot<M>, next: &Snapshot<M>, same: fn(&M, &M) -> b
         if same(&was.member, &now.member) {
             now.failures.store(was.failures.load(Relaxed), Relaxed);
             now.outcomes.store(was.outcomes.load(Relaxed), Relaxed);
+        }
+    }
+}
+
+impl<M: Member> Shared<M> {
+    /// What the refresher does on time, under the writer lock: slow start's next step, then
+    /// re-admissions; when the next of either is due.
+    fn timed_locked(
+        &self,
+        mut writer: parking_lot::MutexGuard<'_, Writer<M>>,
+        now: Instant,
+    ) -> Option<Instant> {
+        let ramp = self.ramp_due(&mut writer, now);
+        let readmit = if self.ejection.is_some() {
+            self.readmit_locked(writer, now)
+        } else {
+            None
+        };
+        match (ramp, readmit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 }

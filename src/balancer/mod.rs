@@ -11,6 +11,7 @@ mod membership;
 mod pick;
 mod picked;
 mod refresher;
+mod slow_start;
 pub(crate) mod state;
 mod stats;
 
@@ -31,6 +32,7 @@ pub use self::{
     drain::{DrainError, EachFn, Wait},
     ejection::{Ejection, Outcome, Ticket},
     picked::Picked,
+    slow_start::SlowStart,
     stats::BalancerStats,
 };
 use self::{
@@ -130,6 +132,8 @@ struct Shared<M> {
     min_alive_ratio: f64,
     /// Outlier ejection's settings, if it is on.
     ejection: Option<Ejection>,
+    /// Slow start's settings, if it is on.
+    slow_start: Option<SlowStart>,
     /// Whether two members are the same one for ejection (by affinity key, else equality):
     /// set by the first failure reported, for the refreshes to carry counts over with.
     same: std::sync::OnceLock<fn(&M, &M) -> bool>,
@@ -157,6 +161,7 @@ struct Config {
     min_alive_ratio: f64,
     name: Option<Cow<'static, str>>,
     ejection: Option<Ejection>,
+    slow_start: Option<SlowStart>,
 }
 
 impl<M: Member> Balancer<M> {
@@ -165,7 +170,11 @@ impl<M: Member> Balancer<M> {
         BalancerBuilder::new()
     }
 
-    fn from_parts(config: Config, source: Box<dyn Source<M>>) -> Self {
+    fn from_parts(
+        config: Config,
+        source: Box<dyn Source<M>>,
+        same: Option<fn(&M, &M) -> bool>,
+    ) -> Self {
         let first = Snapshot::new(source.members(), 0, |_| 0);
         let shared = Arc::new(Shared {
             cursor: Cursor::new(),
@@ -174,7 +183,8 @@ impl<M: Member> Balancer<M> {
             ranks: pick::Ranks::new(),
             min_alive_ratio: config.min_alive_ratio,
             ejection: config.ejection,
-            same: std::sync::OnceLock::new(),
+            slow_start: config.slow_start,
+            same: same.map(std::sync::OnceLock::from).unwrap_or_default(),
             source,
             writer: Mutex::new(Writer::new()),
             refreshing: SingleFlight::new(),

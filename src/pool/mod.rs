@@ -892,6 +892,14 @@ impl<W: Worker> PoolBuilder<W> {
         self
     }
 
+    /// Slow start for the workers a [`resize`](Pool::resize) adds (restarts keep their
+    /// slot's place, and do not warm): see
+    /// [`BalancerBuilder::slow_start`](crate::BalancerBuilder::slow_start).
+    pub fn slow_start(mut self, slow_start: crate::SlowStart) -> Self {
+        self.balancer = self.balancer.slow_start(slow_start);
+        self
+    }
+
     /// Hand-back of a slow worker's queue: once a worker has been on one message for `after`,
     /// the messages queued behind it that came through the pool ([`call`](Pool::call),
     /// [`send`](Pool::send), [`call_idempotent`](Pool::call_idempotent),
