@@ -138,9 +138,15 @@ fn reports_do_nothing_without_ejection_or_for_a_replaced_snapshot() {
     b.refresh();
     b.report(ticket, Outcome::Failure);
     assert_eq!(b.stats().ejected, 0, "the ticket's snapshot is gone");
-    let ticket = b.pick().unwrap().ticket();
+    let picked = b.pick().unwrap();
+    let (ticket, bad) = (picked.ticket(), picked.0);
+    drop(picked);
     b.report(ticket, Outcome::Failure);
     assert_eq!(b.stats().ejected, 1);
+    assert!(
+        (0..4).all(|_| b.pick().unwrap().0 != bad),
+        "known by equality"
+    );
 
     // One with a key is found by it in the new snapshot, wherever it moved.
     let members = make(3);
