@@ -14,6 +14,7 @@ use std::{
 use croupier::{
     balance::{Balance, BalanceError, Load},
     Balancer, Ejection, FailurePenalty, Member, Outcome as Report, Policy, Pool, PoolCallError,
+    SlowStart,
 };
 use parking_lot::Mutex;
 use rand::{Rng, RngCore, SeedableRng};
@@ -94,6 +95,7 @@ enum Kind {
         ejection: bool,
         bounded: bool,
         no_hand_back: bool,
+        slow_start: bool,
     },
     Balance {
         policy: Option<Policy>,
@@ -135,6 +137,7 @@ const fn pool(name: &'static str, policy: Option<Policy>, ejection: bool) -> Con
             ejection,
             bounded: false,
             no_hand_back: false,
+            slow_start: false,
         },
     }
 }
@@ -198,6 +201,7 @@ pub const ALL: &[Contender] = &[
             ejection: false,
             bounded: true,
             no_hand_back: false,
+            slow_start: false,
         },
     },
     Contender {
@@ -209,6 +213,31 @@ pub const ALL: &[Contender] = &[
             ejection: false,
             bounded: false,
             no_hand_back: true,
+            slow_start: false,
+        },
+    },
+    Contender {
+        name: "pool-rr-ss",
+        layer: Layer::Pool,
+        default: false,
+        kind: Kind::Pool {
+            policy: RR,
+            ejection: false,
+            bounded: false,
+            no_hand_back: false,
+            slow_start: true,
+        },
+    },
+    Contender {
+        name: "pool-ss",
+        layer: Layer::Pool,
+        default: false,
+        kind: Kind::Pool {
+            policy: None,
+            ejection: false,
+            bounded: false,
+            no_hand_back: false,
+            slow_start: true,
         },
     },
     Contender {
@@ -335,6 +364,7 @@ pub fn setup(
             ejection,
             bounded,
             no_hand_back,
+            slow_start,
         } => {
             let n = specs.len();
             let first = if join.is_some() { n - 1 } else { n };
@@ -354,6 +384,10 @@ pub fn setup(
             }
             if no_hand_back {
                 b = b.hand_back_after(Duration::MAX);
+            }
+            if slow_start {
+                // S7's member is cold for 30 s.
+                b = b.slow_start(SlowStart::new(Duration::from_secs(30)));
             }
             let pool = b.start().expect("arena pool settings");
             let mut tasks = Vec::new();
