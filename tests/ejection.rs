@@ -166,6 +166,25 @@ fn reports_do_nothing_without_ejection_or_for_a_replaced_snapshot() {
     b.report(ticket, Outcome::Failure);
     assert_eq!(b.stats().ejected, 1, "found by its key");
     assert!((0..6).all(|_| b.pick().unwrap().id != id));
+
+    // A member that left is not found: its report is dropped, even from past the end of
+    // the shorter snapshot.
+    source.set(members.clone());
+    let b = Balancer::builder()
+        .outlier_ejection(Ejection::default().consecutive_failures(1))
+        .source(source.clone())
+        .build()
+        .unwrap();
+    let last = loop {
+        let p = b.pick().unwrap();
+        if p.index() == 2 {
+            break p.ticket();
+        }
+    };
+    source.set(members[..2].to_vec());
+    b.refresh();
+    b.report(last, Outcome::Failure);
+    assert_eq!(b.stats().ejected, 0);
 }
 
 /// A member the source stops returning is forgotten with its ejection: when it comes back it
