@@ -592,6 +592,55 @@ mod tests {
         );
     }
 
+    /// The success tally: a failure ejects once enough requests were counted and successes
+    /// fall short; both counts halve at twice the window.
+    #[test]
+    fn the_success_tally_counts_a_window_of_requests() {
+        let rate = SuccessRate {
+            min: 0.5,
+            requests: 4,
+        };
+        let t = AtomicU64::new(0);
+        assert!(!tally(&t, false, rate), "one request is not enough");
+        assert!(!tally(&t, true, rate));
+        assert!(!tally(&t, false, rate), "3 requests");
+        assert!(tally(&t, false, rate), "4 requests, 1 success: below half");
+        assert!(!tally(&t, true, rate), "a success never ejects");
+        // 5 requests (2 successes, 3 failures): below 8, no halving yet.
+        assert_eq!(t.load(Relaxed), (2 << 32) | 3);
+        for _ in 0..3 {
+            tally(&t, true, rate);
+        }
+        // 8 requests (5, 3): halved to (2, 1).
+        assert_eq!(t.load(Relaxed), (2 << 32) | 1);
+        assert!(
+            !tally(&t, false, rate),
+            "4 requests, 2 successes: not below half"
+        );
+        let strict = SuccessRate {
+            min: 1.0,
+            requests: 1,
+        };
+        assert!(tally(&AtomicU64::new(0), false, strict));
+        assert!(!tally(&AtomicU64::new(0), true, strict));
+        let e = Ejection::default().success_rate(f64::NAN, 0);
+        assert_eq!(
+            e.rate,
+            Some(SuccessRate {
+                min: 0.0,
+                requests: 1
+            })
+        );
+        let e = Ejection::default().success_rate(2.0, u32::MAX);
+        assert_eq!(
+            e.rate,
+            Some(SuccessRate {
+                min: 1.0,
+                requests: MAX_REQUESTS
+            })
+        );
+    }
+
     #[test]
     fn settings_are_kept_in_range() {
         let e = Ejection::default()
