@@ -35,6 +35,15 @@
 //! queue behind long run queues: the caller gets [`Overloaded`](crate::PickError::Overloaded)
 //! and the message back, and a `Pool` behind tower pends in `poll_ready` instead.
 //!
+//! Beside the policy:
+//!
+//! | if | add | what it does |
+//! | --- | --- | --- |
+//! | a member fails some requests but rarely several in a row | [`Ejection::success_rate`](crate::Ejection::success_rate) | ejects a member whose share of successes over its recent requests falls below a minimum |
+//! | new members start cold (caches, JIT, connection pools) | [`slow_start`](crate::BalancerBuilder::slow_start) | ramps a new member's weight over a window (gRPC A100); round robin's share follows it exactly |
+//! | a `Pool` job may run twice (idempotent) | [`Pool::call_idempotent`](crate::Pool::call_idempotent), [`Pool::call_hedged`](crate::Pool::call_hedged) | retries a failed call, or hedges a slow one, on another worker, within a [`RetryBudget`](crate::RetryBudget) |
+//! | a `Pool`'s jobs vary a lot in length | nothing: [hand-back](crate::PoolBuilder::hand_back_after) is on (1 ms) | a slow worker's queued calls move to free workers |
+//!
 //! The measurements behind this advice, all ratios from one run on a 2-core machine, are in
 //! `BENCHMARKS.md`.
 //!
