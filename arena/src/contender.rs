@@ -96,6 +96,7 @@ enum Kind {
         bounded: bool,
         no_hand_back: bool,
         slow_start: bool,
+        max_load: Option<usize>,
     },
     Balance {
         policy: Option<Policy>,
@@ -138,6 +139,7 @@ const fn pool(name: &'static str, policy: Option<Policy>, ejection: bool) -> Con
             bounded: false,
             no_hand_back: false,
             slow_start: false,
+            max_load: None,
         },
     }
 }
@@ -169,6 +171,10 @@ const fn balance(
         },
     }
 }
+
+/// `pool-shed`'s `max_load`: a worker with this many jobs queued or in hand takes no more, and
+/// a call that finds every worker so is refused at once.
+const SHED: usize = 4;
 
 /// Key affinity with bounded loads (ε = 0.25): S8's contenders that keep a hot key from
 /// piling on one member.
@@ -202,6 +208,7 @@ pub const ALL: &[Contender] = &[
             bounded: true,
             no_hand_back: false,
             slow_start: false,
+            max_load: None,
         },
     },
     Contender {
@@ -214,6 +221,7 @@ pub const ALL: &[Contender] = &[
             bounded: false,
             no_hand_back: true,
             slow_start: false,
+            max_load: None,
         },
     },
     Contender {
@@ -226,6 +234,20 @@ pub const ALL: &[Contender] = &[
             bounded: false,
             no_hand_back: false,
             slow_start: true,
+            max_load: None,
+        },
+    },
+    Contender {
+        name: "pool-shed",
+        layer: Layer::Pool,
+        default: false,
+        kind: Kind::Pool {
+            policy: None,
+            ejection: false,
+            bounded: false,
+            no_hand_back: false,
+            slow_start: false,
+            max_load: Some(SHED),
         },
     },
     Contender {
@@ -238,6 +260,7 @@ pub const ALL: &[Contender] = &[
             bounded: false,
             no_hand_back: false,
             slow_start: true,
+            max_load: None,
         },
     },
     Contender {
@@ -365,6 +388,7 @@ pub fn setup(
             bounded,
             no_hand_back,
             slow_start,
+            max_load,
         } => {
             let n = specs.len();
             let first = if join.is_some() { n - 1 } else { n };
@@ -384,6 +408,9 @@ pub fn setup(
             }
             if no_hand_back {
                 b = b.hand_back_after(Duration::MAX);
+            }
+            if let Some(n) = max_load {
+                b = b.max_load(n);
             }
             if slow_start {
                 // S7's member is cold for 30 s.

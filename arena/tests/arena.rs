@@ -274,8 +274,16 @@ fn arena_s9_stale_loads_balance_p99_within_2_13_and_remote_within_2_67_of_ideal(
 
 #[test]
 fn arena_s10_overload_goodput_at_least_99_percent_of_capacity() {
-    let (rows, _) = full(Scenario::S10, &["pool", "balance", "remote"]);
+    let (rows, _) = full(Scenario::S10, &["pool", "balance", "remote", "pool-shed"]);
     for r in &rows {
         assert!(r.goodput >= 0.99, "{r:?}");
     }
+    // With `max_load`, a pool sheds the excess at once (a sixth of 120 %) and keeps the
+    // admitted calls' p99 within 3× the unloaded one (exponential jobs of mean 1 ms: their own
+    // p99 is ln 100 ms).
+    let shed = &rows[3];
+    let unloaded_p99 = 100f64.ln();
+    assert!(shed.p99_ms <= 3.0 * unloaded_p99, "{shed:?}");
+    let refused = shed.refused as f64 / shed.sent as f64;
+    assert!(refused <= 0.17, "{shed:?}");
 }
