@@ -204,5 +204,10 @@ mod tests {
             SlowStart::new(Duration::from_secs(1)).step(),
             Duration::from_millis(100)
         );
+        assert_eq!(
+            SlowStart::new(Duration::MAX).window(),
+            Duration::from_secs(30 * 365 * 86_400),
+            "thirty years at most"
+        );
     }
 }
