@@ -60,6 +60,36 @@ async fn slow_start_ramps_a_new_member() {
     rebuilt(&b, before).await;
     let s = share(&b, 3, 4000);
     assert!((s - 0.25).abs() < 1e-9, "full weight: {s}");
+    // Done warming: the refresher stops rebuilding.
+    let done = b.stats().generation;
+    tokio::time::advance(Duration::from_secs(5)).await;
+    for _ in 0..1000 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(b.stats().generation, done, "no rebuild once nothing warms");
+
+    // Members that only moved in the source's list do not warm.
+    let mut reversed = members.clone();
+    reversed.reverse();
+    source.set(reversed);
+    b.refresh();
+    for id in 0..4 {
+        let s = share(&b, id, 4000);
+        assert!((s - 0.25).abs() < 1e-9, "member {id} moved: {s}");
+    }
+    source.set(members.clone());
+    b.refresh();
+
+    // A new member of weight 0 gets nothing while it warms, as after.
+    let zero = TestMember::new(9);
+    zero.set_weight(0);
+    let mut with_zero = members.clone();
+    with_zero.push(zero);
+    source.set(with_zero);
+    b.refresh();
+    assert_eq!(share(&b, 9, 4000), 0.0);
+    source.set(members.clone());
+    b.refresh();
 
     // A member that leaves and comes back warms again.
     source.set(members[..3].to_vec());
