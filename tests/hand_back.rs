@@ -157,11 +157,10 @@ async fn hand_back_skips_a_failing_worker() {
     pool.shutdown().await;
 }
 
-/// A message handed back is reported, for outlier ejection, against the worker that handled
-/// it, not the one it was dealt to.
-#[tokio::test(start_paused = true)]
-async fn a_handed_back_failure_counts_against_the_worker_that_failed() {
-    let pool = Pool::builder(|id| OneFails(id.slot()))
+/// Two [`OneFails`] workers, round robin, hand-back after 10 ms, and ejection at the first
+/// failure (of at most one of the two).
+fn ejecting_pool() -> Pool<OneFails> {
+    Pool::builder(|id| OneFails(id.slot()))
         .size(2)
         .policy(Policy::RoundRobin)
         .hand_back_after(Duration::from_millis(10))
@@ -171,7 +170,14 @@ async fn a_handed_back_failure_counts_against_the_worker_that_failed() {
                 .max_share(0.5),
         )
         .start()
-        .unwrap();
+        .unwrap()
+}
+
+/// A message handed back is reported, for outlier ejection, against the worker that handled
+/// it, not the one it was dealt to.
+#[tokio::test(start_paused = true)]
+async fn a_handed_back_failure_counts_against_the_worker_that_failed() {
+    let pool = ejecting_pool();
     let slow = {
         let pool = pool.clone();
         tokio::spawn(async move { pool.call(Msg::Slow).await.unwrap() })
@@ -190,17 +196,7 @@ async fn a_handed_back_failure_counts_against_the_worker_that_failed() {
 /// An ejected worker is no hand-back target either, once its failure penalty has decayed.
 #[tokio::test(start_paused = true)]
 async fn hand_back_skips_an_ejected_worker() {
-    let pool = Pool::builder(|id| OneFails(id.slot()))
-        .size(2)
-        .policy(Policy::RoundRobin)
-        .hand_back_after(Duration::from_millis(10))
-        .outlier_ejection(
-            croupier::Ejection::default()
-                .consecutive_failures(1)
-                .max_share(0.5),
-        )
-        .start()
-        .unwrap();
+    let pool = ejecting_pool();
     pool.pick().unwrap(); // round robin: worker 1 next
     assert_eq!(pool.call(Msg::Fast).await.unwrap(), Err(1));
     assert_eq!(pool.balancer().stats().ejected, 1);

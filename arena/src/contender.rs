@@ -88,16 +88,30 @@ enum BalanceLoad {
     PeakEwma,
 }
 
+/// A `Pool` contender's settings beyond the builder's defaults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct PoolKind {
+    policy: Option<Policy>,
+    ejection: bool,
+    bounded: bool,
+    no_hand_back: bool,
+    slow_start: bool,
+    max_load: Option<usize>,
+}
+
+/// The builder's defaults: what `pool` runs, and what the other pool contenders change.
+const POOL: PoolKind = PoolKind {
+    policy: None,
+    ejection: false,
+    bounded: false,
+    no_hand_back: false,
+    slow_start: false,
+    max_load: None,
+};
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Kind {
-    Pool {
-        policy: Option<Policy>,
-        ejection: bool,
-        bounded: bool,
-        no_hand_back: bool,
-        slow_start: bool,
-        max_load: Option<usize>,
-    },
+    Pool(PoolKind),
     Balance {
         policy: Option<Policy>,
         load: BalanceLoad,
@@ -133,14 +147,11 @@ const fn pool(name: &'static str, policy: Option<Policy>, ejection: bool) -> Con
         name,
         layer: Layer::Pool,
         default: policy.is_none() && !ejection,
-        kind: Kind::Pool {
+        kind: Kind::Pool(PoolKind {
             policy,
             ejection,
-            bounded: false,
-            no_hand_back: false,
-            slow_start: false,
-            max_load: None,
-        },
+            ..POOL
+        }),
     }
 }
 
@@ -202,66 +213,47 @@ pub const ALL: &[Contender] = &[
         name: "pool-bounded",
         layer: Layer::Pool,
         default: false,
-        kind: Kind::Pool {
-            policy: None,
-            ejection: false,
+        kind: Kind::Pool(PoolKind {
             bounded: true,
-            no_hand_back: false,
-            slow_start: false,
-            max_load: None,
-        },
+            ..POOL
+        }),
     },
     Contender {
         name: "pool-nohb",
         layer: Layer::Pool,
         default: false,
-        kind: Kind::Pool {
-            policy: None,
-            ejection: false,
-            bounded: false,
+        kind: Kind::Pool(PoolKind {
             no_hand_back: true,
-            slow_start: false,
-            max_load: None,
-        },
+            ..POOL
+        }),
     },
     Contender {
         name: "pool-rr-ss",
         layer: Layer::Pool,
         default: false,
-        kind: Kind::Pool {
+        kind: Kind::Pool(PoolKind {
             policy: RR,
-            ejection: false,
-            bounded: false,
-            no_hand_back: false,
             slow_start: true,
-            max_load: None,
-        },
+            ..POOL
+        }),
     },
     Contender {
         name: "pool-shed",
         layer: Layer::Pool,
         default: false,
-        kind: Kind::Pool {
-            policy: None,
-            ejection: false,
-            bounded: false,
-            no_hand_back: false,
-            slow_start: false,
+        kind: Kind::Pool(PoolKind {
             max_load: Some(SHED),
-        },
+            ..POOL
+        }),
     },
     Contender {
         name: "pool-ss",
         layer: Layer::Pool,
         default: false,
-        kind: Kind::Pool {
-            policy: None,
-            ejection: false,
-            bounded: false,
-            no_hand_back: false,
+        kind: Kind::Pool(PoolKind {
             slow_start: true,
-            max_load: None,
-        },
+            ..POOL
+        }),
     },
     Contender {
         name: "balance-bounded",
@@ -337,7 +329,7 @@ impl Contender {
     fn is_bounded(&self) -> bool {
         matches!(
             self.kind,
-            Kind::Pool { bounded: true, .. } | Kind::Balance { bounded: true, .. }
+            Kind::Pool(PoolKind { bounded: true, .. }) | Kind::Balance { bounded: true, .. }
         )
     }
 }
@@ -382,14 +374,14 @@ pub fn setup(
     });
     let _ = scenario;
     match contender.kind {
-        Kind::Pool {
+        Kind::Pool(PoolKind {
             policy,
             ejection,
             bounded,
             no_hand_back,
             slow_start,
             max_load,
-        } => {
+        }) => {
             let n = specs.len();
             let first = if join.is_some() { n - 1 } else { n };
             let shared: Arc<[MemberSpec]> = specs.into();
