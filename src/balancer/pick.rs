@@ -228,8 +228,8 @@ impl<M: Member> Balancer<M> {
     /// shares of the keys). A key whose member is dead, disabled or at `max_load` goes to the
     /// next member along the table, and comes back when its member does. With
     /// [`bounded_loads`](crate::BalancerBuilder::bounded_loads), a member carrying more than
-    /// `1 + ε` times the average load passes its keys on too, so one hot key cannot pile up
-    /// on one member.
+    /// `1 + ε` times the average load passes its keys to the lightest member, so one hot key
+    /// cannot pile up on one member.
     ///
     /// The next member along the table is found by walking the table's slots on from the
     /// key's. A walk that has passed as many slots as there are members looks at each member
