@@ -192,6 +192,13 @@ const SHED: usize = 4;
 /// for both layers over seeds 1 to 3 (`bounded_loads` documents the trade).
 const BOUNDED: f64 = 0.55;
 
+/// The slow start of the `-ss` contenders, and the ramp S7's share is measured against:
+/// gRPC A100's defaults over the 30 s a cold member stays slow.
+#[must_use]
+pub fn ramp() -> SlowStart {
+    SlowStart::new(Duration::from_secs(30))
+}
+
 const RR: Option<Policy> = Some(Policy::RoundRobin);
 const LL: Option<Policy> = Some(Policy::LeastLoaded);
 const P2C: Option<Policy> = Some(Policy::PowerOfTwo);
@@ -407,7 +414,7 @@ pub fn setup(
             }
             if slow_start {
                 // S7's member is cold for 30 s.
-                b = b.slow_start(SlowStart::new(Duration::from_secs(30)));
+                b = b.slow_start(ramp());
             }
             let pool = b.start().expect("arena pool settings");
             let mut tasks = Vec::new();

@@ -48,9 +48,9 @@ pub fn markdown(rows: &[Row]) -> String {
                 r.seconds
             );
             out.push_str(
-                "| contender | layer | default | p50 ms | p99 ms | p99.9 ms | p99 ÷ ideal | failed % | refused % | to faulty % | extra % | goodput | peak share | keys at home |\n",
+                "| contender | layer | default | p50 ms | p99 ms | p99.9 ms | p99 ÷ ideal | failed % | refused % | to faulty % | extra % | goodput | peak share | keys at home | ramp ±pp, p99 × |\n",
             );
-            out.push_str("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+            out.push_str("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
         }
         let vs = ratio(r, ideal_p99(rows, r)).map_or("–".to_owned(), |x| format!("{x:.2}"));
         let home = if r.keys_at_home > 0.0 {
@@ -58,9 +58,14 @@ pub fn markdown(rows: &[Row]) -> String {
         } else {
             "–".to_owned()
         };
+        let ramp = if r.ramp_p99_ratio > 0.0 {
+            format!("{:.2}, {:.2}", r.ramp_error_pp, r.ramp_p99_ratio)
+        } else {
+            "–".to_owned()
+        };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {vs} | {:.3} | {:.3} | {:.2} | {:.2} | {:.3} | {:.2} | {home} |",
+            "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {vs} | {:.3} | {:.3} | {:.2} | {:.2} | {:.3} | {:.2} | {home} | {ramp} |",
             r.contender,
             r.layer,
             if r.default { "yes" } else { "" },

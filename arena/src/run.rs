@@ -66,6 +66,13 @@ pub struct Row {
     /// their key's usual member (the one that received most of that key's requests); 0
     /// without keys.
     pub keys_at_home: f64,
+    /// With a member joining (S7): the most the new member's share of arrivals in one
+    /// second of its first 30 strayed from the share [`contender::ramp`] gives it, in
+    /// percentage points; 0 without one.
+    pub ramp_error_pp: f64,
+    /// With a member joining (S7): p99 of the requests that arrived in the new member's first
+    /// 30 s ÷ p99 of those that arrived after; 0 without one.
+    pub ramp_p99_ratio: f64,
     /// Members.
     pub members: u64,
     /// Offered load (fraction of capacity).
@@ -207,6 +214,7 @@ fn measure(
             ms(sum as f64 / completed as f64)
         }
     };
+    let ramp = ramp(specs, requests, outcomes, ledger);
     let sent = requests.len() as u64;
     let could_serve = scenario::capacity(specs) * end as f64 / p.service.mean_ns();
     Row {
@@ -237,6 +245,8 @@ fn measure(
         },
         peak_window_share: round(peak_window_share(requests, ledger, specs.len())),
         keys_at_home: round(keys_at_home(requests, ledger)),
+        ramp_error_pp: ramp.map_or(0.0, |r| round(r.error_pp)),
+        ramp_p99_ratio: ramp.map_or(0.0, |r| round(r.p99_ratio)),
         members: specs.len() as u64,
         load: p.load,
         seconds: p.seconds,
@@ -270,6 +280,74 @@ fn peak_window_share(requests: &[scenario::Request], ledger: &Ledger, members: u
     }
     close(&mut counts, total);
     peak
+}
+
+/// See [`Row::ramp_error_pp`] and [`Row::ramp_p99_ratio`].
+#[derive(Clone, Copy)]
+struct Ramp {
+    error_pp: f64,
+    p99_ratio: f64,
+}
+
+/// How the joining member's share followed [`contender::ramp`], and the p99 while it did.
+fn ramp(
+    specs: &[scenario::MemberSpec],
+    requests: &[scenario::Request],
+    outcomes: &[Option<Outcome>],
+    ledger: &Ledger,
+) -> Option<Ramp> {
+    let (new, joins_at) = specs.iter().find_map(|m| match m.fault {
+        scenario::Fault::Cold { joins_at } => Some((m.index, joins_at)),
+        _ => None,
+    })?;
+    let window = u64::try_from(contender::ramp().window().as_nanos()).ok()?;
+    let seconds = window / SEC;
+    // Arrivals and the new member's, per second of the ramp.
+    let mut per_second = vec![(0_u64, 0_u64); usize::try_from(seconds).ok()?];
+    let (mut during, mut after) = (Vec::new(), Vec::new());
+    for (i, (req, out)) in requests.iter().zip(outcomes).enumerate() {
+        let Some(age) = req.at.checked_sub(joins_at) else {
+            continue;
+        };
+        if age < window {
+            let s = &mut per_second[usize::try_from(age / SEC).ok()?];
+            s.0 += 1;
+            s.1 += u64::from(ledger.last(i) == Some(new));
+        }
+        if let Some(Outcome::Ok(done)) = out {
+            let latency = done.end - req.at;
+            if age < window {
+                during.push(latency);
+            } else {
+                after.push(latency);
+            }
+        }
+    }
+    let others = (specs.len() - 1) as f64;
+    let ramp = contender::ramp();
+    let error_pp = per_second
+        .iter()
+        .enumerate()
+        .filter(|(_, (all, _))| *all > 0)
+        .map(|(s, &(all, to_new))| {
+            let mid = std::time::Duration::from_millis(s as u64 * 1_000 + 500);
+            let w = ramp.factor(mid);
+            let expected = w / (w + others);
+            (to_new as f64 / all as f64 - expected).abs() * 100.0
+        })
+        .fold(0.0, f64::max);
+    let p99 = |v: &mut Vec<u64>| {
+        v.sort_unstable();
+        v.get((v.len() * 99).div_ceil(100).max(1) - 1).copied()
+    };
+    let p99_ratio = match (p99(&mut during), p99(&mut after)) {
+        (Some(d), Some(a)) if a > 0 => d as f64 / a as f64,
+        _ => 0.0,
+    };
+    Some(Ramp {
+        error_pp,
+        p99_ratio,
+    })
 }
 
 /// See [`Row::keys_at_home`].

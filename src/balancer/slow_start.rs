@@ -85,8 +85,22 @@ impl SlowStart {
         self.window
     }
 
-    /// The share of its weight a member that joined `age` ago has.
-    fn factor(&self, age: Duration) -> f64 {
+    /// The share of its weight a member that joined `age` ago has: `min_weight` at first, 1
+    /// from the end of the window on (ages under one second count as one second, as in
+    /// A100's formula).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use croupier::SlowStart;
+    ///
+    /// let s = SlowStart::new(Duration::from_secs(10));
+    /// assert_eq!(s.factor(Duration::ZERO), 0.1);
+    /// assert_eq!(s.factor(Duration::from_secs(5)), 0.5);
+    /// assert_eq!(s.factor(Duration::from_secs(60)), 1.0);
+    /// ```
+    #[must_use]
+    pub fn factor(&self, age: Duration) -> f64 {
         let t = age
             .max(Duration::from_secs(1))
             .min(self.window)
