@@ -143,3 +143,93 @@ async fn hedged_request_goes_to_another_member() {
     assert_eq!(start.elapsed(), Duration::from_secs(1));
     assert_eq!(total(&handled), 1);
 }
+
+/// `Balance` takes retries from tower: `tower::retry::Retry` with its `TpsBudget` over a
+/// `Balance`. A request that fails on one member is tried again through the balancer, which
+/// counts the failure in that member's load for a while (and so deals the retry elsewhere),
+/// and the retries stay within the budget's share of the requests.
+#[cfg(feature = "tower")]
+#[tokio::test]
+async fn balance_retries_under_towers_budget_reach_a_healthy_member() {
+    use std::future::{ready, Ready};
+
+    use tower::{
+        retry::budget::{Budget, TpsBudget},
+        BoxError, ServiceExt,
+    };
+
+    #[derive(Clone)]
+    struct Idempotent(Arc<TpsBudget>);
+
+    impl<T> tower::retry::Policy<u32, T, BoxError> for Idempotent {
+        type Future = Ready<()>;
+
+        fn retry(&mut self, _: &mut u32, result: &mut Result<T, BoxError>) -> Option<Ready<()>> {
+            match result {
+                Ok(_) => {
+                    self.0.deposit();
+                    None
+                }
+                Err(_) => self.0.withdraw().then(|| ready(())),
+            }
+        }
+
+        fn clone_request(&mut self, req: &u32) -> Option<u32> {
+            Some(*req)
+        }
+    }
+
+    let members = |handled: &Arc<[AtomicUsize; 4]>| -> Vec<_> {
+        (0..4)
+            .map(|slot| {
+                let handled = Arc::clone(handled);
+                tower::util::BoxCloneSyncService::new(tower::service_fn(move |_: u32| {
+                    handled[slot].fetch_add(1, Relaxed);
+                    ready(if slot == 0 {
+                        Err::<usize, BoxError>("member 0 is failing".into())
+                    } else {
+                        Ok(slot)
+                    })
+                }))
+            })
+            .collect()
+    };
+    let run = |policy: Policy, budget: TpsBudget| async move {
+        let handled: Arc<[AtomicUsize; 4]> = Arc::default();
+        let balance = croupier::balance::Balance::builder()
+            .policy(policy)
+            .build(members(&handled))
+            .unwrap();
+        let service = tower::retry::Retry::new(Idempotent(Arc::new(budget)), balance);
+        let mut failed = 0;
+        for n in 0..100 {
+            failed += usize::from(service.clone().oneshot(n).await.is_err());
+        }
+        let to_0 = handled[0].load(Relaxed);
+        (failed, to_0, total(&handled) - 100)
+    };
+    // Least loaded (the default): a failure weighs in member 0's load, so its retry goes
+    // elsewhere and so does every request after it (member 0 is dealt one request at most,
+    // as where the balancer's seed starts its ties says).
+    let (failed, to_0, extra) = run(
+        Policy::LeastLoaded,
+        TpsBudget::new(Duration::from_secs(10), 1, 0.2),
+    )
+    .await;
+    assert_eq!((failed, extra), (0, to_0));
+    assert!(to_0 <= 1, "member 0 took {to_0}");
+    // Round robin deals member 0 a quarter of the requests and of their retries; a budget of
+    // 10 % of the requests (no reserve) retries ten of the failures, the rest reach the caller.
+    let (failed, to_0, extra) = run(
+        Policy::RoundRobin,
+        TpsBudget::new(Duration::from_secs(10), 0, 0.1),
+    )
+    .await;
+    assert!(extra <= 10, "{extra} retries");
+    assert_eq!(
+        failed + extra,
+        to_0,
+        "a failure is retried or reaches the caller"
+    );
+    assert!(failed >= 15, "{failed} failed");
+}

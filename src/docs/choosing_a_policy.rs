@@ -42,6 +42,7 @@
 //! | a member fails some requests but rarely several in a row | [`Ejection::success_rate`](crate::Ejection::success_rate) | ejects a member whose share of successes over its recent requests falls below a minimum |
 //! | new members start cold (caches, JIT, connection pools) | [`slow_start`](crate::BalancerBuilder::slow_start) | ramps a new member's weight over a window (gRPC A100); round robin's share follows it exactly |
 //! | a `Pool` job may run twice (idempotent) | [`Pool::call_idempotent`](crate::Pool::call_idempotent), [`Pool::call_hedged`](crate::Pool::call_hedged) | retries a failed call, or hedges a slow one, on another worker, within a [`RetryBudget`](crate::RetryBudget) |
+//! | a `Balance` request may be sent twice | tower's `retry::Retry` with its `retry::budget::TpsBudget` over the `Balance` | each retry is a new pick, and a failure weighs in its member's load for a while, so least loaded deals the retry elsewhere (`balance_retries_under_towers_budget_reach_a_healthy_member` in `tests/retries.rs` shows the policy, a dozen lines) |
 //! | a `Pool`'s jobs vary a lot in length | nothing: [hand-back](crate::PoolBuilder::hand_back_after) is on (1 ms) | a slow worker's queued calls move to free workers |
 //!
 //! The measurements behind this advice, all ratios from one run on a 2-core machine, are in
