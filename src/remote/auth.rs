@@ -15,7 +15,7 @@ pub(crate) const COOKIE_KEY: &str = "croupier-cookie-bin";
 /// Each request a master makes carries it; a worker node compares it in constant time and
 /// refuses a request without it, with another, or with one when it has none itself. It is
 /// sent, so it is allowed over plaintext on loopback only: anywhere else the nodes need
-/// [`Tls`](super::Tls), which also authenticates both ends by certificate.
+/// [`Tls`](super::tls::Tls), which also authenticates both ends by certificate.
 ///
 /// `Debug` does not print it.
 #[derive(Clone)]

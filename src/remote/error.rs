@@ -2,7 +2,7 @@
 
 use std::{fmt, io, net::SocketAddr, path::PathBuf};
 
-use super::NodeId;
+use super::identity::NodeId;
 use crate::ConfigError;
 
 /// Why [`Node::connect`](super::Node::connect) did not connect (Skitter.Remote's list, plus

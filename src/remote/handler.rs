@@ -4,10 +4,6 @@ use std::{collections::HashMap, fmt, future::Future, marker::PhantomData, pin::P
 
 use serde::{de::DeserializeOwned, Serialize};
 
-use tokio_util::sync::CancellationToken;
-
-use crate::Worker;
-
 /// A typed name for remote work, declared once in a crate both sides share.
 ///
 /// Rust cannot ship closures between processes, so a worker node registers a function under
@@ -109,33 +105,4 @@ pub(crate) fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Strin
         ));
     }
     Ok(value)
-}
-
-/// One remote call for the node's pool to run.
-pub(crate) struct Job {
-    pub(crate) handler: Erased,
-    pub(crate) args: Vec<u8>,
-    /// Fired when the caller goes away: a job that has not started never starts, and a
-    /// running handler's future is dropped.
-    pub(crate) cancel: CancellationToken,
-}
-
-/// The worker of a node's pool: runs whatever handler each job names.
-pub(crate) struct HandlerWorker;
-
-impl Worker for HandlerWorker {
-    type Msg = Job;
-    type Reply = Result<Vec<u8>, JobError>;
-
-    async fn handle(&mut self, job: Job) -> Self::Reply {
-        if job.cancel.is_cancelled() {
-            return Err(JobError::Cancelled);
-        }
-        let run = (job.handler)(job.args);
-        tokio::select! {
-            biased;
-            () = job.cancel.cancelled() => Err(JobError::Cancelled),
-            done = run => done,
-        }
-    }
 }

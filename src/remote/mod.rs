@@ -55,43 +55,38 @@
 //! # Ok(()) }
 //! ```
 
+// The shared base: what both sides of a node use.
 mod auth;
+mod common;
+mod config;
 mod deadline;
-mod discovery;
 mod error;
 mod handler;
-mod link;
-mod listener;
+mod identity;
 mod logs;
-mod node;
 pub mod proto;
-mod service;
 mod tls;
+mod wire;
 
-pub(crate) use self::node::{Local, NodeConfig, NodeShared};
+// The calling side, the serving side (which never import each other), and the node that
+// composes them.
+mod client;
+mod node;
+mod server;
+
 pub use self::{
     auth::Cookie,
-    discovery::{
-        Discovery, DiscoveryEvent, Dns, HostsFile, Mdns, Resolve, StaticList, MDNS_SERVICE,
+    client::{
+        discovery::{
+            Discovery, DiscoveryEvent, Dns, HostsFile, Mdns, Resolve, StaticList, MDNS_SERVICE,
+        },
+        RemoteNode,
     },
     error::{ConnectError, HostsError, RemoteError, StartError},
     handler::Handler,
-    link::RemoteNode,
+    identity::{Mode, NodeId, NodeInfo},
     logs::{LogLayer, WORKER_LOG_TARGET},
-    node::{ByNode, Mode, Node, NodeBuilder, NodeId, NodeInfo},
+    node::{ByNode, Node, NodeBuilder},
     tls::Tls,
+    wire::decode_any,
 };
-
-/// The protocol version this build speaks: 3, croupier.v1 over gRPC (1 and 2 were a framed
-/// protocol of croupier's own over TCP).
-pub(crate) const VERSION: u32 = 3;
-
-/// croupier's gRPC service, as grpc.health.v1 names it.
-pub(crate) const SERVICE_NAME: &str = "croupier.v1.Croupier";
-
-/// Throws arbitrary bytes at the decoder of a call: `true` if they decode as an invoke
-/// request. Kept (hidden) for property tests outside the crate.
-#[doc(hidden)]
-pub fn decode_any(bytes: &[u8]) -> bool {
-    <proto::croupier::v1::InvokeRequest as prost::Message>::decode(bytes).is_ok()
-}

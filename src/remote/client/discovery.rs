@@ -14,7 +14,7 @@ use std::{
 
 use tokio::sync::mpsc;
 
-use super::HostsError;
+use crate::remote::error::HostsError;
 
 /// A worker node appearing or disappearing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +35,7 @@ pub enum DiscoveryEvent {
 }
 
 /// A source of node added/removed events for a master
-/// ([`NodeBuilder::discovery`](super::NodeBuilder::discovery)).
+/// ([`NodeBuilder::discovery`](crate::remote::NodeBuilder::discovery)).
 pub trait Discovery: Send + 'static {
     /// Starts discovering; events arrive on the returned channel until it closes.
     ///
@@ -185,7 +185,7 @@ pub const MDNS_SERVICE: &str = "_croupier._tcp.local.";
 
 /// Zero-configuration discovery on the local network (SimpleLocalnet's multicast), through
 /// the `mdns-sd` crate: finds worker nodes started with
-/// [`NodeBuilder::advertise`](super::NodeBuilder::advertise).
+/// [`NodeBuilder::advertise`](crate::remote::NodeBuilder::advertise).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Mdns;
 

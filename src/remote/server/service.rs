@@ -2,7 +2,6 @@
 //! bounded listener.
 
 use std::{
-    collections::HashMap,
     pin::Pin,
     sync::{atomic::Ordering::Relaxed, Arc},
     time::Duration,
@@ -13,46 +12,37 @@ use tokio::{net::TcpListener, sync::broadcast, time::Instant};
 use tonic::{service::interceptor::InterceptedService, Request, Response, Status};
 
 use super::{
-    auth::Gate,
-    handler::{Job, JobError},
+    jobs::Job,
     listener::{self, Bounds},
-    logs,
-    proto::{
-        croupier::v1::{
-            croupier_server::{Croupier, CroupierServer},
-            HelloReply, HelloRequest, InvokeReply, InvokeRequest, LogRecord, LogsRequest,
-            TerminateReply, TerminateRequest,
-        },
-        xds::{
-            data::orca::v3::OrcaLoadReport,
-            service::orca::v3::{
-                open_rca_service_server::{OpenRcaService, OpenRcaServiceServer},
-                OrcaLoadReportRequest,
+    served::{Load, Served},
+};
+use crate::{
+    pool::error::PoolCallError,
+    remote::{
+        auth::Gate,
+        handler::JobError,
+        logs,
+        proto::{
+            croupier::v1::{
+                croupier_server::{Croupier, CroupierServer},
+                HelloReply, HelloRequest, InvokeReply, InvokeRequest, LogRecord, LogsRequest,
+                TerminateReply, TerminateRequest,
+            },
+            xds::{
+                data::orca::v3::OrcaLoadReport,
+                service::orca::v3::{
+                    open_rca_service_server::{OpenRcaService, OpenRcaServiceServer},
+                    OrcaLoadReportRequest,
+                },
             },
         },
+        wire::{mode_to_wire, DEADLINE_KEY, VERSION},
     },
-    NodeShared, VERSION,
 };
-use crate::{member::Member, pool::error::PoolCallError};
-
-/// Named metrics in croupier's ORCA reports.
-pub(crate) mod metric {
-    /// Jobs queued or running, over the whole pool.
-    pub(crate) const RUN_QUEUE: &str = "croupier.run_queue";
-    /// The pool's size.
-    pub(crate) const POOL_SIZE: &str = "croupier.pool_size";
-    /// 1 while the pool drains (it takes no work), else 0.
-    pub(crate) const DRAINING: &str = "croupier.draining";
-}
-
-/// The metadata key of a croupier caller's deadline, in milliseconds from the request's
-/// arrival. The node enforces it itself, cancelling the job before it answers
-/// `DEADLINE_EXCEEDED`; gRPC's own `grpc-timeout`, a little later, is the backstop.
-pub(crate) const DEADLINE_KEY: &str = "croupier-deadline-ms";
 
 /// The services a node serves, from its shared state.
 struct Svc {
-    node: Arc<NodeShared>,
+    node: Arc<Served>,
 }
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -66,7 +56,7 @@ impl Croupier for Svc {
         if let Some(peer) = peer {
             tracing::debug!(master = %hello.name, remote = %peer.remote, tls = peer.tls, "croupier node said hello to a master");
         }
-        if hello.name == node.local.name {
+        if hello.name == node.common.local.name {
             return Err(Status::already_exists(format!(
                 "a node named {:?} cannot connect to itself, or to another node of its name",
                 hello.name
@@ -76,12 +66,12 @@ impl Croupier for Svc {
             node.masters.lock().insert(hello.name.clone());
         }
         Ok(Response::new(HelloReply {
-            name: node.local.name.clone(),
-            mode: super::node::mode_to_wire(node.local.mode),
+            name: node.common.local.name.clone(),
+            mode: mode_to_wire(node.common.local.mode),
             version: VERSION,
-            tags: node.local.tags.clone(),
+            tags: node.common.local.tags.clone(),
             pool_size: node.pool_size(),
-            heartbeat_ms: u64::try_from(node.cfg.report_max.as_millis()).unwrap_or(u64::MAX),
+            heartbeat_ms: u64::try_from(node.common.cfg.report_max.as_millis()).unwrap_or(u64::MAX),
         }))
     }
 
@@ -91,12 +81,12 @@ impl Croupier for Svc {
             .metadata()
             .get(DEADLINE_KEY)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-            .map(|ms| super::deadline::after(Duration::from_millis(ms)));
+            .map(|ms| crate::remote::deadline::after(Duration::from_millis(ms)));
         let InvokeRequest { handler, args } = req.into_inner();
         let Some(h) = node.registry.get(handler.as_str()).cloned() else {
             return Err(Status::not_found(format!(
                 "no handler named {handler:?} is registered on node {}",
-                node.local.name
+                node.common.local.name
             )));
         };
         let Some(pool) = &node.pool else {
@@ -145,8 +135,8 @@ impl Croupier for Svc {
         &self,
         _req: Request<TerminateRequest>,
     ) -> Result<Response<TerminateReply>, Status> {
-        tracing::info!(node = %self.node.local.name, "croupier node terminated by a master");
-        let stop = self.node.stop.clone();
+        tracing::info!(node = %self.node.common.local.name, "croupier node terminated by a master");
+        let stop = self.node.common.stop.clone();
         // After this reply is on its way: a graceful stop lets it finish.
         tokio::spawn(async move {
             tokio::task::yield_now().await;
@@ -159,7 +149,7 @@ impl Croupier for Svc {
 
     async fn logs(&self, _req: Request<LogsRequest>) -> Result<Response<Self::LogsStream>, Status> {
         let rx = logs::records().subscribe();
-        let stop = self.node.stop.clone();
+        let stop = self.node.common.stop.clone();
         let stream = futures_util::stream::unfold((rx, stop), |(mut rx, stop)| async move {
             let next = tokio::select! {
                 () = stop.cancelled() => return None,
@@ -197,8 +187,8 @@ impl OpenRcaService for Svc {
             .report_interval
             .and_then(|d| Duration::try_from(d).ok())
             .unwrap_or_default();
-        let min = asked.clamp(node.cfg.report_min, node.cfg.report_max);
-        let max = node.cfg.report_max;
+        let min = asked.clamp(node.common.cfg.report_min, node.common.cfg.report_max);
+        let max = node.common.cfg.report_max;
         let mut tick = tokio::time::interval(min);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let state = Reporter {
@@ -210,7 +200,7 @@ impl OpenRcaService for Svc {
         let stream = futures_util::stream::unfold(state, |mut st| async move {
             loop {
                 tokio::select! {
-                    () = st.node.stop.cancelled() => return None,
+                    () = st.node.common.stop.cancelled() => return None,
                     _ = st.tick.tick() => {}
                 }
                 let now = Instant::now();
@@ -233,87 +223,20 @@ impl OpenRcaService for Svc {
 
 /// One ORCA stream's state.
 struct Reporter {
-    node: Arc<NodeShared>,
+    node: Arc<Served>,
     tick: tokio::time::Interval,
     max: Duration,
     /// When the last report went, the load it carried, and the calls completed by then.
     last: Option<(Instant, Load, u64)>,
 }
 
-/// What a report carries of the pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Load {
-    pub(crate) run_queue: u64,
-    pub(crate) pool_size: u32,
-    pub(crate) draining: bool,
-}
-
-impl NodeShared {
-    /// The pool's run queue (jobs queued or running), its size, and whether it drains.
-    pub(crate) fn load(&self) -> Load {
-        let Some(pool) = &self.pool else {
-            return Load {
-                run_queue: 0,
-                pool_size: 0,
-                draining: false,
-            };
-        };
-        let run_queue: usize = pool.balancer().members().iter().map(Member::load).sum();
-        Load {
-            run_queue: run_queue as u64,
-            pool_size: self.pool_size(),
-            draining: pool.balancer().is_draining(),
-        }
-    }
-
-    pub(crate) fn pool_size(&self) -> u32 {
-        self.pool.as_ref().map_or(0, |p| {
-            u32::try_from(p.supervisor().size()).unwrap_or(u32::MAX)
-        })
-    }
-
-    /// An ORCA report of `load`: the run queue and pool size as named metrics, the queue per
-    /// worker (at most 1) as application utilisation, and the calls completed per second since
-    /// the last report (for gRFC A58's weighted round robin).
-    fn report(
-        &self,
-        load: Load,
-        completed: u64,
-        last: Option<&(Instant, Load, u64)>,
-        now: Instant,
-    ) -> OrcaLoadReport {
-        let per_worker = load.run_queue as f64 / f64::from(load.pool_size.max(1));
-        let rps = last.map_or(0.0, |(at, _, before)| {
-            let secs = (now - *at).as_secs_f64();
-            if secs > 0.0 {
-                completed.saturating_sub(*before) as f64 / secs
-            } else {
-                0.0
-            }
-        });
-        OrcaLoadReport {
-            application_utilization: per_worker.min(1.0),
-            rps_fractional: rps,
-            named_metrics: HashMap::from([
-                (metric::RUN_QUEUE.to_owned(), load.run_queue as f64),
-                (metric::POOL_SIZE.to_owned(), f64::from(load.pool_size)),
-                (
-                    metric::DRAINING.to_owned(),
-                    f64::from(u8::from(load.draining)),
-                ),
-            ]),
-            ..OrcaLoadReport::default()
-        }
-    }
-}
-
 /// Serves until the node stops; then ends gracefully within the grace period, and cuts
 /// every connection left after it.
-pub(crate) async fn serve(node: Arc<NodeShared>, listener: TcpListener, bounds: Bounds) {
-    let incoming = listener::incoming(listener, bounds.clone(), &node.tracker);
-    let cfg = &node.cfg;
+pub(crate) async fn serve(node: Arc<Served>, listener: TcpListener, bounds: Bounds) {
+    let incoming = listener::incoming(listener, bounds.clone(), &node.common.tracker);
+    let cfg = &node.common.cfg;
     let gate = Gate {
-        cookie: node.local.cookie.clone(),
+        cookie: node.common.local.cookie.clone(),
     };
     let croupier = CroupierServer::new(Svc {
         node: Arc::clone(&node),
@@ -338,8 +261,8 @@ pub(crate) async fn serve(node: Arc<NodeShared>, listener: TcpListener, bounds: 
         .add_service(health)
         .add_service(InterceptedService::new(croupier, gate.clone()))
         .add_service(InterceptedService::new(orca, gate))
-        .serve_with_incoming_shutdown(incoming, node.stop.clone().cancelled_owned());
+        .serve_with_incoming_shutdown(incoming, node.common.stop.clone().cancelled_owned());
     if let Err(e) = server.await {
-        tracing::warn!(node = %node.local.name, error = %e, "croupier node's server failed");
+        tracing::warn!(node = %node.common.local.name, error = %e, "croupier node's server failed");
     }
 }
