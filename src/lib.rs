@@ -76,6 +76,7 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod balance;
 mod balancer;
+mod config;
 pub mod docs;
 pub mod error;
 mod member;

@@ -5,7 +5,7 @@ use std::{fmt, hash::Hash};
 use tower::discover::{Change, Discover};
 
 use super::{Balance, BalanceBuilder};
-use crate::error::ConfigError;
+use crate::config::ConfigError;
 
 impl BalanceBuilder {
     /// A balance fed by `discover`: `Insert(key, service)` adds a member or replaces the

@@ -18,8 +18,9 @@ use tower::{BoxError, Layer, Service, ServiceExt};
 use super::endpoint::{Common, Endpoint, Load, State};
 use crate::{
     balancer::{Balancer, Ejection, Outcome},
-    error::{ConfigError, PickError},
+    config::ConfigError,
     member::Source,
+    policy::error::PickError,
     policy::Policy,
     snapshot::affinity::hash_key,
 };
@@ -442,7 +443,7 @@ where
 {
     /// The croupier balancer that picks the members.
     #[must_use]
-    pub fn balancer(&self) -> &Balancer<impl crate::Member> {
+    pub fn balancer(&self) -> &Balancer<impl crate::member::Member> {
         &self.inner.balancer
     }
 

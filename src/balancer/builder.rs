@@ -9,7 +9,7 @@ use std::{
 
 use super::{Balancer, Config, Ejection, SlowStart};
 use crate::{
-    error::ConfigError,
+    config::ConfigError,
     member::{Member, Source},
     policy::{Policy, Rule},
 };

@@ -11,7 +11,7 @@ use tokio::{
 };
 
 use super::Balancer;
-use crate::{error::PickError, member::Member};
+use crate::{member::Member, policy::error::PickError};
 
 /// How [`Balancer::apply_within`] waits between stopping and running maintenance.
 ///

@@ -15,8 +15,8 @@ use super::{
     Balancer, Picked, Shared,
 };
 use crate::{
-    error::PickError,
     member::Member,
+    policy::error::PickError,
     policy::{self, affinity, Scan, Turn},
     snapshot::{affinity::hash_key, Snapshot},
     telemetry::Refusal,

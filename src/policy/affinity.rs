@@ -23,8 +23,8 @@ use std::cell::Cell;
 
 use super::Scan;
 use crate::{
-    error::PickError,
     member::Member,
+    policy::error::PickError,
     snapshot::{
         affinity::{slot_of, Table},
         Snapshot,

@@ -1,7 +1,7 @@
 //! Least loaded: the member with the shortest run queue (OTP `pool`, Akka's smallest mailbox).
 
 use super::{wrap, Scan};
-use crate::{error::PickError, member::Member, snapshot::Snapshot};
+use crate::{member::Member, policy::error::PickError, snapshot::Snapshot};
 
 /// The fast path: the member at the turn, if it is idle (load 0) and usable. Nothing can be
 /// lighter, and the scan, which starts there, would stop there too.

@@ -16,13 +16,14 @@
 //! Members that are disabled, dead, or at or above `max_load` are passed over by all three.
 
 pub(crate) mod affinity;
+pub(crate) mod error;
 mod least_loaded;
 mod p2c;
 mod round_robin;
 
 use crate::{
-    error::PickError,
     member::Member,
+    policy::error::PickError,
     snapshot::{Snapshot, Unusable},
 };
 

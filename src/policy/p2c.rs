@@ -9,9 +9,9 @@
 
 use super::{least_loaded, wrap, Scan};
 use crate::{
-    error::PickError,
     member::Member,
     mix::{splitmix64, GOLDEN_GAMMA},
+    policy::error::PickError,
     snapshot::Snapshot,
 };
 

@@ -1,7 +1,7 @@
 //! Round robin: each live member in turn (ballermann's `pid/1`).
 
 use super::{wrap, Scan};
-use crate::{error::PickError, member::Member, snapshot::Snapshot};
+use crate::{member::Member, policy::error::PickError, snapshot::Snapshot};
 
 /// The fast path: the member whose turn it is, if it can be handed out as it stands.
 #[inline]

@@ -8,7 +8,8 @@
 use std::fmt;
 
 use crate::{
-    error::{predicates, PickError},
+    policy::error::PickError,
+    worker::error::predicates,
     worker::error::{CallError, SendError},
 };
 

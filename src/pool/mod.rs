@@ -12,7 +12,8 @@ use futures_util::future::join_all;
 use self::error::{PoolCallError, PoolSendError};
 use crate::{
     balancer::{Balancer, BalancerBuilder, BalancerStats, DrainError, Outcome, Picked, Wait},
-    error::{ConfigError, PickError},
+    config::ConfigError,
+    policy::error::PickError,
     policy::Policy,
     supervisor::{
         error::ResizeError, Backoff, Restart, Supervisor, SupervisorBuilder, SupervisorStats,
@@ -895,7 +896,7 @@ impl<W: Worker> PoolBuilder<W> {
     /// Slow start for the workers a [`resize`](Pool::resize) adds (restarts keep their
     /// slot's place, and do not warm): see
     /// [`BalancerBuilder::slow_start`](crate::BalancerBuilder::slow_start).
-    pub fn slow_start(mut self, slow_start: crate::SlowStart) -> Self {
+    pub fn slow_start(mut self, slow_start: crate::balancer::SlowStart) -> Self {
         self.balancer = self.balancer.slow_start(slow_start);
         self
     }
@@ -963,7 +964,7 @@ impl<W: Worker> PoolBuilder<W> {
     /// How many retries and hedges [`call_idempotent`](Pool::call_idempotent) and
     /// [`call_hedged`](Pool::call_hedged) may make: [`RetryBudget`](crate::RetryBudget)'s
     /// default (20 % of the calls plus 10 a second) unless set.
-    pub fn retry_budget(mut self, budget: crate::RetryBudget) -> Self {
+    pub fn retry_budget(mut self, budget: retry::RetryBudget) -> Self {
         self.budget = budget;
         self
     }
@@ -971,7 +972,7 @@ impl<W: Worker> PoolBuilder<W> {
     /// Outlier ejection of workers whose calls fail: see
     /// [`BalancerBuilder::outlier_ejection`](crate::BalancerBuilder::outlier_ejection) and
     /// [`Pool::call`].
-    pub fn outlier_ejection(mut self, ejection: crate::Ejection) -> Self {
+    pub fn outlier_ejection(mut self, ejection: crate::balancer::Ejection) -> Self {
         self.balancer = self.balancer.outlier_ejection(ejection);
         self
     }

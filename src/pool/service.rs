@@ -25,7 +25,8 @@ use tokio::sync::futures::OwnedNotified;
 use super::{error::PoolCallError, Delivery, Pool};
 use crate::{
     balancer::Balancer,
-    error::{CallError, PickError},
+    policy::error::PickError,
+    worker::error::CallError,
     worker::{capacity::CapacityWait, Reservation, TryCall, Worker},
 };
 

@@ -3,7 +3,7 @@
 use std::{fmt, io, net::SocketAddr, path::PathBuf};
 
 use super::identity::NodeId;
-use crate::ConfigError;
+use crate::config::ConfigError;
 
 /// Why [`Node::connect`](super::Node::connect) did not connect (Skitter.Remote's list, plus
 /// authentication).

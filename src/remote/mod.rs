@@ -60,7 +60,7 @@ mod auth;
 mod common;
 mod config;
 mod deadline;
-mod error;
+pub(crate) mod error;
 mod handler;
 mod identity;
 mod logs;

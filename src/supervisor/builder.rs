@@ -4,7 +4,7 @@ use std::{borrow::Cow, fmt, sync::Arc, time::Duration};
 
 use super::{Core, CoreConfig, Inner, Supervisor};
 use crate::{
-    error::ConfigError,
+    config::ConfigError,
     telemetry::SupervisorMeter,
     worker::{mailbox::Mailbox, Worker, WorkerId},
 };

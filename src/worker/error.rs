@@ -9,7 +9,23 @@
 use std::fmt;
 
 use super::state::Closed;
-use crate::error::predicates;
+
+/// Writes the `is_*` predicates of an error enum: one `#[must_use]` method a variant, each
+/// true when the error is that variant.
+macro_rules! predicates {
+    ($ty:ident { $($(#[$doc:meta])* $name:ident => $variant:ident),* $(,)? }) => {
+        impl<M> $ty<M> {
+            $(
+                $(#[$doc])*
+                #[must_use]
+                pub fn $name(&self) -> bool {
+                    matches!(self, Self::$variant { .. })
+                }
+            )*
+        }
+    };
+}
+pub(crate) use predicates;
 
 /// Why [`WorkerRef::send`](crate::WorkerRef::send) did not queue a message; the message comes
 /// back inside.

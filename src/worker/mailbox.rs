@@ -28,7 +28,7 @@ pub enum Mailbox {
 }
 
 /// What a sender puts in a mailbox.
-pub(crate) struct Envelope<W: crate::Worker> {
+pub(crate) struct Envelope<W: super::Worker> {
     pub(crate) msg: W::Msg,
     /// Where the reply goes; `None` for `send`. Dropped unanswered if the worker panics while
     /// handling the message, which its caller reads as `WorkerDied`.
@@ -40,7 +40,7 @@ pub(crate) struct Envelope<W: crate::Worker> {
 }
 
 /// What a caller of `call` gets through its reply channel.
-pub(crate) enum Outcome<W: crate::Worker> {
+pub(crate) enum Outcome<W: super::Worker> {
     /// The reply, and the slot of the worker that made it (another than the one the message
     /// was queued for, when hand-back moved it).
     Reply(W::Reply, usize),
@@ -48,7 +48,7 @@ pub(crate) enum Outcome<W: crate::Worker> {
 }
 
 /// The sending half of a mailbox.
-pub(crate) enum MailboxTx<W: crate::Worker> {
+pub(crate) enum MailboxTx<W: super::Worker> {
     Unbounded(mpsc::UnboundedSender<Envelope<W>>),
     Bounded(mpsc::Sender<Envelope<W>>),
 }
@@ -73,19 +73,19 @@ impl<T> Refused<T> {
 }
 
 /// The receiving half of a mailbox, owned by the slot's task across incarnations.
-pub(crate) struct MailboxRx<W: crate::Worker> {
+pub(crate) struct MailboxRx<W: super::Worker> {
     rx: Rx<W>,
     /// A message taken out and put back: the head of the queue, received first.
     front: Option<Envelope<W>>,
 }
 
-enum Rx<W: crate::Worker> {
+enum Rx<W: super::Worker> {
     Unbounded(mpsc::UnboundedReceiver<Envelope<W>>),
     Bounded(mpsc::Receiver<Envelope<W>>),
 }
 
 /// Makes a mailbox of the given kind. `Bounded(0)` is refused by the builders before this.
-pub(crate) fn mailbox<W: crate::Worker>(kind: Mailbox) -> (MailboxTx<W>, MailboxRx<W>) {
+pub(crate) fn mailbox<W: super::Worker>(kind: Mailbox) -> (MailboxTx<W>, MailboxRx<W>) {
     match kind {
         Mailbox::Unbounded => {
             let (tx, rx) = mpsc::unbounded_channel();
@@ -98,7 +98,7 @@ pub(crate) fn mailbox<W: crate::Worker>(kind: Mailbox) -> (MailboxTx<W>, Mailbox
     }
 }
 
-impl<W: crate::Worker> MailboxTx<W> {
+impl<W: super::Worker> MailboxTx<W> {
     /// Queues at once, or says why not.
     pub(crate) fn try_send(&self, env: Envelope<W>) -> Result<(), Refused<Envelope<W>>> {
         match self {
@@ -119,7 +119,7 @@ impl<W: crate::Worker> MailboxTx<W> {
     }
 }
 
-impl<W: crate::Worker> MailboxRx<W> {
+impl<W: super::Worker> MailboxRx<W> {
     fn new(rx: Rx<W>) -> Self {
         Self { rx, front: None }
     }

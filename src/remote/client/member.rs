@@ -265,7 +265,7 @@ mod tests {
         proto::{croupier::v1::HelloReply, xds::data::orca::v3::OrcaLoadReport},
         wire::metric,
     };
-    use crate::{Balancer, Policy};
+    use crate::{balancer::Balancer, policy::Policy};
     use std::net::SocketAddr;
     use tonic::transport::Endpoint;
 

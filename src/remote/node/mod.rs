@@ -11,8 +11,8 @@ use tonic_health::ServingStatus;
 
 pub use self::builder::NodeBuilder;
 use crate::{
+    balancer::DrainError,
     balancer::{Balancer, Wait},
-    error::DrainError,
     member::Member,
     remote::{
         client::{Peers, RemoteNode},
