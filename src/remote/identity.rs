@@ -6,6 +6,15 @@ use serde::{Deserialize, Serialize};
 
 use super::{auth::Cookie, tls::Tls};
 
+/// The longest node name, in bytes: a longer one is refused at
+/// [`start`](crate::remote::NodeBuilder::start), and a hello that carries one is refused by the
+/// node it greets.
+pub const MAX_NAME_LEN: usize = 255;
+
+/// How many masters' names a worker node remembers ([`Node::masters`](crate::remote::Node::masters)):
+/// beyond it, the name heard from longest ago is forgotten.
+pub const MAX_MASTERS_KEPT: usize = 256;
+
 /// What a node does in its cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]

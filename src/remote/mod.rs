@@ -84,7 +84,7 @@ pub use self::{
     },
     error::{ConnectError, HostsError, RemoteError, StartError},
     handler::Handler,
-    identity::{Mode, NodeId, NodeInfo},
+    identity::{Mode, NodeId, NodeInfo, MAX_MASTERS_KEPT, MAX_NAME_LEN},
     logs::{LogLayer, WORKER_LOG_TARGET},
     node::{ByNode, Node, NodeBuilder},
     tls::Tls,

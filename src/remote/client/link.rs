@@ -157,15 +157,27 @@ impl Link {
     /// Applies a load report.
     pub(super) fn apply(&self, r: &OrcaLoadReport) {
         let get = |k: &str| r.named_metrics.get(k).copied().unwrap_or(0.0);
-        let run_queue = get(metric::RUN_QUEUE).max(0.0);
-        let pool = get(metric::POOL_SIZE).max(1.0);
-        // Thousandths of a job per worker; f64 to u64 saturates (and NaN is 0).
-        let reported = (run_queue * 1000.0 / pool) as u64;
+        let pool = get(metric::POOL_SIZE);
+        let pool = if pool.is_finite() { pool.max(1.0) } else { 1.0 };
+        // Thousandths of a job per worker. A queue that is not a number, negative or beyond
+        // any real node's reads as fully loaded (and never drains): an absurd report must not
+        // make a node look idle.
+        let queue = get(metric::RUN_QUEUE) * 1000.0 / pool;
+        let reported = if (0.0..=FULL as f64).contains(&queue) {
+            queue as u64
+        } else {
+            FULL
+        };
         self.reported.store(reported, Relaxed);
         let mine = self.calls.load(Relaxed).saturating_mul(1000) / u64::from(self.pool_size.max(1));
         self.others.store(reported.saturating_sub(mine), Relaxed);
-        let rate = r.rps_fractional.max(0.0) * 1000.0 / pool;
-        self.drain_rate.store(rate as u64, Relaxed);
+        let rate = r.rps_fractional * 1000.0 / pool;
+        let rate = if reported < FULL && (0.0..=FULL as f64).contains(&rate) {
+            rate as u64
+        } else {
+            0
+        };
+        self.drain_rate.store(rate, Relaxed);
         self.reported_at.store(self.now(), Relaxed);
         self.draining.store(get(metric::DRAINING) > 0.0, Relaxed);
     }
@@ -250,6 +262,10 @@ impl Link {
         }
     }
 }
+
+/// The most a report may say, in thousandths of a job per pool worker (a billion jobs per
+/// worker): what an absurd report reads as.
+const FULL: u64 = 1_000_000_000_000;
 
 /// How long a node that announced a report interval of `heartbeat_ms` may stay silent before
 /// it is taken out of selection: three of its intervals, the announced one held between 1 ms

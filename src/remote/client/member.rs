@@ -371,4 +371,40 @@ mod tests {
         let picks = first_picks(&masters);
         assert_eq!(picks.get(&NodeId::from("node-0")), None, "{picks:?}");
     }
+
+    /// A node that reports an absurd queue (1e30 jobs, infinity, NaN, a negative rate) reads
+    /// as fully loaded: it does not wrap to look idle after a call, and picking never panics
+    /// on its load. A master keeps off it while another node has room.
+    #[tokio::test(start_paused = true)]
+    async fn an_absurd_load_report_does_not_attract_calls() {
+        let nodes = view(2);
+        let balancer = Balancer::builder()
+            .policy(Policy::LeastLoaded)
+            .source(nodes.clone())
+            .build()
+            .unwrap();
+        for (queue, rps) in [
+            (1e30, 0.0),
+            (f64::INFINITY, 1e30),
+            (f64::NAN, f64::NAN),
+            (1e30, -1.0),
+            (f64::MAX, f64::MAX),
+        ] {
+            nodes[0].link.apply(&report(queue, rps));
+            nodes[1].link.apply(&report(0.0, 0.0));
+            for calls in 0..3_u64 {
+                nodes[0].link.calls.store(calls, Relaxed);
+                nodes[1].link.calls.store(calls + 8, Relaxed);
+                tokio::time::advance(Duration::from_millis(10)).await;
+                let absurd = nodes[0].load();
+                assert!(
+                    absurd >= nodes[1].load(),
+                    "{queue} jobs at {rps}/s, {calls} calls: load {absurd} under the sane node's"
+                );
+                assert!(nodes[0].info().load >= nodes[1].info().load);
+                let picked = balancer.pick().unwrap().id().clone();
+                assert_eq!(picked, NodeId::from("node-1"), "{queue} jobs at {rps}/s");
+            }
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! [`NodeBuilder`]: a node's settings, and its start.
 
 use std::{
-    collections::BTreeSet,
+    collections::VecDeque,
     fmt,
     future::Future,
     sync::{atomic::AtomicU64, Arc},
@@ -28,7 +28,7 @@ use crate::{
         config::NodeConfig,
         error::StartError,
         handler::{self, Handler, Registry},
-        identity::{Local, Mode},
+        identity::{Local, Mode, MAX_NAME_LEN},
         server::{self, Bounds, HandlerWorker, Served},
         tls::Tls,
     },
@@ -230,6 +230,15 @@ impl NodeBuilder {
     /// without TLS, TLS settings that cannot be used, a socket that cannot be bound, a pool
     /// that refuses its settings, or a discovery that cannot start.
     pub async fn start(mut self) -> Result<Node, StartError> {
+        if self.name.len() > MAX_NAME_LEN {
+            return Err(StartError::Setting {
+                setting: "name",
+                must: format!(
+                    "a node name is at most {MAX_NAME_LEN} bytes, not {}",
+                    self.name.len()
+                ),
+            });
+        }
         self.cfg.check()?;
         let acceptor = match &self.tls {
             Some(tls) => Some(tokio_rustls::TlsAcceptor::from(
@@ -289,7 +298,7 @@ impl NodeBuilder {
                 pool,
                 health: HealthReporter::new(),
                 completed: AtomicU64::new(0),
-                masters: Mutex::new(BTreeSet::new()),
+                masters: Mutex::new(VecDeque::new()),
             }),
             common,
             local_addr,

@@ -150,15 +150,19 @@ impl Node {
     }
 
     /// The masters that have said hello to this node, by name (Skitter's `master`). A
-    /// worker usually has one.
+    /// worker usually has one; it remembers at most [`MAX_MASTERS_KEPT`](crate::remote::MAX_MASTERS_KEPT),
+    /// forgetting the one heard from longest ago.
     pub fn masters(&self) -> Vec<NodeId> {
-        self.shared()
+        let mut names: Vec<_> = self
+            .shared()
             .served
             .masters
             .lock()
             .iter()
             .map(|n| NodeId::from(n.as_str()))
-            .collect()
+            .collect();
+        names.sort();
+        names
     }
 
     /// The live worker nodes that carry `tag`.

@@ -2,7 +2,7 @@
 //! reports say.
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{HashMap, VecDeque},
     sync::{atomic::AtomicU64, Arc},
 };
 
@@ -17,6 +17,7 @@ use crate::{
     remote::{
         common::Common,
         handler::Registry,
+        identity::MAX_MASTERS_KEPT,
         proto::xds::data::orca::v3::OrcaLoadReport,
         wire::{metric, SERVICE_NAME},
     },
@@ -31,8 +32,9 @@ pub(crate) struct Served {
     pub(crate) health: HealthReporter,
     /// Calls this node's pool has answered (for the rate in ORCA reports).
     pub(crate) completed: AtomicU64,
-    /// The masters that said hello to this node, by name.
-    pub(crate) masters: Mutex<BTreeSet<String>>,
+    /// The masters that said hello to this node, by name, the latest last; at most
+    /// [`MAX_MASTERS_KEPT`].
+    pub(crate) masters: Mutex<VecDeque<String>>,
 }
 
 /// What a report carries of the pool.
@@ -44,6 +46,18 @@ pub(crate) struct Load {
 }
 
 impl Served {
+    /// Remembers a master that said hello, forgetting the one heard from longest ago when
+    /// [`MAX_MASTERS_KEPT`] are known.
+    pub(crate) fn greeted_by(&self, name: &str) {
+        let mut masters = self.masters.lock();
+        if let Some(at) = masters.iter().position(|m| m == name) {
+            masters.remove(at);
+        } else if masters.len() >= MAX_MASTERS_KEPT {
+            masters.pop_front();
+        }
+        masters.push_back(name.to_owned());
+    }
+
     /// Sets the health of the node and of croupier's service.
     pub(crate) async fn set_health(&self, status: ServingStatus) {
         self.health.set_service_status("", status).await;

@@ -21,6 +21,7 @@ use crate::{
     remote::{
         auth::Gate,
         handler::JobError,
+        identity::MAX_NAME_LEN,
         logs,
         proto::{
             croupier::v1::{
@@ -56,6 +57,12 @@ impl Croupier for Svc {
         if let Some(peer) = peer {
             tracing::debug!(master = %hello.name, remote = %peer.remote, tls = peer.tls, "croupier node said hello to a master");
         }
+        if hello.name.len() > MAX_NAME_LEN {
+            return Err(Status::invalid_argument(format!(
+                "a node name is at most {MAX_NAME_LEN} bytes, not {}",
+                hello.name.len()
+            )));
+        }
         if hello.name == node.common.local.name {
             return Err(Status::already_exists(format!(
                 "a node named {:?} cannot connect to itself, or to another node of its name",
@@ -63,7 +70,7 @@ impl Croupier for Svc {
             )));
         }
         if hello.version == VERSION {
-            node.masters.lock().insert(hello.name.clone());
+            node.greeted_by(&hello.name);
         }
         Ok(Response::new(HelloReply {
             name: node.common.local.name.clone(),

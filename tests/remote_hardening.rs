@@ -1,0 +1,91 @@
+//! The remote layer against what went wrong under attack and review (issue #25): bounded
+//! memory for what peers say, absurd reports, racing connects, dropped maintenance, and
+//! shutdown with watchers. Loopback only; every wait bounded.
+#![cfg(feature = "remote")]
+
+mod common_remote;
+
+use std::net::SocketAddr;
+
+use common_remote::{master, start, within, worker, ECHO};
+use croupier::remote::proto::croupier::v1::{croupier_client::CroupierClient, HelloRequest};
+use tonic::transport::{Channel, Endpoint};
+
+async fn channel(addr: SocketAddr) -> Channel {
+    within(
+        Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect(),
+    )
+    .await
+    .unwrap()
+}
+
+/// A raw hello, as a master sends it, under `name`.
+async fn hello(ch: &Channel, name: String) -> Result<(), tonic::Status> {
+    CroupierClient::new(ch.clone())
+        .max_encoding_message_size(8 << 20)
+        .hello(HelloRequest {
+            name,
+            mode: 1,
+            version: 3,
+        })
+        .await
+        .map(|_| ())
+}
+
+/// Hellos with huge names are refused, and however many distinct names say hello, the
+/// worker remembers a bounded number of them (it kept every one, 1 MiB each, for ever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_names_cannot_grow_memory() {
+    let w = start(worker("w")).await;
+    let ch = channel(w.local_addr().unwrap()).await;
+    for i in 0..48 {
+        let name = format!("{i:02}{}", "x".repeat(1 << 20));
+        let status = within(hello(&ch, name)).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    }
+    assert!(w.masters().is_empty(), "no long name is kept");
+    for i in 0..1_000 {
+        within(hello(&ch, format!("master-{i:04}"))).await.unwrap();
+    }
+    let kept = w.masters();
+    assert!(
+        !kept.is_empty() && kept.len() <= croupier::remote::MAX_MASTERS_KEPT,
+        "{} names kept",
+        kept.len()
+    );
+    assert!(
+        kept.iter().any(|n| n.as_str() == "master-0999"),
+        "the latest master is among those kept"
+    );
+    // A real master still connects and calls.
+    let m = start(master()).await;
+    within(m.connect(w.local_addr().unwrap())).await.unwrap();
+    assert_eq!(within(m.call_least_loaded(ECHO, 7)).await, Ok(7));
+    m.shutdown().await;
+    w.shutdown().await;
+}
+
+/// A node name over the limit is refused at start, with the setting named.
+#[tokio::test]
+async fn a_node_name_over_the_limit_is_refused_at_start() {
+    let long = "n".repeat(croupier::remote::MAX_NAME_LEN + 1);
+    let err = croupier::remote::Node::builder(long)
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            croupier::remote::StartError::Setting {
+                setting: "name",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let fits = "n".repeat(croupier::remote::MAX_NAME_LEN);
+    let node = croupier::remote::Node::builder(fits).start().await.unwrap();
+    node.shutdown().await;
+}
