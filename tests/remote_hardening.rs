@@ -89,3 +89,29 @@ async fn a_node_name_over_the_limit_is_refused_at_start() {
     let node = croupier::remote::Node::builder(fits).start().await.unwrap();
     node.shutdown().await;
 }
+
+/// Two `connect`s to one worker at once: both succeed, and the worker stays up and called
+/// (the second attempt's keeper used to cancel the first's, whose end marked the node down
+/// for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_connects_to_one_worker_keep_it_up() {
+    let w = start(worker("w")).await;
+    let m = start(master()).await;
+    let addr = w.local_addr().unwrap();
+    let (a, b) = within(async { tokio::join!(m.connect(addr), m.connect(addr)) }).await;
+    assert_eq!(a.unwrap().id.as_str(), "w");
+    assert_eq!(b.unwrap().id.as_str(), "w");
+    // Several report intervals' worth of calls: the node stays up through them all.
+    for i in 0..50 {
+        assert_eq!(
+            within(m.call_least_loaded(ECHO, i)).await,
+            Ok(i),
+            "call {i}"
+        );
+        tokio::task::yield_now().await;
+    }
+    assert!(m.is_connected(&croupier::remote::NodeId::from("w")));
+    assert_eq!(m.get_nodes().len(), 1);
+    m.shutdown().await;
+    w.shutdown().await;
+}

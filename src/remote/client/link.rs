@@ -65,6 +65,8 @@ pub(crate) struct Link {
     /// The report interval the node announced in its last hello, in ms: silence for three of
     /// them takes it out of selection.
     pub(crate) heartbeat_ms: AtomicU64,
+    /// Held while a connection to the node is being made, so that two at once make one.
+    pub(crate) connecting: tokio::sync::Mutex<()>,
     /// Cancelled when the node is removed or terminated: stop reconnecting.
     pub(crate) gone: CancellationToken,
     /// Bumped when this node goes up or down or reports its load: what `Node::changed`
@@ -114,6 +116,7 @@ impl Link {
             penalty: FailurePenalty::new(),
             current: ArcSwapOption::empty(),
             in_flight: Semaphore::new(cfg.max_in_flight),
+            connecting: tokio::sync::Mutex::new(()),
             gone: CancellationToken::new(),
             changes,
             cookie: local.cookie.clone(),
@@ -228,8 +231,15 @@ impl Link {
                 }
             }
         }
-        self.up.store(false, Relaxed);
-        self.current.store(None);
+        // Only this connection's end marks the node down: a newer one may have taken over.
+        let is_this =
+            |c: &Option<Arc<Current>>| c.as_ref().is_some_and(|c| std::ptr::eq(&**c, current));
+        let prev = self
+            .current
+            .rcu(|c| if is_this(c) { None } else { c.clone() });
+        if is_this(&prev) {
+            self.up.store(false, Relaxed);
+        }
         current.closed.cancel();
         self.changed();
     }

@@ -100,7 +100,11 @@ impl Peers {
     ) -> Result<(Arc<Link>, Option<Attached>), ConnectError> {
         let hello = handshake::hello(addr, &self.common.local, &self.common.cfg).await?;
         let link = self.adopt(addr, &hello.reply, extra_tags)?;
+        // One connection at a time: a second attempt waits for the first, then finds the node
+        // up and leaves it be.
+        let connecting = link.connecting.lock().await;
         if link.is_up() {
+            drop(connecting);
             return Ok((link, None));
         }
         let (reports, first) =
@@ -116,6 +120,7 @@ impl Peers {
             ),
         };
         let current = link.attach(hello.channel, &first);
+        drop(connecting);
         Ok((Arc::clone(&link), Some((link, current, reports, logs))))
     }
 
