@@ -5,7 +5,7 @@
 
 mod common_remote;
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use common_remote::{master, start, within, worker, ECHO};
 use croupier::remote::proto::croupier::v1::{croupier_client::CroupierClient, HelloRequest};
@@ -112,6 +112,52 @@ async fn concurrent_connects_to_one_worker_keep_it_up() {
     }
     assert!(m.is_connected(&croupier::remote::NodeId::from("w")));
     assert_eq!(m.get_nodes().len(), 1);
+    m.shutdown().await;
+    w.shutdown().await;
+}
+
+/// Waits on a grpc.health.v1 `Watch` of the node's overall status until it reads `want`
+/// (1 SERVING, 2 NOT_SERVING).
+async fn health_becomes(ch: &Channel, want: i32) {
+    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+    let mut stream = within(HealthClient::new(ch.clone()).watch(HealthCheckRequest {
+        service: String::new(),
+    }))
+    .await
+    .unwrap()
+    .into_inner();
+    within(async {
+        while let Some(status) = stream.message().await.unwrap() {
+            if status.status == want {
+                return;
+            }
+        }
+        panic!("the health stream ended");
+    })
+    .await;
+}
+
+/// A `Node::apply_within` dropped during its maintenance leaves the node serving again: its
+/// health reads SERVING and masters call it (it stayed NOT_SERVING for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_apply_within_serves_again() {
+    let w = start(worker("w")).await;
+    let addr = w.local_addr().unwrap();
+    let ch = channel(addr).await;
+    let (started, is_started) = tokio::sync::oneshot::channel();
+    let apply = w.apply_within(Duration::from_secs(1), move || async move {
+        started.send(()).unwrap();
+        std::future::pending::<()>().await;
+    });
+    tokio::select! {
+        _ = apply => unreachable!("the maintenance never ends"),
+        _ = within(is_started) => {}
+    }
+    // Dropped during its maintenance.
+    health_becomes(&ch, 1).await;
+    let m = start(master()).await;
+    within(m.connect(addr)).await.unwrap();
+    assert_eq!(within(m.call_least_loaded(ECHO, 3)).await, Ok(3));
     m.shutdown().await;
     w.shutdown().await;
 }

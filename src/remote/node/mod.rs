@@ -59,6 +59,27 @@ impl Drop for Handle {
     }
 }
 
+/// Sets a node's health back to SERVING, unless it stops meanwhile, when an
+/// [`apply_within`](Node::apply_within) is dropped before it ends.
+struct ServeAgain(Option<Arc<Served>>);
+
+impl Drop for ServeAgain {
+    fn drop(&mut self) {
+        let Some(served) = self.0.take() else { return };
+        if served.common.stop.is_cancelled() {
+            return;
+        }
+        let tracker = served.common.tracker.clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(tracker.track_future(async move {
+                if !served.common.stop.is_cancelled() {
+                    served.set_health(ServingStatus::Serving).await;
+                }
+            }));
+        }
+    }
+}
+
 /// One result per run of a handler, grouped by node.
 pub type ByNode<O> = Vec<(NodeId, Vec<Result<O, RemoteError>>)>;
 
@@ -269,6 +290,12 @@ impl Node {
     ///
     /// [`DrainError`] as [`Pool::apply_within`](crate::Pool::apply_within): jobs not done in time (maintenance not run),
     /// a panic, or a nested call.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before it ends (during the wait or the maintenance), the pool resumes as
+    /// [`Pool::apply_within`](crate::Pool::apply_within)'s does, and the node reads SERVING
+    /// again (set on a task of its own, unless the node stops meanwhile).
     pub async fn apply_within<T, F, Fut>(
         &self,
         idle_within: Duration,
@@ -283,9 +310,12 @@ impl Node {
             return Ok(maintenance().await);
         };
         shared.served.set_health(ServingStatus::NotServing).await;
+        // Dropped from here on, the node still serves again (the pool resumes by itself).
+        let mut back = ServeAgain(Some(Arc::clone(&shared.served)));
         let done = pool
             .apply_within(Wait::idle(idle_within), maintenance)
             .await;
+        back.0 = None;
         if !shared.common.stop.is_cancelled() {
             shared.served.set_health(ServingStatus::Serving).await;
         }
