@@ -161,3 +161,24 @@ async fn dropped_apply_within_serves_again() {
     m.shutdown().await;
     w.shutdown().await;
 }
+
+/// A grpc.health.v1 `Watch` subscriber does not hold a node's shutdown for its grace period:
+/// the watch stream ends with the node, as the ORCA and log streams do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_health_watcher_does_not_delay_shutdown() {
+    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+    // A grace period far beyond `within`'s bound: waiting it out fails the test.
+    let w = start(worker("w").shutdown_grace(Duration::from_secs(600))).await;
+    let ch = channel(w.local_addr().unwrap()).await;
+    let mut watch = within(HealthClient::new(ch).watch(HealthCheckRequest {
+        service: String::new(),
+    }))
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!(within(watch.message()).await.unwrap().unwrap().status, 1);
+    within(w.shutdown()).await;
+    // The watcher sees its stream end (cleanly or not) instead of hanging: `within` fails
+    // the test on a hang.
+    within(async { while let Ok(Some(_)) = watch.message().await {} }).await;
+}

@@ -237,6 +237,35 @@ struct Reporter {
     last: Option<(Instant, Load, u64)>,
 }
 
+/// grpc.health.v1 over the node's statuses, whose `Watch` streams end when the node stops:
+/// a watcher must not hold the server's graceful shutdown for its whole grace period.
+struct Health {
+    inner: tonic_health::server::HealthService,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+#[tonic::async_trait]
+impl tonic_health::pb::health_server::Health for Health {
+    type WatchStream = BoxStream<tonic_health::pb::HealthCheckResponse>;
+
+    async fn check(
+        &self,
+        req: Request<tonic_health::pb::HealthCheckRequest>,
+    ) -> Result<Response<tonic_health::pb::HealthCheckResponse>, Status> {
+        self.inner.check(req).await
+    }
+
+    async fn watch(
+        &self,
+        req: Request<tonic_health::pb::HealthCheckRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        use futures_util::StreamExt as _;
+        let stream = self.inner.watch(req).await?.into_inner();
+        let stop = self.stop.clone().cancelled_owned();
+        Ok(Response::new(Box::pin(stream.take_until(stop))))
+    }
+}
+
 /// Serves until the node stops; then ends gracefully within the grace period, and cuts
 /// every connection left after it.
 pub(crate) async fn serve(node: Arc<Served>, listener: TcpListener, bounds: Bounds) {
@@ -253,9 +282,10 @@ pub(crate) async fn serve(node: Arc<Served>, listener: TcpListener, bounds: Boun
     let orca = OpenRcaServiceServer::new(Svc {
         node: Arc::clone(&node),
     });
-    let health = tonic_health::pb::health_server::HealthServer::new(
-        tonic_health::server::HealthService::from_health_reporter(node.health.clone()),
-    );
+    let health = tonic_health::pb::health_server::HealthServer::new(Health {
+        inner: tonic_health::server::HealthService::from_health_reporter(node.health.clone()),
+        stop: node.common.stop.clone(),
+    });
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(cfg.keepalive))
         .http2_keepalive_timeout(Some(cfg.keepalive_timeout))
