@@ -428,51 +428,72 @@ async fn node_down_fails_pending_calls_and_is_excluded() {
     }
 }
 
+/// A TCP relay on 127.0.0.1 to `to` that the test can freeze: while frozen, nothing crosses
+/// it either way (what was read is held), as in a network partition. Its tasks end with the
+/// test's runtime.
+async fn freezable_relay(to: SocketAddr) -> (SocketAddr, tokio::sync::watch::Sender<bool>) {
+    use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+    async fn pipe(
+        mut from: OwnedReadHalf,
+        mut to: OwnedWriteHalf,
+        mut frozen: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut buf = vec![0; 16 << 10];
+        loop {
+            if frozen.wait_for(|f| !*f).await.is_err() {
+                return;
+            }
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if frozen.wait_for(|f| !*f).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (frozen, watch) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let Ok(outbound) = TcpStream::connect(to).await else {
+                continue;
+            };
+            let ((ri, wi), (ro, wo)) = (inbound.into_split(), outbound.into_split());
+            tokio::spawn(pipe(ri, wo, watch.clone()));
+            tokio::spawn(pipe(ro, wi, watch.clone()));
+        }
+    });
+    (addr, frozen)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_node_goes_stale_and_comes_back() {
-    // The worker runs on a runtime of its own, whose only thread the test can block: no load
-    // report, no answer. It stays blocked until the master has marked it down, whatever the
-    // time that takes, and is then let go.
-    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    let (freeze_tx, freeze_rx) = std::sync::mpsc::channel::<()>();
-    let (thaw_tx, thaw_rx) = std::sync::mpsc::channel::<()>();
-    let worker_thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let w = start(worker("sleepy")).await;
-            addr_tx.send(w.local_addr().unwrap()).unwrap();
-            tokio::task::spawn_blocking(move || freeze_rx.recv().unwrap())
-                .await
-                .unwrap();
-            // Blocks the runtime's only thread, bounded so that a regression fails the test
-            // rather than hanging it.
-            let _ = thaw_rx.recv_timeout(Duration::from_secs(30));
-            // Serve again for a while, then end.
-            tokio::time::sleep(Duration::from_secs(3)).await;
-        });
-    });
-    let addr = addr_rx.await.unwrap();
+    // The master reaches the worker through a relay the test freezes: no load report, no
+    // answer, until the master has marked the worker down, whatever the time that takes.
+    // (A worker whose runtime is blocked no longer goes silent: its transport runs on a
+    // thread of its own.)
+    let w = start(worker("sleepy")).await;
+    let (addr, frozen) = freezable_relay(w.local_addr().unwrap()).await;
     let m = start(master()).await;
     within(m.connect(addr)).await.unwrap();
     assert_eq!(m.workers().len(), 1);
 
     // Frozen: marked down (stale) and left out of selection.
-    freeze_tx.send(()).unwrap();
+    frozen.send_replace(true);
     until(&m, |m| m.workers().is_empty()).await;
     assert_eq!(m.get_node(), None);
     assert!(matches!(
         within(m.call_least_loaded(ECHO, 1)).await,
         Err(RemoteError::NoNodes)
     ));
-    // Awake again: the master reconnects by itself.
-    thaw_tx.send(()).unwrap();
+    // Thawed: the master reconnects by itself.
+    frozen.send_replace(false);
     until(&m, |m| m.workers().len() == 1).await;
     assert_eq!(within(m.call_least_loaded(ECHO, 2)).await, Ok(2));
     m.shutdown().await;
-    worker_thread.join().unwrap();
+    w.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -182,3 +182,166 @@ async fn a_health_watcher_does_not_delay_shutdown() {
     // the test on a hang.
     within(async { while let Ok(Some(_)) = watch.message().await {} }).await;
 }
+
+/// A CPU-bound job: holds its thread for `ms` milliseconds, as a long computation would.
+const GRIND: croupier::remote::Handler<u64, u64> = croupier::remote::Handler::new("test.grind");
+
+/// A worker node on a runtime of its own (two threads, as a small machine's process has),
+/// on a thread of its own: its address, and a sender that shuts it down.
+fn worker_elsewhere(
+    pool: usize,
+    blocking: bool,
+) -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+) {
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let grind = |ms: u64| {
+                // The computation itself: this thread is busy for `ms`.
+                std::thread::sleep(Duration::from_millis(ms));
+                ms
+            };
+            let b = worker("busy").pool_size(pool);
+            let b = if blocking {
+                b.handle_blocking(GRIND, grind)
+            } else {
+                b.handle(GRIND, move |ms| async move { grind(ms) })
+            };
+            let w = b.start().await.unwrap();
+            addr_tx.send(w.local_addr().unwrap()).unwrap();
+            let _ = stop_rx.await;
+            w.shutdown().await;
+        });
+    });
+    let addr = addr_rx.recv_timeout(common_remote::GUARD).unwrap();
+    (addr, stop_tx, thread)
+}
+
+/// Four CPU-bound calls on each of a worker's two pool workers, which are also its runtime's
+/// two threads: the worker keeps answering pings and reporting (its transport runs apart
+/// from its handlers), so the master does not mark it down or fail the calls under way (it
+/// did at three report intervals, failing both calls in flight with `NodeDown`; a retry would
+/// have run the job twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_bound_handlers_do_not_make_a_node_look_dead() {
+    let (addr, stop, thread) = worker_elsewhere(2, false);
+    // Reports at least every 200 ms: silent for 600 ms, a node is taken for dead.
+    let m = start(
+        master()
+            .report_interval(Duration::from_millis(10), Duration::from_millis(200))
+            .call_timeout(Duration::from_secs(30)),
+    )
+    .await;
+    within(m.connect(addr)).await.unwrap();
+    let calls = (0..4).map(|_| m.call_least_loaded(GRIND, 2_500));
+    let answers = within(futures_util::future::join_all(calls)).await;
+    assert_eq!(answers, vec![Ok(2_500); 4]);
+    assert!(m.is_connected(&croupier::remote::NodeId::from("busy")));
+    m.shutdown().await;
+    stop.send(()).unwrap();
+    thread.join().unwrap();
+}
+
+/// A worker whose pool is busy with CPU-bound jobs reports every call it has accepted, those
+/// still waiting for a pool worker included: 24 calls outstanding on a pool of two read as a
+/// run queue of 24 (it read at most 1: the calls waiting were not counted, and the reports
+/// themselves waited for a free thread).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orca_counts_calls_waiting_for_a_worker() {
+    use croupier::remote::proto::xds::service::orca::v3::{
+        open_rca_service_client::OpenRcaServiceClient, OrcaLoadReportRequest,
+    };
+    let (addr, stop, thread) = worker_elsewhere(2, false);
+    let mut reports = within(
+        OpenRcaServiceClient::new(channel(addr).await).stream_core_metrics(OrcaLoadReportRequest {
+            report_interval: Some(prost_types::Duration {
+                seconds: 0,
+                nanos: 20_000_000,
+            }),
+            request_cost_names: Vec::new(),
+        }),
+    )
+    .await
+    .unwrap()
+    .into_inner();
+    let m = start(master().call_timeout(Duration::from_secs(30))).await;
+    within(m.connect(addr)).await.unwrap();
+    let calls: Vec<_> = (0..24)
+        .map(|_| {
+            let m = m.clone();
+            tokio::spawn(async move { m.call_least_loaded(GRIND, 200).await })
+        })
+        .collect();
+    let most = within(async {
+        let mut most = 0.0_f64;
+        while most < 24.0 {
+            let r = reports.message().await.unwrap().unwrap();
+            most = most.max(r.named_metrics["croupier.run_queue"]);
+        }
+        most
+    })
+    .await;
+    assert_eq!(most, 24.0);
+    for c in calls {
+        assert_eq!(within(c).await.unwrap(), Ok(200));
+    }
+    m.shutdown().await;
+    stop.send(()).unwrap();
+    thread.join().unwrap();
+}
+
+/// Handlers registered with `handle_blocking` run on tokio's blocking pool: while two of
+/// them hold their threads, the worker's runtime (two threads) still runs its other
+/// handlers, so a quick call answers before they end. (Registered with `handle`, the two hold
+/// both runtime threads and the quick call waits for them: this test with `[false]` fails.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_handlers_leave_the_runtime_free() {
+    for blocking in [true] {
+        let (addr, stop, thread) = worker_elsewhere(4, blocking);
+        let m = start(master().call_timeout(Duration::from_secs(30))).await;
+        within(m.connect(addr)).await.unwrap();
+        let grinds = {
+            let m = m.clone();
+            tokio::spawn(async move {
+                futures_util::future::join_all((0..2).map(|_| m.call_least_loaded(GRIND, 1_000)))
+                    .await
+            })
+        };
+        tokio::pin!(grinds);
+        // Both grinds are under way once the worker reports them.
+        common_remote::until(&m, |m| {
+            m.workers().first().is_some_and(|w| w.reported >= 0.5)
+        })
+        .await;
+        let quick_first = within(async {
+            tokio::select! {
+                biased;
+                done = &mut grinds => {
+                    assert_eq!(done.unwrap(), vec![Ok(1_000); 2]);
+                    false
+                }
+                echo = m.call_least_loaded(ECHO, 5) => {
+                    assert_eq!(echo, Ok(5));
+                    true
+                }
+            }
+        })
+        .await;
+        assert_eq!(quick_first, blocking, "blocking: {blocking}");
+        if quick_first {
+            assert_eq!(within(grinds).await.unwrap(), vec![Ok(1_000); 2]);
+        }
+        m.shutdown().await;
+        stop.send(()).unwrap();
+        thread.join().unwrap();
+    }
+}

@@ -90,6 +90,28 @@ where
     })
 }
 
+/// [`erase`] for a blocking function: it runs on tokio's blocking pool, so a long computation
+/// holds a blocking thread instead of one of the runtime's. A panic in it fails its call.
+pub(crate) fn erase_blocking<A, O, F>(f: F) -> Erased
+where
+    A: DeserializeOwned + Send + 'static,
+    O: Serialize + Send + 'static,
+    F: Fn(A) -> O + Send + Sync + 'static,
+{
+    let f = Arc::new(f);
+    Arc::new(move |bytes: Vec<u8>| {
+        let f = Arc::clone(&f);
+        Box::pin(async move {
+            let args: A = decode_exact(&bytes).map_err(JobError::Decode)?;
+            let out = tokio::task::spawn_blocking(move || f(args))
+                .await
+                .map_err(|e| JobError::Failed(format!("the handler panicked: {e}")))?;
+            postcard::to_stdvec(&out)
+                .map_err(|e| JobError::Failed(format!("encoding the result: {e}")))
+        })
+    })
+}
+
 /// The handlers a node serves, by name.
 pub(crate) type Registry = HashMap<&'static str, Erased>;
 

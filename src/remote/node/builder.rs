@@ -124,6 +124,50 @@ impl NodeBuilder {
         self
     }
 
+    /// Registers the blocking function `f` as handler `h`, for CPU-bound work: each call runs
+    /// `f` on tokio's blocking pool ([`spawn_blocking`](tokio::task::spawn_blocking)), so it
+    /// holds a blocking thread rather than one of the runtime's (whose threads the node's
+    /// pool, and everything else of the process, share). It still takes a pool worker while
+    /// it runs, so the pool's size bounds how many run at once. A panic in it fails that one
+    /// call with [`RemoteError::Remote`](crate::remote::RemoteError::Remote). A call whose
+    /// caller goes away before `f` starts never starts; once started, `f` runs to its end
+    /// (a thread cannot be interrupted) and its result is dropped.
+    ///
+    /// The node's transport (gRPC, load reports, health, keepalive) runs on a thread of its
+    /// own either way, so even handlers registered with [`handle`](Self::handle) that hog
+    /// the runtime's threads do not make the node look dead to its masters.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use croupier::remote::{Handler, Mode, Node};
+    ///
+    /// const PRIMES: Handler<u64, usize> = Handler::new("math.primes_below");
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let worker = Node::builder("worker")
+    ///     .mode(Mode::Worker)
+    ///     .listen("127.0.0.1:0")
+    ///     .handle_blocking(PRIMES, |n| (2..n).filter(|k| (2..*k).all(|d| k % d != 0)).count())
+    ///     .start()
+    ///     .await?;
+    /// let master = Node::builder("master").start().await?;
+    /// master.connect(worker.local_addr().unwrap()).await?;
+    /// assert_eq!(master.call_least_loaded(PRIMES, 20).await?, 8);
+    /// # master.shutdown().await;
+    /// # worker.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn handle_blocking<A, O, F>(mut self, h: Handler<A, O>, f: F) -> Self
+    where
+        A: DeserializeOwned + Send + 'static,
+        O: Serialize + Send + 'static,
+        F: Fn(A) -> O + Send + Sync + 'static,
+    {
+        self.registry.insert(h.name(), handler::erase_blocking(f));
+        self
+    }
+
     /// Workers in the node's pool; the number of CPUs by default.
     pub fn pool_size(mut self, n: usize) -> Self {
         self.pool_size = n;
@@ -298,6 +342,7 @@ impl NodeBuilder {
                 pool,
                 health: HealthReporter::new(),
                 completed: AtomicU64::new(0),
+                accepted: AtomicU64::new(0),
                 masters: Mutex::new(VecDeque::new()),
             }),
             common,
@@ -318,11 +363,28 @@ impl NodeBuilder {
                 stop: shared.common.stop.clone(),
                 kill: shared.common.kill.clone(),
             };
-            shared.common.tracker.spawn(server::serve(
-                Arc::clone(&shared.served),
-                listener,
-                bounds,
-            ));
+            // The transport runs on a runtime of its own, on a thread of its own: handlers that
+            // hold the process's runtime threads (CPU-bound work) must not keep the node from
+            // answering pings, reporting its load and accepting calls, or its masters would
+            // take it for dead and fail the calls it is running.
+            let listener = listener.into_std().map_err(StartError::Listen)?;
+            let transport = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(StartError::Listen)?;
+            let served = Arc::clone(&shared.served);
+            let serving = shared.common.tracker.track_future(async move {
+                match TcpListener::from_std(listener) {
+                    Ok(listener) => server::serve(served, listener, bounds).await,
+                    Err(e) => {
+                        tracing::error!(error = %e, "croupier node could not listen on its transport thread");
+                    }
+                }
+            });
+            std::thread::Builder::new()
+                .name("croupier-transport".into())
+                .spawn(move || transport.block_on(serving))
+                .map_err(StartError::Listen)?;
         }
         if let (true, Some(addr)) = (self.advertise, local_addr) {
             let daemon =

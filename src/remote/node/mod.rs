@@ -322,14 +322,14 @@ impl Node {
         done
     }
 
-    /// Stops the node: it stops accepting, reads NOT_SERVING, ends its streams, and lets its
+    /// Stops the node: it reads NOT_SERVING, stops accepting, ends its streams, and lets its
     /// pool and the calls under way finish for up to the
     /// [grace period](NodeBuilder::shutdown_grace); then it cuts every connection left (a
     /// peer that stopped reading included) and waits for its tasks. Always returns.
     pub async fn shutdown(&self) {
         let shared = self.shared();
-        shared.common.stop.cancel();
         shared.served.set_health(ServingStatus::NotServing).await;
+        shared.common.stop.cancel();
         if let Some(daemon) = shared.advertiser.lock().take() {
             let _ = daemon.shutdown();
         }

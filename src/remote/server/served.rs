@@ -3,7 +3,10 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{atomic::AtomicU64, Arc},
+    sync::{
+        atomic::{AtomicU64, Ordering::Relaxed},
+        Arc,
+    },
 };
 
 use parking_lot::Mutex;
@@ -32,6 +35,8 @@ pub(crate) struct Served {
     pub(crate) health: HealthReporter,
     /// Calls this node's pool has answered (for the rate in ORCA reports).
     pub(crate) completed: AtomicU64,
+    /// Calls this node has accepted and not answered yet.
+    pub(crate) accepted: AtomicU64,
     /// The masters that said hello to this node, by name, the latest last; at most
     /// [`MAX_MASTERS_KEPT`].
     pub(crate) masters: Mutex<VecDeque<String>>,
@@ -43,6 +48,22 @@ pub(crate) struct Load {
     pub(crate) run_queue: u64,
     pub(crate) pool_size: u32,
     pub(crate) draining: bool,
+}
+
+/// Counts a call among those accepted while it lives.
+pub(crate) struct Accepted<'a>(&'a AtomicU64);
+
+impl<'a> Accepted<'a> {
+    pub(crate) fn new(count: &'a AtomicU64) -> Self {
+        count.fetch_add(1, Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Accepted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
 }
 
 impl Served {
@@ -73,9 +94,12 @@ impl Served {
                 draining: false,
             };
         };
-        let run_queue: usize = pool.balancer().members().iter().map(Member::load).sum();
+        let queued: usize = pool.balancer().members().iter().map(Member::load).sum();
+        // Every call accepted and not answered: those the pool holds, and those still on
+        // their way to a worker.
+        let run_queue = (queued as u64).max(self.accepted.load(Relaxed));
         Load {
-            run_queue: run_queue as u64,
+            run_queue,
             pool_size: self.pool_size(),
             draining: pool.balancer().is_draining(),
         }

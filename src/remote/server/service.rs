@@ -14,7 +14,7 @@ use tonic::{service::interceptor::InterceptedService, Request, Response, Status}
 use super::{
     jobs::Job,
     listener::{self, Bounds},
-    served::{Load, Served},
+    served::{Accepted, Load, Served},
 };
 use crate::{
     pool::error::PoolCallError,
@@ -84,6 +84,7 @@ impl Croupier for Svc {
 
     async fn invoke(&self, req: Request<InvokeRequest>) -> Result<Response<InvokeReply>, Status> {
         let node = &self.node;
+        let _accepted = Accepted::new(&node.accepted);
         let deadline = req
             .metadata()
             .get(DEADLINE_KEY)
@@ -261,8 +262,18 @@ impl tonic_health::pb::health_server::Health for Health {
     ) -> Result<Response<Self::WatchStream>, Status> {
         use futures_util::StreamExt as _;
         let stream = self.inner.watch(req).await?.into_inner();
-        let stop = self.stop.clone().cancelled_owned();
-        Ok(Response::new(Box::pin(stream.take_until(stop))))
+        let stop = self.stop.clone();
+        // A status set before the stop (NOT_SERVING, as `shutdown` sets it) still goes out:
+        // the stream is read first, and ends once it has nothing more and the node stops.
+        let until_stopped =
+            futures_util::stream::unfold((stream, stop), |(mut stream, stop)| async move {
+                tokio::select! {
+                    biased;
+                    item = stream.next() => item.map(|item| (item, (stream, stop))),
+                    () = stop.cancelled() => None,
+                }
+            });
+        Ok(Response::new(Box::pin(until_stopped)))
     }
 }
 
