@@ -345,3 +345,171 @@ async fn blocking_handlers_leave_the_runtime_free() {
         thread.join().unwrap();
     }
 }
+
+/// A raw HTTP/2 connection that says nothing after its preface and SETTINGS, as an idle
+/// client or an attacker holds one; it answers nothing either.
+struct RawH2(tokio::net::TcpStream);
+
+impl RawH2 {
+    async fn open(addr: SocketAddr) -> Self {
+        use tokio::io::AsyncWriteExt;
+        let mut s = within(tokio::net::TcpStream::connect(addr)).await.unwrap();
+        let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        hello.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]); // an empty SETTINGS frame
+        s.write_all(&hello).await.unwrap();
+        let mut raw = Self(s);
+        // The node's own SETTINGS: it serves the connection.
+        assert_eq!(raw.frame().await.map(|(kind, _)| kind), Some(4));
+        raw
+    }
+
+    /// The next frame's type and flags; `None` once the node has closed the connection.
+    async fn frame(&mut self) -> Option<(u8, u8)> {
+        use tokio::io::AsyncReadExt;
+        let mut head = [0_u8; 9];
+        self.0.read_exact(&mut head).await.ok()?;
+        let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+        let mut body = vec![0; len];
+        self.0.read_exact(&mut body).await.ok()?;
+        Some((head[3], head[4]))
+    }
+
+    /// Reads until the node closes the connection (bounded by `within`).
+    async fn closed(&mut self) {
+        within(async { while self.frame().await.is_some() {} }).await;
+    }
+
+    /// Pings: the node answers while it keeps the connection.
+    async fn answers_a_ping(&mut self) -> bool {
+        use tokio::io::AsyncWriteExt;
+        let ping = [0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+        if self.0.write_all(&ping).await.is_err() {
+            return false;
+        }
+        within(async {
+            while let Some((kind, flags)) = self.frame().await {
+                if kind == 6 && flags & 1 == 1 {
+                    return true;
+                }
+            }
+            false
+        })
+        .await
+    }
+}
+
+/// A node with a cookie closes a connection that has not presented it within the handshake
+/// timeout (it kept one for ever); a cookie-less loopback node keeps the same connection,
+/// so stock gRPC clients (health probes, ORCA readers) still reach it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_connections_are_closed() {
+    let shake = Duration::from_millis(300);
+    let guarded = start(
+        worker("guarded")
+            .cookie("secret")
+            .handshake_timeout(shake)
+            .idle_timeout(Duration::from_secs(600)),
+    )
+    .await;
+    let open = start(
+        worker("open")
+            .handshake_timeout(shake)
+            .idle_timeout(Duration::from_secs(600)),
+    )
+    .await;
+    let mut to_guarded = RawH2::open(guarded.local_addr().unwrap()).await;
+    let mut to_open = RawH2::open(open.local_addr().unwrap()).await;
+    to_guarded.closed().await;
+    // Past the same handshake timeout, the cookie-less node still answers.
+    assert!(to_open.answers_a_ping().await);
+    // A master with the cookie is not closed: it still calls after the deadline.
+    let m = start(master().cookie("secret")).await;
+    within(m.connect(guarded.local_addr().unwrap()))
+        .await
+        .unwrap();
+    let mut late = RawH2::open(guarded.local_addr().unwrap()).await;
+    late.closed().await;
+    assert_eq!(within(m.call_least_loaded(ECHO, 4)).await, Ok(4));
+    m.shutdown().await;
+    guarded.shutdown().await;
+    open.shutdown().await;
+}
+
+/// Connections that do nothing cannot lock a master out: at the connection limit, a
+/// newcomer evicts the connection that has not authenticated, or else the one idle longest
+/// (four idle connections filled `max_connections(4)`, and the master got `NotCroupier`).
+/// Connections in use are never evicted: a master beyond the limit of busy ones is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_do_not_lock_out_a_master() {
+    for cookie in [None, Some("secret")] {
+        let mut b = worker("w")
+            .max_connections(4)
+            .idle_timeout(Duration::from_secs(600));
+        if let Some(c) = cookie {
+            b = b.cookie(c);
+        }
+        let w = start(b).await;
+        let addr = w.local_addr().unwrap();
+        let mut idle = Vec::new();
+        for _ in 0..4 {
+            idle.push(RawH2::open(addr).await);
+        }
+        let mut m = master();
+        if let Some(c) = cookie {
+            m = m.cookie(c);
+        }
+        let m = start(m).await;
+        within(m.connect(addr)).await.unwrap();
+        assert_eq!(
+            within(m.call_least_loaded(ECHO, 9)).await,
+            Ok(9),
+            "cookie {cookie:?}"
+        );
+        // One idle connection made room for it.
+        let mut gone = 0;
+        for conn in &mut idle {
+            if !conn.answers_a_ping().await {
+                gone += 1;
+            }
+        }
+        assert_eq!(gone, 1, "cookie {cookie:?}");
+        m.shutdown().await;
+        w.shutdown().await;
+    }
+
+    // Busy connections stay: two masters fill max_connections(2), a third is refused.
+    let w = start(worker("w").max_connections(2)).await;
+    let addr = w.local_addr().unwrap();
+    let (a, b, c) = (
+        start(master()).await,
+        start(master()).await,
+        start(master()).await,
+    );
+    within(a.connect(addr)).await.unwrap();
+    within(b.connect(addr)).await.unwrap();
+    assert!(within(c.connect(addr)).await.is_err());
+    for m in [&a, &b] {
+        assert_eq!(within(m.call_least_loaded(ECHO, 1)).await, Ok(1));
+    }
+    for m in [a, b, c] {
+        m.shutdown().await;
+    }
+    w.shutdown().await;
+}
+
+/// A connection with no call or stream open for the idle timeout is closed; a master's, which
+/// holds its load stream, is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_time_out() {
+    let w = start(worker("w").idle_timeout(Duration::from_millis(200))).await;
+    let addr = w.local_addr().unwrap();
+    let m = start(master()).await;
+    within(m.connect(addr)).await.unwrap();
+    let mut idle = RawH2::open(addr).await;
+    idle.closed().await;
+    // Past the idle timeout, the master's connection still carries calls.
+    assert_eq!(within(m.call_least_loaded(ECHO, 2)).await, Ok(2));
+    assert!(m.is_connected(&croupier::remote::NodeId::from("w")));
+    m.shutdown().await;
+    w.shutdown().await;
+}

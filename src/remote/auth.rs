@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
-use tonic::{metadata::MetadataValue, service::Interceptor, Request, Status};
+use tonic::{metadata::MetadataValue, Request};
 
 /// The metadata key the cookie travels under (binary metadata: base64 on the wire).
 pub(crate) const COOKIE_KEY: &str = "croupier-cookie-bin";
@@ -28,7 +28,7 @@ impl Cookie {
     }
 
     /// Whether `presented` is this cookie: compared in constant time.
-    fn matches(&self, presented: &[u8]) -> bool {
+    pub(crate) fn matches(&self, presented: &[u8]) -> bool {
         self.0.ct_eq(presented).into()
     }
 }
@@ -56,33 +56,5 @@ pub(crate) fn present<T>(cookie: Option<&Cookie>, req: &mut Request<T>) {
     if let Some(c) = cookie {
         req.metadata_mut()
             .insert_bin(COOKIE_KEY, MetadataValue::from_bytes(&c.0));
-    }
-}
-
-/// Checks each request's cookie before its body is read: both absent passes, one absent or a
-/// different one is `UNAUTHENTICATED`.
-#[derive(Clone)]
-pub(crate) struct Gate {
-    pub(crate) cookie: Option<Cookie>,
-}
-
-impl Interceptor for Gate {
-    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
-        let presented = req
-            .metadata()
-            .get_bin(COOKIE_KEY)
-            .map(|v| v.to_bytes().map(|b| b.to_vec()));
-        let ok = match (&self.cookie, presented) {
-            (None, None) => true,
-            (Some(c), Some(Ok(p))) => c.matches(&p),
-            _ => false,
-        };
-        if ok {
-            Ok(req)
-        } else {
-            Err(Status::unauthenticated(
-                "the cluster cookie is missing or wrong (or this node has none)",
-            ))
-        }
     }
 }

@@ -10,6 +10,8 @@ pub(crate) struct NodeConfig {
     /// The largest invoke message (arguments or result), each way.
     pub(crate) max_message: usize,
     pub(crate) handshake_timeout: Duration,
+    /// A served connection with no call or stream open for this long is closed.
+    pub(crate) idle_timeout: Duration,
     pub(crate) call_timeout: Duration,
     /// Load reports go out at most this often...
     pub(crate) report_min: Duration,
@@ -34,6 +36,7 @@ impl Default for NodeConfig {
         Self {
             max_message: 4 << 20,
             handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
             call_timeout: Duration::from_secs(30),
             report_min: Duration::from_millis(100),
             report_max: Duration::from_secs(1),
@@ -57,6 +60,7 @@ impl NodeConfig {
     pub(crate) fn check(&mut self) -> Result<(), StartError> {
         for d in [
             &mut self.handshake_timeout,
+            &mut self.idle_timeout,
             &mut self.call_timeout,
             &mut self.report_min,
             &mut self.report_max,
@@ -83,6 +87,15 @@ impl NodeConfig {
                     "a ping every {:?}, dead after {:?}: use at least 1 ms for both (a zero \
                      interval pings without rest, a zero timeout kills every connection)",
                     self.keepalive, self.keepalive_timeout
+                ),
+            });
+        }
+        if self.idle_timeout < Duration::from_millis(1) {
+            return Err(StartError::Setting {
+                setting: "idle_timeout",
+                must: format!(
+                    "{:?} would close every connection at once: use at least 1 ms",
+                    self.idle_timeout
                 ),
             });
         }

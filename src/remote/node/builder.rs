@@ -207,9 +207,22 @@ impl NodeBuilder {
     }
 
     /// How long a connection may take to connect and say hello, and a peer's TLS handshake
-    /// and HTTP/2 preface may take; 5 s by default.
+    /// and HTTP/2 preface may take; 5 s by default. On a node with a [cookie](Self::cookie),
+    /// a connection must also present it within this time (a TLS peer is authenticated by
+    /// its certificate), or be closed; a node without a cookie or TLS (loopback only) keeps
+    /// stock gRPC clients' connections (health probes, ORCA readers) until they are idle.
     pub fn handshake_timeout(mut self, d: Duration) -> Self {
         self.cfg.handshake_timeout = d;
+        self
+    }
+
+    /// How long a connection to this node may have no call or stream open before the node
+    /// closes it; 60 s by default, at least 1 ms. A master's connection always has its load
+    /// stream open, so only connections that do nothing are closed. (At its
+    /// [connection limit](Self::max_connections), a node also closes the connection idle
+    /// longest, or one that has not authenticated, to let a newcomer in.)
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.cfg.idle_timeout = d;
         self
     }
 
@@ -228,8 +241,11 @@ impl NodeBuilder {
         self.max_message(bytes)
     }
 
-    /// How many connections a serving node holds open at once (1024 by default); more are
-    /// closed as they arrive. Connections that do not finish their TLS handshake and HTTP/2
+    /// How many connections a serving node holds open at once (1024 by default). At the limit,
+    /// a newcomer evicts the connection that has waited longest without authenticating, or
+    /// else the one [idle](NodeBuilder::idle_timeout) longest (no call or stream open), so
+    /// connections that do nothing cannot lock a master out; with every connection in use, it
+    /// is closed as it arrives. Connections that do not finish their TLS handshake and HTTP/2
     /// preface within the [handshake timeout](NodeBuilder::handshake_timeout) are closed.
     /// [`start`](NodeBuilder::start) refuses 0 and more than `Semaphore::MAX_PERMITS`.
     pub fn max_connections(mut self, n: usize) -> Self {
@@ -359,6 +375,9 @@ impl NodeBuilder {
             let bounds = Bounds {
                 connections: Arc::new(Semaphore::new(shared.common.cfg.max_connections)),
                 handshake: shared.common.cfg.handshake_timeout,
+                idle: shared.common.cfg.idle_timeout,
+                needs_auth: shared.common.local.cookie.is_some(),
+                open: Arc::default(),
                 tls: acceptor,
                 stop: shared.common.stop.clone(),
                 kill: shared.common.kill.clone(),

@@ -1,29 +1,40 @@
 //! Accepting connections with bounds: a cap on open connections, a deadline on each TLS
-//! handshake and on the HTTP/2 preface, and a kill switch that ends every connection when
-//! the node's grace period is over (even one whose peer stopped reading).
+//! handshake, on the HTTP/2 preface and on authentication, an idle timeout, and a kill switch
+//! that ends every connection when the node's grace period is over (even one whose peer
+//! stopped reading).
 //!
-//! Each accepted socket takes a permit, or is closed at once when none is left. Its TLS
-//! handshake (when the node has TLS) runs in a task of its own, so a slow one holds up no
-//! other. The connection then goes to tonic, wrapped in [`Conn`], which fails its reads once
-//! the handshake deadline passes before the 24 bytes of the HTTP/2 preface came, and fails
-//! reads and writes alike once the node's kill token fires.
+//! Each accepted socket takes a permit. When none is left, the newcomer evicts the connection
+//! that has waited longest without authenticating, or else the one idle longest (no call or
+//! stream open), and takes its permit once it is gone; with neither, it is closed at once. So
+//! connections that do nothing cannot lock a real master out. Its TLS handshake (when the node
+//! has TLS) runs in a task of its own, so a slow one holds up no other. The connection then
+//! goes to tonic, wrapped in [`Conn`], which fails its reads once the handshake deadline passes
+//! before the 24 bytes of the HTTP/2 preface came, once a node with a cookie has not seen it
+//! on the connection within the handshake timeout (a TLS peer authenticated with its
+//! certificate), once it has had no call or stream open for the idle timeout, and fails reads
+//! and writes alike once the connection is evicted or the node's kill token fires.
 
 use std::{
     future::Future,
     io,
     net::SocketAddr,
     pin::Pin,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed},
+        Arc, Weak,
+    },
     task::{Context, Poll},
     time::Duration,
 };
+
+use parking_lot::Mutex;
 
 use futures_util::Stream;
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
     sync::{mpsc, OwnedSemaphorePermit, Semaphore},
-    time::Sleep,
+    time::{Instant, Sleep},
 };
 use tokio_rustls::{server::TlsStream, TlsAcceptor};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
@@ -39,6 +50,62 @@ pub(crate) struct ConnInfo {
     pub(crate) remote: SocketAddr,
     /// Whether the peer passed TLS, with a certificate from the cluster's authority.
     pub(crate) tls: bool,
+    /// The connection's state, which requests authenticate and keep busy.
+    pub(crate) state: Arc<ConnState>,
+}
+
+/// One connection's state, shared by its reads (which end it), the cookie check (which
+/// authenticates it) and the handlers (which count its calls and streams).
+#[derive(Debug)]
+pub(crate) struct ConnState {
+    /// It presented the cookie, or passed TLS.
+    authenticated: AtomicBool,
+    /// Calls and streams open on it.
+    open: AtomicUsize,
+    /// When its last call or stream ended (or it came), in nanoseconds after `epoch`.
+    quiet_since: AtomicU64,
+    epoch: Instant,
+    /// Ends it: cancelled on eviction, and by the node's kill.
+    close: CancellationToken,
+}
+
+impl ConnState {
+    fn new(authenticated: bool, close: CancellationToken) -> Self {
+        Self {
+            authenticated: AtomicBool::new(authenticated),
+            open: AtomicUsize::new(0),
+            quiet_since: AtomicU64::new(0),
+            epoch: Instant::now(),
+            close,
+        }
+    }
+
+    /// The connection presented the node's cookie.
+    pub(crate) fn authenticate(&self) {
+        self.authenticated.store(true, Relaxed);
+    }
+
+    /// Counts a call or stream open on the connection while the guard lives.
+    pub(crate) fn open(self: &Arc<Self>) -> Open {
+        self.open.fetch_add(1, Relaxed);
+        Open(Arc::clone(self))
+    }
+
+    fn quiet_since(&self) -> Instant {
+        self.epoch + Duration::from_nanos(self.quiet_since.load(Relaxed))
+    }
+}
+
+/// A call or stream open on a connection: it is not idle while one lives.
+#[derive(Debug)]
+pub(crate) struct Open(Arc<ConnState>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        let since = u64::try_from(self.0.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.0.quiet_since.store(since, Relaxed);
+        self.0.open.fetch_sub(1, Relaxed);
+    }
 }
 
 enum Io {
@@ -52,6 +119,13 @@ pub(crate) struct Conn {
     info: ConnInfo,
     /// Until the preface has been read: fires after the handshake timeout.
     preface: Option<Pin<Box<Sleep>>>,
+    /// Until the connection authenticates, where the node asks it to: fires after the
+    /// handshake timeout.
+    auth: Option<Pin<Box<Sleep>>>,
+    /// Fires to look whether the connection has been idle for `idle_after`.
+    idle: Pin<Box<Sleep>>,
+    idle_after: Duration,
+    state: Arc<ConnState>,
     read: usize,
     kill: Pin<Box<WaitForCancellationFutureOwned>>,
     /// The kill token fired (its future is not polled again).
@@ -64,6 +138,13 @@ pub(crate) struct Conn {
 pub(crate) struct Bounds {
     pub(crate) connections: Arc<Semaphore>,
     pub(crate) handshake: Duration,
+    /// A connection with no call or stream open for this long is closed.
+    pub(crate) idle: Duration,
+    /// The node has a cookie: a connection that has not presented it within the handshake
+    /// timeout is closed (one that passed TLS is authenticated by its certificate).
+    pub(crate) needs_auth: bool,
+    /// The connections open, to choose one to evict.
+    pub(crate) open: Arc<Mutex<Vec<Weak<ConnState>>>>,
     pub(crate) tls: Option<TlsAcceptor>,
     /// Stops accepting.
     pub(crate) stop: CancellationToken,
@@ -95,13 +176,28 @@ pub(crate) fn incoming(
                     continue;
                 }
             };
-            let Ok(permit) = Arc::clone(&bounds.connections).try_acquire_owned() else {
+            let permit = Arc::clone(&bounds.connections).try_acquire_owned().ok();
+            if permit.is_none() && !bounds.evict_one() {
                 tracing::warn!(%remote, "croupier node is at its connection limit; closing a new one");
                 continue;
-            };
+            }
             let _ = stream.set_nodelay(true);
             let (tx, bounds) = (tx.clone(), bounds.clone());
             handshakes.spawn(async move {
+                // Evicted for it: the permit comes back when that connection has gone.
+                let permit = match permit {
+                    Some(permit) => permit,
+                    None => {
+                        let wait = tokio::time::timeout(
+                            bounds.handshake,
+                            Arc::clone(&bounds.connections).acquire_owned(),
+                        );
+                        match wait.await {
+                            Ok(Ok(permit)) => permit,
+                            _ => return,
+                        }
+                    }
+                };
                 let (io, tls) = match &bounds.tls {
                     None => (Io::Plain(stream), false),
                     Some(acceptor) => {
@@ -123,12 +219,28 @@ pub(crate) fn incoming(
                         }
                     }
                 };
+                let close = bounds.kill.child_token();
+                let state = Arc::new(ConnState::new(tls || !bounds.needs_auth, close.clone()));
+                {
+                    let mut open = bounds.open.lock();
+                    open.retain(|c| c.strong_count() > 0);
+                    open.push(Arc::downgrade(&state));
+                }
                 let conn = Conn {
                     io,
-                    info: ConnInfo { remote, tls },
+                    info: ConnInfo {
+                        remote,
+                        tls,
+                        state: Arc::clone(&state),
+                    },
                     preface: Some(Box::pin(tokio::time::sleep(bounds.handshake))),
+                    auth: (!tls && bounds.needs_auth)
+                        .then(|| Box::pin(tokio::time::sleep(bounds.handshake))),
+                    idle: Box::pin(tokio::time::sleep(bounds.idle)),
+                    idle_after: bounds.idle,
+                    state,
                     read: 0,
-                    kill: Box::pin(bounds.kill.clone().cancelled_owned()),
+                    kill: Box::pin(close.cancelled_owned()),
                     dead: false,
                     _permit: permit,
                 };
@@ -140,6 +252,39 @@ pub(crate) fn incoming(
         rx,
         |mut rx| async move { rx.recv().await.map(|c| (Ok(c), rx)) },
     )
+}
+
+impl Bounds {
+    /// At the connection limit: ends the connection that has waited longest without
+    /// authenticating, or else the one idle longest. False when every connection is
+    /// authenticated and busy.
+    fn evict_one(&self) -> bool {
+        let mut open = self.open.lock();
+        open.retain(|c| c.strong_count() > 0);
+        let live: Vec<_> = open
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|c| !c.close.is_cancelled())
+            .collect();
+        drop(open);
+        let unauthenticated = live
+            .iter()
+            .filter(|c| !c.authenticated.load(Relaxed))
+            .min_by_key(|c| c.epoch);
+        let idle = || {
+            live.iter()
+                .filter(|c| c.open.load(Relaxed) == 0)
+                .min_by_key(|c| c.quiet_since())
+        };
+        match unauthenticated.or_else(idle) {
+            Some(victim) => {
+                tracing::debug!("croupier node at its connection limit: closing a connection that is unauthenticated or idle");
+                victim.close.cancel();
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl Conn {
@@ -174,6 +319,32 @@ impl AsyncRead for Conn {
                     "no HTTP/2 preface within the handshake timeout",
                 )));
             }
+        }
+        if let Some(deadline) = &mut this.auth {
+            if this.state.authenticated.load(Relaxed) {
+                this.auth = None;
+            } else if deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    "not authenticated within the handshake timeout",
+                )));
+            }
+        }
+        while this.idle.as_mut().poll(cx).is_ready() {
+            let now = Instant::now();
+            let next = if this.state.open.load(Relaxed) > 0 {
+                now + this.idle_after
+            } else {
+                let idle_at = this.state.quiet_since() + this.idle_after;
+                if idle_at <= now {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no call or stream for the idle timeout",
+                    )));
+                }
+                idle_at
+            };
+            this.idle.as_mut().reset(next);
         }
         let before = buf.filled().len();
         let polled = match &mut this.io {

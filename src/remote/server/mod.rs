@@ -2,6 +2,7 @@
 //! listener, grpc.health.v1, and the handlers it runs as jobs of its pool. It never imports
 //! the calling side ([`super::client`]).
 
+mod gate;
 mod jobs;
 mod listener;
 mod served;

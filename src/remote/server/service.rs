@@ -12,14 +12,14 @@ use tokio::{net::TcpListener, sync::broadcast, time::Instant};
 use tonic::{service::interceptor::InterceptedService, Request, Response, Status};
 
 use super::{
+    gate::Gate,
     jobs::Job,
-    listener::{self, Bounds},
+    listener::{self, Bounds, Open},
     served::{Accepted, Load, Served},
 };
 use crate::{
     pool::error::PoolCallError,
     remote::{
-        auth::Gate,
         handler::JobError,
         identity::MAX_NAME_LEN,
         logs,
@@ -51,6 +51,7 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 #[tonic::async_trait]
 impl Croupier for Svc {
     async fn hello(&self, req: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
+        let _open = open(&req);
         let node = &self.node;
         let peer = req.extensions().get::<listener::ConnInfo>().cloned();
         let hello = req.into_inner();
@@ -85,6 +86,7 @@ impl Croupier for Svc {
     async fn invoke(&self, req: Request<InvokeRequest>) -> Result<Response<InvokeReply>, Status> {
         let node = &self.node;
         let _accepted = Accepted::new(&node.accepted);
+        let _open = open(&req);
         let deadline = req
             .metadata()
             .get(DEADLINE_KEY)
@@ -141,8 +143,9 @@ impl Croupier for Svc {
 
     async fn terminate(
         &self,
-        _req: Request<TerminateRequest>,
+        req: Request<TerminateRequest>,
     ) -> Result<Response<TerminateReply>, Status> {
+        let _open = open(&req);
         tracing::info!(node = %self.node.common.local.name, "croupier node terminated by a master");
         let stop = self.node.common.stop.clone();
         // After this reply is on its way: a graceful stop lets it finish.
@@ -155,7 +158,8 @@ impl Croupier for Svc {
 
     type LogsStream = BoxStream<LogRecord>;
 
-    async fn logs(&self, _req: Request<LogsRequest>) -> Result<Response<Self::LogsStream>, Status> {
+    async fn logs(&self, req: Request<LogsRequest>) -> Result<Response<Self::LogsStream>, Status> {
+        let open = open(&req);
         let rx = logs::records().subscribe();
         let stop = self.node.common.stop.clone();
         let stream = futures_util::stream::unfold((rx, stop), |(mut rx, stop)| async move {
@@ -175,7 +179,7 @@ impl Croupier for Svc {
             };
             Some((Ok(record), (rx, stop)))
         });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(holding(Box::pin(stream), open)))
     }
 }
 
@@ -190,6 +194,7 @@ impl OpenRcaService for Svc {
         req: Request<OrcaLoadReportRequest>,
     ) -> Result<Response<Self::StreamCoreMetricsStream>, Status> {
         let node = Arc::clone(&self.node);
+        let open = open(&req);
         let asked = req
             .into_inner()
             .report_interval
@@ -225,7 +230,7 @@ impl OpenRcaService for Svc {
                 }
             }
         });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(holding(Box::pin(stream), open)))
     }
 }
 
@@ -236,6 +241,23 @@ struct Reporter {
     max: Duration,
     /// When the last report went, the load it carried, and the calls completed by then.
     last: Option<(Instant, Load, u64)>,
+}
+
+/// Counts a call or stream open on the connection `req` came on, while the guard lives: a
+/// connection with one open is not idle.
+fn open<T>(req: &Request<T>) -> Option<Open> {
+    req.extensions()
+        .get::<listener::ConnInfo>()
+        .map(|c| c.state.open())
+}
+
+/// `stream`, keeping `open` as long as it lives.
+fn holding<T: Send + 'static>(stream: BoxStream<T>, open: Option<Open>) -> BoxStream<T> {
+    use futures_util::StreamExt as _;
+    Box::pin(stream.map(move |item| {
+        let _ = &open;
+        item
+    }))
 }
 
 /// grpc.health.v1 over the node's statuses, whose `Watch` streams end when the node stops:
@@ -253,6 +275,7 @@ impl tonic_health::pb::health_server::Health for Health {
         &self,
         req: Request<tonic_health::pb::HealthCheckRequest>,
     ) -> Result<Response<tonic_health::pb::HealthCheckResponse>, Status> {
+        let _open = open(&req);
         self.inner.check(req).await
     }
 
@@ -261,6 +284,7 @@ impl tonic_health::pb::health_server::Health for Health {
         req: Request<tonic_health::pb::HealthCheckRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         use futures_util::StreamExt as _;
+        let open = open(&req);
         let stream = self.inner.watch(req).await?.into_inner();
         let stop = self.stop.clone();
         // A status set before the stop (NOT_SERVING, as `shutdown` sets it) still goes out:
@@ -273,7 +297,7 @@ impl tonic_health::pb::health_server::Health for Health {
                     () = stop.cancelled() => None,
                 }
             });
-        Ok(Response::new(Box::pin(until_stopped)))
+        Ok(Response::new(holding(Box::pin(until_stopped), open)))
     }
 }
 
