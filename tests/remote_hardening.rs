@@ -513,3 +513,52 @@ async fn idle_connections_time_out() {
     m.shutdown().await;
     w.shutdown().await;
 }
+
+/// A node's pool holds at most `max_queue` calls per worker (64 by default): beyond, a call
+/// is answered at once with `RESOURCE_EXHAUSTED` (`Busy`), not queued without bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_pool_queue_is_bounded() {
+    const HOLD: croupier::remote::Handler<(), ()> = croupier::remote::Handler::new("test.hold");
+    for (max_queue, admitted) in [(None, 64), (Some(3), 3)] {
+        let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+        let mut b = worker("w").pool_size(1);
+        if let Some(n) = max_queue {
+            b = b.max_queue(n);
+        }
+        let w = {
+            let gate = std::sync::Arc::clone(&gate);
+            start(b.handle(HOLD, move |()| {
+                let gate = std::sync::Arc::clone(&gate);
+                async move { gate.acquire().await.unwrap().forget() }
+            }))
+            .await
+        };
+        let m = start(master()).await;
+        within(m.connect(w.local_addr().unwrap())).await.unwrap();
+        let node = croupier::remote::NodeId::from("w");
+        let calls: Vec<_> = (0..admitted)
+            .map(|_| {
+                let (m, node) = (m.clone(), node.clone());
+                tokio::spawn(async move { m.call(&node, HOLD, ()).await })
+            })
+            .collect();
+        // Every admitted call is queued or running: the node reports them.
+        common_remote::until(&m, |m| {
+            m.workers()
+                .first()
+                .is_some_and(|n| n.reported >= admitted as f64)
+        })
+        .await;
+        let refused = within(m.call(&node, HOLD, ())).await;
+        assert!(
+            matches!(refused, Err(croupier::remote::RemoteError::Busy(_))),
+            "{refused:?}"
+        );
+        gate.add_permits(admitted);
+        for c in calls {
+            assert_eq!(within(c).await.unwrap(), Ok(()));
+        }
+        m.shutdown().await;
+        w.shutdown().await;
+    }
+}

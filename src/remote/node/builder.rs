@@ -45,6 +45,7 @@ pub struct NodeBuilder {
     tags: Vec<String>,
     registry: Registry,
     pool_size: usize,
+    max_queue: usize,
     policy: Policy,
     discovery: Option<Box<dyn Discovery>>,
     advertise: bool,
@@ -64,6 +65,7 @@ impl Node {
             tags: Vec::new(),
             registry: Registry::new(),
             pool_size: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_queue: 64,
             policy: Policy::LeastLoaded,
             discovery: None,
             advertise: false,
@@ -171,6 +173,15 @@ impl NodeBuilder {
     /// Workers in the node's pool; the number of CPUs by default.
     pub fn pool_size(mut self, n: usize) -> Self {
         self.pool_size = n;
+        self
+    }
+
+    /// How many calls each worker of the node's pool holds at most, queued or running; 64 by
+    /// default, at least 1. A call that finds every worker full is answered at once with
+    /// `RESOURCE_EXHAUSTED` ([`RemoteError::Busy`](crate::remote::RemoteError::Busy) to a
+    /// croupier master, which may send it to another node) instead of queueing without bound.
+    pub fn max_queue(mut self, per_worker: usize) -> Self {
+        self.max_queue = per_worker;
         self
     }
 
@@ -299,6 +310,12 @@ impl NodeBuilder {
                 ),
             });
         }
+        if self.max_queue == 0 {
+            return Err(StartError::Setting {
+                setting: "max_queue",
+                must: "0 would refuse every call: use 1 or more".into(),
+            });
+        }
         self.cfg.check()?;
         let acceptor = match &self.tls {
             Some(tls) => Some(tokio_rustls::TlsAcceptor::from(
@@ -331,6 +348,7 @@ impl NodeBuilder {
                 Pool::builder(|_| HandlerWorker)
                     .size(self.pool_size)
                     .policy(Policy::LeastLoaded)
+                    .max_load(self.max_queue)
                     .intensity(u32::MAX, Duration::from_secs(1))
                     .start()
                     .map_err(StartError::Pool)?,
