@@ -670,3 +670,16 @@ async fn discovery_removed_disconnects_the_node() {
     }
     m.shutdown().await;
 }
+
+/// A first `connect` that fails after the hello (here: the peer serves croupier.v1's hello
+/// but no load reports) keeps nothing: the node is not listed, and nothing reconnects to it
+/// (it stayed in `get_nodes()` for ever).
+#[tokio::test]
+async fn a_failed_first_connect_keeps_nothing() {
+    let addr = future_croupier(3).await;
+    let m = start(master()).await;
+    assert!(within(m.connect(addr)).await.is_err());
+    assert!(m.get_nodes().is_empty(), "{:?}", m.get_nodes());
+    assert!(m.workers().is_empty());
+    m.shutdown().await;
+}

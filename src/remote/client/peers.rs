@@ -99,7 +99,7 @@ impl Peers {
         extra_tags: &[String],
     ) -> Result<(Arc<Link>, Option<Attached>), ConnectError> {
         let hello = handshake::hello(addr, &self.common.local, &self.common.cfg).await?;
-        let link = self.adopt(addr, &hello.reply, extra_tags)?;
+        let (link, new) = self.adopt(addr, &hello.reply, extra_tags)?;
         // One connection at a time: a second attempt waits for the first, then finds the node
         // up and leaves it be.
         let connecting = link.connecting.lock().await;
@@ -107,8 +107,19 @@ impl Peers {
             drop(connecting);
             return Ok((link, None));
         }
-        let (reports, first) =
-            handshake::open_reports(&hello.channel, &self.common.local, &self.common.cfg).await?;
+        let opened =
+            handshake::open_reports(&hello.channel, &self.common.local, &self.common.cfg).await;
+        let (reports, first) = match opened {
+            Ok(opened) => opened,
+            Err(e) => {
+                // A node met for the first time that failed its handshake is not kept.
+                drop(connecting);
+                if new {
+                    self.forget(&RemoteNode { link });
+                }
+                return Err(e);
+            }
+        };
         // Open before the node counts as connected, so that its logs flow from then on.
         let wanted = *self.logs_here.borrow();
         let logs = match wanted {
@@ -124,14 +135,15 @@ impl Peers {
         Ok((Arc::clone(&link), Some((link, current, reports, logs))))
     }
 
-    /// The link for the node that said `hello`, made if new (then the balancer refreshes).
+    /// The link for the node that said `hello`, made if new (then the balancer refreshes),
+    /// and whether it is new.
     /// Tags a discovery source gave (a hosts file's) are added to the node's own.
     fn adopt(
         &self,
         addr: SocketAddr,
         hello: &pb::HelloReply,
         extra_tags: &[String],
-    ) -> Result<Arc<Link>, ConnectError> {
+    ) -> Result<(Arc<Link>, bool), ConnectError> {
         let mut peers = self.list.lock();
         if let Some(p) = peers.iter().find(|p| p.id().as_str() == hello.name) {
             let link = &p.link;
@@ -148,7 +160,7 @@ impl Peers {
             // It may have come back with another report interval.
             link.heartbeat_ms
                 .store(hello.heartbeat_ms, std::sync::atomic::Ordering::Relaxed);
-            return Ok(Arc::clone(link));
+            return Ok((Arc::clone(link), false));
         }
         let link = Link::new(
             addr,
@@ -164,7 +176,7 @@ impl Peers {
         drop(peers);
         self.balancer.refresh();
         self.changes.send_modify(|v| *v = v.wrapping_add(1));
-        Ok(link)
+        Ok((link, true))
     }
 
     pub(crate) fn find(&self, id: &NodeId) -> Option<RemoteNode> {
