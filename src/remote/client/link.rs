@@ -103,7 +103,7 @@ impl Link {
             addr: Mutex::new(addr),
             mode: mode_from_wire(hello.mode).unwrap_or(Mode::Worker),
             tags,
-            pool_size: hello.pool_size,
+            pool_size: hello.pool_size.clamp(1, MAX_POOL_SIZE),
             up: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             reported: AtomicU64::new(0),
@@ -272,6 +272,11 @@ impl Link {
         }
     }
 }
+
+/// The largest pool size a master believes a worker announces: the calls of
+/// `on_all_worker_cores` are as many as the pool's workers, so an absurd announcement must not
+/// decide how many futures the master allocates.
+pub(crate) const MAX_POOL_SIZE: u32 = 4096;
 
 /// The most a report may say, in thousandths of a job per pool worker (a billion jobs per
 /// worker): what an absurd report reads as.

@@ -407,4 +407,35 @@ mod tests {
             }
         }
     }
+
+    /// A worker that announces an absurd pool size is believed up to `MAX_POOL_SIZE`
+    /// (`on_all_worker_cores` makes one call per announced worker), and one that announces
+    /// none counts as one.
+    #[test]
+    fn an_announced_pool_size_is_bounded() {
+        let (local, cfg) = (
+            Local {
+                name: "master".into(),
+                mode: Mode::Master,
+                tags: Vec::new(),
+                cookie: None,
+                tls: None,
+            },
+            NodeConfig::default(),
+        );
+        for (announced, believed) in [
+            (u32::MAX, super::super::link::MAX_POOL_SIZE),
+            (0, 1),
+            (8, 8),
+        ] {
+            let hello = HelloReply {
+                name: "w".into(),
+                pool_size: announced,
+                ..HelloReply::default()
+            };
+            let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+            let link = Link::new(addr, &hello, &[], Arc::default(), &local, &cfg);
+            assert_eq!(link.pool_size, believed);
+        }
+    }
 }
