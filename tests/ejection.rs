@@ -185,6 +185,19 @@ fn reports_do_nothing_without_ejection_or_for_a_replaced_snapshot() {
     b.refresh();
     b.report(last, Outcome::Failure);
     assert_eq!(b.stats().ejected, 0);
+    // Further past the end: a snapshot of one.
+    source.set(members.clone());
+    b.refresh();
+    let last = loop {
+        let p = b.pick().unwrap();
+        if p.index() == 2 {
+            break p.ticket();
+        }
+    };
+    source.set(members[..1].to_vec());
+    b.refresh();
+    b.report(last, Outcome::Failure);
+    assert_eq!(b.stats().ejected, 0);
 }
 
 /// A member the source stops returning is forgotten with its ejection: when it comes back it

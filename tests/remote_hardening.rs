@@ -562,3 +562,29 @@ async fn the_node_pool_queue_is_bounded() {
         w.shutdown().await;
     }
 }
+
+/// A node whose calls fail weighs its failures in its load for a while, so least loaded sends
+/// the next calls to a healthy node: a handful of the calls fail, not half.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_node_is_passed_over_after_its_failures() {
+    const FLAKY: croupier::remote::Handler<u64, u64> = croupier::remote::Handler::new("test.flaky");
+    let good = start(worker("good").handle(FLAKY, |n| async move { n })).await;
+    let bad = start(worker("bad").handle(FLAKY, |_| async move {
+        panic!("this node fails every call (expected by the test)")
+    }))
+    .await;
+    let m = start(master()).await;
+    for w in [&good, &bad] {
+        within(m.connect(w.local_addr().unwrap())).await.unwrap();
+    }
+    let mut failed = 0;
+    for i in 0..40 {
+        if within(m.call_least_loaded(FLAKY, i)).await.is_err() {
+            failed += 1;
+        }
+    }
+    assert!((1..=3).contains(&failed), "{failed} of 40 calls failed");
+    m.shutdown().await;
+    good.shutdown().await;
+    bad.shutdown().await;
+}

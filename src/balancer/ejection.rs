@@ -617,6 +617,12 @@ mod tests {
             !tally(&t, false, rate),
             "4 requests, 2 successes: not below half"
         );
+        // Eight failures in a row: halved to (0, 4), not to (0, 8 mod 2).
+        let t = AtomicU64::new(0);
+        for _ in 0..8 {
+            tally(&t, false, rate);
+        }
+        assert_eq!(t.load(Relaxed), 4);
         let strict = SuccessRate {
             min: 1.0,
             requests: 1,

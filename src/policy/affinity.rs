@@ -342,6 +342,42 @@ mod tests {
         );
     }
 
+    /// A hot key's spills onto idle members go round them, not always to the first idle one
+    /// after its own member.
+    #[test]
+    fn spills_go_round_the_idle_members() {
+        const N: usize = 8;
+        const HOME: usize = 4;
+        let probe = snap(
+            (0..N)
+                .map(|_| M {
+                    alive: true,
+                    load: 0,
+                })
+                .collect(),
+        );
+        let m = probe.table().slots.len();
+        let key = (0..10_000_u32)
+            .map(|k| hash_key(&k))
+            .find(|&h| probe.table().slots.owner(slot_of(h, m)) == HOME)
+            .expect("a key whose member is 4");
+        let s = snap(
+            (0..N)
+                .map(|i| M {
+                    alive: true,
+                    load: if i == HOME { 10 } else { 0 },
+                })
+                .collect(),
+        );
+        let mut chosen = std::collections::BTreeSet::new();
+        for _ in 0..N {
+            let mut walk = Scan::default();
+            chosen.insert(scan(&s, s.table(), key, usize::MAX, Some(0.25), &mut walk).unwrap());
+        }
+        assert_eq!(chosen.len(), N - 1, "{chosen:?}");
+        assert!(!chosen.contains(&HOME));
+    }
+
     /// A member whose load the test sets.
     #[derive(Clone, Debug)]
     struct Loaded(std::sync::Arc<std::sync::atomic::AtomicUsize>);

@@ -167,6 +167,15 @@ mod tests {
         }
         assert_eq!((0..20).filter(|_| b.withdraw()).count(), 10);
 
+        // At 100 %, a whole token a call: still capped at 10 / ratio calls' deposits.
+        let b = Budget::new(RetryBudget::default().ratio(1.0).min_per_second(0));
+        for _ in 0..101 {
+            b.deposit();
+        }
+        assert_eq!((0..20).filter(|_| b.withdraw()).count(), 10);
+        assert_eq!(RetryBudget::default().ratio_value(), 0.2);
+        assert_eq!(RetryBudget::default().ratio(0.5).ratio_value(), 0.5);
+
         let b = Budget::new(RetryBudget::default().ratio(0.0).min_per_second(10));
         assert_eq!(
             (0..20).filter(|_| b.withdraw()).count(),

@@ -438,4 +438,41 @@ mod tests {
             assert_eq!(link.pool_size, believed);
         }
     }
+
+    /// A node's load is this master's calls in flight per pool worker, in thousandths, and
+    /// its info shows it in jobs per worker.
+    #[tokio::test(start_paused = true)]
+    async fn load_is_calls_in_flight_per_pool_worker() {
+        let (local, cfg) = (
+            Local {
+                name: "master".into(),
+                mode: Mode::Master,
+                tags: Vec::new(),
+                cookie: None,
+                tls: None,
+            },
+            NodeConfig::default(),
+        );
+        let hello = HelloReply {
+            name: "w".into(),
+            pool_size: 4,
+            ..HelloReply::default()
+        };
+        let link = Link::new(
+            SocketAddr::from(([127, 0, 0, 1], 1)),
+            &hello,
+            &[],
+            Arc::default(),
+            &local,
+            &cfg,
+        );
+        link.attach(
+            Endpoint::from_static("http://127.0.0.1:1").connect_lazy(),
+            &report(0.0, 0.0),
+        );
+        let node = RemoteNode { link };
+        node.link.calls.store(2, Relaxed);
+        assert_eq!(node.load(), 500);
+        assert_eq!(node.info().load, 0.5);
+    }
 }
