@@ -474,5 +474,21 @@ mod tests {
         node.link.calls.store(2, Relaxed);
         assert_eq!(node.load(), 500);
         assert_eq!(node.info().load, 0.5);
+        // A report of 8 jobs queued on the 4 workers (2 each), 10 completed a second (2.5
+        // each), with this master's 2 calls in flight (0.5 each): others' 1.5 a worker,
+        // drained at 2.5 a second; 100 ms on, 1.25 are left.
+        let mut four = report(8.0, 10.0);
+        four.named_metrics.insert(metric::POOL_SIZE.to_owned(), 4.0);
+        node.link.apply(&four);
+        assert_eq!(node.load(), 500 + 1_500);
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert_eq!(node.load(), 500 + 1_250);
+        // A call that ends, however it ends, no longer counts.
+        node.link.calls.store(0, Relaxed);
+        let failed = node
+            .call_raw("test.echo", Vec::new(), Duration::from_secs(1))
+            .await;
+        assert!(failed.is_err(), "nothing listens there");
+        assert_eq!(node.link.calls.load(Relaxed), 0);
     }
 }
