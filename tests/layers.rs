@@ -244,3 +244,33 @@ fn the_checks_find_what_they_look_for() {
     let stripped = strip("let a = 1; // gone\n/// doc\nlet b = \"//\";");
     assert_eq!(stripped, "let a = 1; \n\nlet b = \"//\";");
 }
+
+/// Every public async fn of the remote layer says what dropping its future does.
+#[test]
+fn every_public_async_fn_of_the_remote_layer_has_a_cancel_safety_section() {
+    let mut missing = Vec::new();
+    for file in sources(&src().join("remote")) {
+        let text = fs::read_to_string(&file).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (n, line) in lines.iter().enumerate() {
+            let Some(at) = line.find("pub async fn ") else {
+                continue;
+            };
+            let name: String = line[at + 13..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            let doc = lines[..n]
+                .iter()
+                .rev()
+                .take_while(|l| {
+                    l.trim_start().starts_with("///") || l.trim_start().starts_with("#[")
+                })
+                .any(|l| l.contains("# Cancel safety"));
+            if !doc {
+                missing.push(format!("{}: {name}", relative(&file)));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "no `# Cancel safety`: {missing:?}");
+}

@@ -100,6 +100,12 @@ impl Peers {
     ) -> Result<(Arc<Link>, Option<Attached>), ConnectError> {
         let hello = handshake::hello(addr, &self.common.local, &self.common.cfg).await?;
         let (link, new) = self.adopt(addr, &hello.reply, extra_tags)?;
+        // A node met for the first time is not kept unless this connection comes up: not when
+        // its handshake fails, nor when this future is dropped half way.
+        let mut unkept = Unkept {
+            peers: self,
+            link: new.then(|| Arc::clone(&link)),
+        };
         // One connection at a time: a second attempt waits for the first, then finds the node
         // up and leaves it be.
         let connecting = link.connecting.lock().await;
@@ -109,17 +115,7 @@ impl Peers {
         }
         let opened =
             handshake::open_reports(&hello.channel, &self.common.local, &self.common.cfg).await;
-        let (reports, first) = match opened {
-            Ok(opened) => opened,
-            Err(e) => {
-                // A node met for the first time that failed its handshake is not kept.
-                drop(connecting);
-                if new {
-                    self.forget(&RemoteNode { link });
-                }
-                return Err(e);
-            }
-        };
+        let (reports, first) = opened?;
         // Open before the node counts as connected, so that its logs flow from then on.
         let wanted = *self.logs_here.borrow();
         let logs = match wanted {
@@ -131,6 +127,7 @@ impl Peers {
             ),
         };
         let current = link.attach(hello.channel, &first);
+        unkept.link = None;
         drop(connecting);
         Ok((Arc::clone(&link), Some((link, current, reports, logs))))
     }
@@ -325,6 +322,22 @@ impl Peers {
                 }
             }
         });
+    }
+}
+
+/// Forgets a node met for the first time when its first connection does not come up.
+struct Unkept<'a> {
+    peers: &'a Peers,
+    link: Option<Arc<Link>>,
+}
+
+impl Drop for Unkept<'_> {
+    fn drop(&mut self) {
+        if let Some(link) = self.link.take() {
+            if !link.is_up() {
+                self.peers.forget(&RemoteNode { link });
+            }
+        }
     }
 }
 

@@ -300,6 +300,11 @@ impl NodeBuilder {
     /// A [`StartError`]: no or a bad listen address for a worker, a non-loopback address
     /// without TLS, TLS settings that cannot be used, a socket that cannot be bound, a pool
     /// that refuses its settings, or a discovery that cannot start.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before it returns, no node starts: the socket and the pool made so far are
+    /// dropped with the future (the transport thread starts only after its last `.await`).
     pub async fn start(mut self) -> Result<Node, StartError> {
         if self.name.len() > MAX_NAME_LEN {
             return Err(StartError::Setting {

@@ -93,6 +93,11 @@ impl Node {
     }
 
     /// Runs `h` on each of `nodes` at once; one result per node, in order.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`call`](Node::call): dropping the future cancels every call under way on its
+    /// node; the results of those that had finished are lost with it.
     pub async fn on_many<A, O>(
         &self,
         nodes: &[NodeId],
@@ -117,6 +122,11 @@ impl Node {
     }
 
     /// Runs `h` on every live worker node at once.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`call`](Node::call): dropping the future cancels every call under way on its
+    /// node; the results of those that had finished are lost with it.
     pub async fn on_all_workers<A, O>(
         &self,
         h: Handler<A, O>,
@@ -131,6 +141,11 @@ impl Node {
     }
 
     /// Runs `h` on every live worker node tagged `tag`, at once.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`call`](Node::call): dropping the future cancels every call under way on its
+    /// node; the results of those that had finished are lost with it.
     pub async fn on_tagged_workers<A, O>(
         &self,
         tag: &str,
@@ -151,6 +166,11 @@ impl Node {
 
     /// Runs `h` `n` times, spread round robin over the live worker nodes (in name order), all
     /// at once; one result per run, in order.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`call`](Node::call): dropping the future cancels every call under way on its
+    /// node; the results of those that had finished are lost with it.
     pub async fn on_n<A, O>(
         &self,
         n: usize,
@@ -175,6 +195,11 @@ impl Node {
 
     /// Runs `h` `n` times on every live worker node, all at once (Skitter's
     /// `on_all_workers` with a count); results grouped by node, in name order.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`call`](Node::call): dropping the future cancels every call under way on its
+    /// node; the results of those that had finished are lost with it.
     pub async fn n_times_on_all_workers<A, O>(
         &self,
         n: usize,
@@ -192,6 +217,11 @@ impl Node {
     /// Runs `h` once per pool worker of every live worker node, all at once (Skitter's "on
     /// every core of every worker"); results grouped by node, in name order. The calls of one
     /// node arrive together, so its least-loaded pool deals them one per worker.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`call`](Node::call): dropping the future cancels every call under way on its
+    /// node; the results of those that had finished are lost with it.
     pub async fn on_all_worker_cores<A, O>(&self, h: Handler<A, O>, args: A) -> ByNode<O>
     where
         A: Serialize,
@@ -207,6 +237,11 @@ impl Node {
     }
 
     /// Runs `h` once per pool worker of every live worker node tagged `tag`, all at once.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`call`](Node::call): dropping the future cancels every call under way on its
+    /// node; the results of those that had finished are lost with it.
     pub async fn on_tagged_worker_cores<A, O>(
         &self,
         tag: &str,

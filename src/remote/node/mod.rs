@@ -116,6 +116,11 @@ impl Node {
     /// # Errors
     ///
     /// A [`ConnectError`] saying why the first attempt failed; nothing is kept then.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before it returns, it keeps nothing: a connection half made is closed, a node
+    /// met for the first time is not listed, and nothing reconnects to it.
     pub async fn connect(&self, addr: impl ToSocketAddrs) -> Result<NodeInfo, ConnectError> {
         let shared = self.shared();
         if !shared.common.local.mode.calls() {
@@ -143,6 +148,10 @@ impl Node {
     /// [`connect`](Node::connect).
     ///
     /// # Errors
+    ///
+    /// As [`connect`](Node::connect).
+    ///
+    /// # Cancel safety
     ///
     /// As [`connect`](Node::connect).
     pub async fn attach(&self, addr: impl ToSocketAddrs) -> Result<NodeInfo, ConnectError> {
@@ -275,6 +284,10 @@ impl Node {
 
     /// Resolves once the node has stopped: by [`shutdown`](Node::shutdown), or terminated
     /// by a master.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only waits.
     pub async fn terminated(&self) {
         self.shared().common.stop.cancelled().await;
     }
@@ -326,10 +339,18 @@ impl Node {
     /// pool and the calls under way finish for up to the
     /// [grace period](NodeBuilder::shutdown_grace); then it cuts every connection left (a
     /// peer that stopped reading included) and waits for its tasks. Always returns.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before it returns, the node still stops: it stops accepting and its tasks end
+    /// on their own, and every connection is cut when the last [`Node`] handle is dropped;
+    /// only the wait for them (and the pool's own shutdown) is lost.
     pub async fn shutdown(&self) {
         let shared = self.shared();
+        // Stops once NOT_SERVING is set, or at once if this future is dropped before.
+        let stopping = shared.common.stop.clone().drop_guard();
         shared.served.set_health(ServingStatus::NotServing).await;
-        shared.common.stop.cancel();
+        drop(stopping);
         if let Some(daemon) = shared.advertiser.lock().take() {
             let _ = daemon.shutdown();
         }
