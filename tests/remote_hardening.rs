@@ -588,3 +588,22 @@ async fn a_failing_node_is_passed_over_after_its_failures() {
     good.shutdown().await;
     bad.shutdown().await;
 }
+
+/// A worker that comes back at its address under another name replaces its old name in
+/// `get_nodes()` (the old name stayed there for ever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_back_under_a_new_name_replaces_the_old_one() {
+    let old = start(worker("old-name")).await;
+    let addr = old.local_addr().unwrap();
+    let m = start(master()).await;
+    within(m.connect(addr)).await.unwrap();
+    old.shutdown().await;
+    drop(old);
+    common_remote::until(&m, |m| m.workers().is_empty()).await;
+    let new = start(worker("new-name").listen(addr.to_string())).await;
+    common_remote::until(&m, |m| m.workers().len() == 1).await;
+    assert_eq!(m.get_nodes(), [croupier::remote::NodeId::from("new-name")]);
+    assert_eq!(within(m.call_least_loaded(ECHO, 8)).await, Ok(8));
+    m.shutdown().await;
+    new.shutdown().await;
+}

@@ -167,6 +167,15 @@ impl Peers {
             &self.common.local,
             &self.common.cfg,
         );
+        // A node down at this address under another name is this one, back renamed: forget
+        // the old name (its reconnecting task is this connection's, and stays).
+        peers.retain(|p| {
+            let renamed = p.link.addr() == addr && !p.link.is_up();
+            if renamed {
+                p.link.gone.cancel();
+            }
+            !renamed
+        });
         peers.push(RemoteNode {
             link: Arc::clone(&link),
         });
