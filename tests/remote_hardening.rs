@@ -607,3 +607,44 @@ async fn a_worker_back_under_a_new_name_replaces_the_old_one() {
     m.shutdown().await;
     new.shutdown().await;
 }
+
+/// A remote error carries its cause as a typed source: the node's gRPC status for a handler
+/// that failed there, the encoder's error for arguments that cannot be encoded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_errors_carry_their_cause_as_a_typed_source() {
+    use std::error::Error as _;
+
+    use croupier::remote::RemoteError;
+    const FAILS: croupier::remote::Handler<u64, u64> = croupier::remote::Handler::new("test.fails");
+    /// Arguments whose encoding fails.
+    struct Unencodable;
+    impl serde::Serialize for Unencodable {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("this value cannot be encoded"))
+        }
+    }
+    const ODD: croupier::remote::Handler<Unencodable, u64> =
+        croupier::remote::Handler::new("test.odd");
+
+    let w = start(worker("w").handle(FAILS, |_| async move {
+        panic!("this handler fails (expected by the test)")
+    }))
+    .await;
+    let m = start(master()).await;
+    within(m.connect(w.local_addr().unwrap())).await.unwrap();
+    let e = within(m.call_least_loaded(FAILS, 1)).await.unwrap_err();
+    assert!(matches!(e, RemoteError::Remote(_)), "{e:?}");
+    let status = e
+        .source()
+        .and_then(|s| s.downcast_ref::<tonic::Status>())
+        .expect("the node's status");
+    assert_eq!(status.code(), tonic::Code::Internal);
+
+    let e = within(m.call_least_loaded(ODD, Unencodable))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RemoteError::Encode(_)), "{e:?}");
+    assert!(e.source().is_some(), "the encoder's error: {e:?}");
+    m.shutdown().await;
+    w.shutdown().await;
+}

@@ -1,9 +1,101 @@
 //! The remote layer's errors: connecting, calling, starting a node, reading a hosts file.
 
-use std::{fmt, io, net::SocketAddr, path::PathBuf};
+use std::{error::Error, fmt, io, net::SocketAddr, ops::Deref, path::PathBuf, sync::Arc};
 
 use super::identity::NodeId;
 use crate::config::ConfigError;
+
+/// The cause a remote error carries: a message saying what went wrong, and the typed error
+/// behind it when there is one (the node's gRPC status, the encoder's error), as
+/// [`source`](Error::source).
+///
+/// It reads as the message: it dereferences to `str`, compares with other causes by message,
+/// and is made from a `&str` or `String`.
+///
+/// ```
+/// use std::error::Error as _;
+///
+/// use croupier::remote::{Cause, RemoteError};
+///
+/// let e = RemoteError::Remote(Cause::from("the handler panicked"));
+/// let RemoteError::Remote(cause) = &e else { unreachable!() };
+/// assert!(cause.contains("panicked"));
+/// assert!(cause.source().is_none(), "a message alone has no typed source");
+/// assert_eq!(e, RemoteError::Remote("the handler panicked".into()));
+/// ```
+#[derive(Clone)]
+pub struct Cause {
+    message: Arc<str>,
+    source: Option<Arc<dyn Error + Send + Sync>>,
+}
+
+impl Cause {
+    /// `message`, caused by `source`.
+    pub fn new(message: impl Into<String>, source: impl Error + Send + Sync + 'static) -> Self {
+        Self {
+            message: message.into().into(),
+            source: Some(Arc::new(source)),
+        }
+    }
+
+    /// The message.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.message
+    }
+}
+
+impl Deref for Cause {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.message
+    }
+}
+
+impl From<&str> for Cause {
+    fn from(message: &str) -> Self {
+        Self {
+            message: message.into(),
+            source: None,
+        }
+    }
+}
+
+impl From<String> for Cause {
+    fn from(message: String) -> Self {
+        Self {
+            message: message.into(),
+            source: None,
+        }
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        self.message == other.message
+    }
+}
+
+impl Eq for Cause {}
+
+impl fmt::Debug for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.message, f)
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl Error for Cause {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn Error + 'static))
+    }
+}
 
 /// Why [`Node::connect`](super::Node::connect) did not connect (Skitter.Remote's list, plus
 /// authentication).
@@ -86,23 +178,23 @@ pub enum RemoteError {
     /// node never starts, a running handler's future is dropped.
     Timeout,
     /// The handler failed on the remote node (it panicked, or its pool refused the work).
-    Remote(String),
+    Remote(Cause),
     /// The arguments or the result could not be decoded.
-    Decode(String),
+    Decode(Cause),
     /// The arguments could not be encoded.
-    Encode(String),
+    Encode(Cause),
     /// No worker node is connected.
     NoNodes,
     /// The node is unknown to this master.
     UnknownNode(NodeId),
     /// The arguments or the result are larger than the message limit
     /// ([`NodeBuilder::max_message`](super::NodeBuilder::max_message)); only this call failed.
-    TooLarge(String),
+    TooLarge(Cause),
     /// The node's pool refused the work for now (draining, or every worker over its load);
     /// another node may take it.
-    Busy(String),
+    Busy(Cause),
     /// The node refused this master's credentials (cookie).
-    Unauthenticated(String),
+    Unauthenticated(Cause),
 }
 
 impl fmt::Display for RemoteError {
@@ -126,7 +218,21 @@ impl fmt::Display for RemoteError {
     }
 }
 
-impl std::error::Error for RemoteError {}
+impl std::error::Error for RemoteError {
+    /// The typed error behind the cause, when there is one: the node's gRPC status, or the
+    /// encoder's error.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Remote(c)
+            | Self::Decode(c)
+            | Self::Encode(c)
+            | Self::TooLarge(c)
+            | Self::Busy(c)
+            | Self::Unauthenticated(c) => c.source(),
+            _ => None,
+        }
+    }
+}
 
 /// Why [`NodeBuilder::start`](super::NodeBuilder::start) did not start a node.
 #[derive(Debug)]
@@ -143,7 +249,7 @@ pub enum StartError {
     /// The node's pool refused its settings.
     Pool(ConfigError),
     /// Discovery could not start.
-    Discovery(String),
+    Discovery(Cause),
     /// The TLS settings could not be used.
     Tls(io::Error),
     /// A numeric setting that cannot work (no connection or call allowed at all, or more
@@ -179,6 +285,7 @@ impl std::error::Error for StartError {
         match self {
             Self::Listen(e) | Self::Tls(e) => Some(e),
             Self::Pool(e) => Some(e),
+            Self::Discovery(c) => Some(c),
             _ => None,
         }
     }
@@ -231,15 +338,15 @@ impl RemoteError {
     /// each gRPC code keeps its meaning.
     pub(crate) fn from_status(status: &tonic::Status, node: &NodeId, handler: &str) -> Self {
         use tonic::Code;
-        let msg = status.message().to_owned();
+        let msg = || Cause::new(status.message(), status.clone());
         match status.code() {
             Code::NotFound => Self::UnknownHandler(handler.to_owned()),
-            Code::InvalidArgument => Self::Decode(msg),
-            Code::Internal => Self::Remote(msg),
+            Code::InvalidArgument => Self::Decode(msg()),
+            Code::Internal => Self::Remote(msg()),
             Code::DeadlineExceeded => Self::Timeout,
-            Code::OutOfRange => Self::TooLarge(msg),
-            Code::ResourceExhausted => Self::Busy(msg),
-            Code::Unauthenticated | Code::PermissionDenied => Self::Unauthenticated(msg),
+            Code::OutOfRange => Self::TooLarge(msg()),
+            Code::ResourceExhausted => Self::Busy(msg()),
+            Code::Unauthenticated | Code::PermissionDenied => Self::Unauthenticated(msg()),
             _ => Self::NodeDown(node.clone()),
         }
     }

@@ -4,6 +4,8 @@ use std::{collections::HashMap, fmt, future::Future, marker::PhantomData, pin::P
 
 use serde::{de::DeserializeOwned, Serialize};
 
+use super::error::Cause;
+
 /// A typed name for remote work, declared once in a crate both sides share.
 ///
 /// Rust cannot ship closures between processes, so a worker node registers a function under
@@ -82,7 +84,7 @@ where
     Arc::new(move |bytes: Vec<u8>| {
         let f = Arc::clone(&f);
         Box::pin(async move {
-            let args: A = decode_exact(&bytes).map_err(JobError::Decode)?;
+            let args: A = decode_exact(&bytes).map_err(|e| JobError::Decode(e.to_string()))?;
             let out = f(args).await;
             postcard::to_stdvec(&out)
                 .map_err(|e| JobError::Failed(format!("encoding the result: {e}")))
@@ -102,7 +104,7 @@ where
     Arc::new(move |bytes: Vec<u8>| {
         let f = Arc::clone(&f);
         Box::pin(async move {
-            let args: A = decode_exact(&bytes).map_err(JobError::Decode)?;
+            let args: A = decode_exact(&bytes).map_err(|e| JobError::Decode(e.to_string()))?;
             let out = tokio::task::spawn_blocking(move || f(args))
                 .await
                 .map_err(|e| JobError::Failed(format!("the handler panicked: {e}")))?;
@@ -118,13 +120,14 @@ pub(crate) type Registry = HashMap<&'static str, Erased>;
 /// Decodes a whole postcard value: bytes left over mean the two sides disagree on the type
 /// (postcard alone would stop where the type ends, reading a `String` as a `u64` as its
 /// length).
-pub(crate) fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    let (value, rest) = postcard::take_from_bytes(bytes).map_err(|e| e.to_string())?;
+pub(crate) fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Cause> {
+    let (value, rest) =
+        postcard::take_from_bytes(bytes).map_err(|e| Cause::new(e.to_string(), e))?;
     if !rest.is_empty() {
-        return Err(format!(
+        return Err(Cause::from(format!(
             "{} bytes left over: the two sides disagree on the type",
             rest.len()
-        ));
+        )));
     }
     Ok(value)
 }

@@ -82,7 +82,7 @@ pub use self::{
         },
         RemoteNode,
     },
-    error::{ConnectError, HostsError, RemoteError, StartError},
+    error::{Cause, ConnectError, HostsError, RemoteError, StartError},
     handler::Handler,
     identity::{Mode, NodeId, NodeInfo, MAX_MASTERS_KEPT, MAX_NAME_LEN},
     logs::{LogLayer, WORKER_LOG_TARGET},

@@ -431,14 +431,14 @@ impl NodeBuilder {
         if let (true, Some(addr)) = (self.advertise, local_addr) {
             let daemon =
                 discovery::advertise(&shared.common.local.name, addr, &shared.common.local.tags)
-                    .map_err(StartError::Discovery)?;
+                    .map_err(|e| StartError::Discovery(e.into()))?;
             *shared.advertiser.lock() = Some(daemon);
         }
         if let Some(d) = self.discovery {
             if shared.common.local.mode.calls() {
                 shared
                     .peers
-                    .follow(d.start().map_err(StartError::Discovery)?);
+                    .follow(d.start().map_err(|e| StartError::Discovery(e.into()))?);
             }
         }
         Ok(Node {

@@ -8,7 +8,7 @@ use crate::{
     member::Member,
     remote::{
         client::RemoteNode,
-        error::RemoteError,
+        error::{Cause, RemoteError},
         handler::{self, Handler},
         identity::NodeId,
     },
@@ -85,7 +85,8 @@ impl Node {
         A: Serialize,
         O: DeserializeOwned,
     {
-        let bytes = postcard::to_stdvec(args).map_err(|e| RemoteError::Encode(e.to_string()))?;
+        let bytes = postcard::to_stdvec(args)
+            .map_err(|e| RemoteError::Encode(Cause::new(e.to_string(), e)))?;
         let reply = peer
             .call_raw(h.name(), bytes, self.shared().common.cfg.call_timeout)
             .await?;
