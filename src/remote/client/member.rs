@@ -483,6 +483,17 @@ mod tests {
         assert_eq!(node.load(), 500 + 1_500);
         tokio::time::advance(Duration::from_millis(100)).await;
         assert_eq!(node.load(), 500 + 1_250);
+        // A report that says the node drains takes it out of selection; the next brings it
+        // back.
+        assert!(node.is_alive());
+        let mut draining = report(0.0, 0.0);
+        draining
+            .named_metrics
+            .insert(metric::DRAINING.to_owned(), 1.0);
+        node.link.apply(&draining);
+        assert!(!node.is_alive());
+        node.link.apply(&report(0.0, 0.0));
+        assert!(node.is_alive());
         // A call that ends, however it ends, no longer counts.
         node.link.calls.store(0, Relaxed);
         let failed = node
