@@ -195,7 +195,7 @@ impl Discovery for Mdns {
         let events = daemon.browse(MDNS_SERVICE).map_err(|e| e.to_string())?;
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
-            let mut known: std::collections::HashMap<String, Vec<SocketAddr>> = Default::default();
+            let mut known = MdnsKnown::default();
             loop {
                 // The daemon runs until the node stops following (it drops the receiver).
                 let event = tokio::select! {
@@ -221,18 +221,27 @@ impl Discovery for Mdns {
                                     .collect()
                             })
                             .unwrap_or_default();
-                        if let Some(&addr) = addrs.first() {
-                            if tx.send(DiscoveryEvent::Added { addr, tags }).is_err() {
-                                break;
-                            }
+                        let events = known.resolved(info.get_fullname(), addrs, tags);
+                        if events.into_iter().any(|e| tx.send(e).is_err()) {
+                            break;
                         }
-                        known.insert(info.get_fullname().to_owned(), addrs);
                     }
                     mdns_sd::ServiceEvent::ServiceRemoved(_, fullname) => {
-                        for addr in known.remove(&fullname).unwrap_or_default() {
-                            if tx.send(DiscoveryEvent::Removed { addr }).is_err() {
-                                break;
-                            }
+                        // Anyone on the network can send a goodbye: a node that still
+                        // accepts connections at its address is not forgotten for one.
+                        let Some(addr) = known.addr_of(&fullname) else {
+                            continue;
+                        };
+                        if still_accepts(addr).await {
+                            tracing::warn!(%addr, name = %fullname, "croupier ignored an mDNS goodbye from a node that still answers");
+                            continue;
+                        }
+                        if known
+                            .removed(&fullname)
+                            .into_iter()
+                            .any(|e| tx.send(e).is_err())
+                        {
+                            break;
                         }
                     }
                     _ => {}
@@ -242,6 +251,60 @@ impl Discovery for Mdns {
         });
         Ok(rx)
     }
+}
+
+/// The nodes an [`Mdns`] discovery has announced, by service instance name, with the
+/// address it announced for each.
+#[derive(Debug, Default)]
+struct MdnsKnown(std::collections::HashMap<String, SocketAddr>);
+
+impl MdnsKnown {
+    /// A node (re)resolved at `addrs` (sorted, the first used): it is added, and if it was
+    /// known at another address, that one is removed.
+    fn resolved(
+        &mut self,
+        name: &str,
+        addrs: Vec<SocketAddr>,
+        tags: Vec<String>,
+    ) -> Vec<DiscoveryEvent> {
+        let Some(&addr) = addrs.first() else {
+            return Vec::new();
+        };
+        let mut events = Vec::new();
+        match self.0.insert(name.to_owned(), addr) {
+            Some(old) if old == addr => return events,
+            Some(old) => events.push(DiscoveryEvent::Removed { addr: old }),
+            None => {}
+        }
+        events.push(DiscoveryEvent::Added { addr, tags });
+        events
+    }
+
+    /// The address announced for `name`.
+    fn addr_of(&self, name: &str) -> Option<SocketAddr> {
+        self.0.get(name).copied()
+    }
+
+    /// A node said goodbye: it is removed.
+    fn removed(&mut self, name: &str) -> Vec<DiscoveryEvent> {
+        self.0
+            .remove(name)
+            .map(|addr| DiscoveryEvent::Removed { addr })
+            .into_iter()
+            .collect()
+    }
+}
+
+/// Whether something still accepts TCP connections at `addr` (within a second).
+async fn still_accepts(addr: SocketAddr) -> bool {
+    matches!(
+        tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            tokio::net::TcpStream::connect(addr)
+        )
+        .await,
+        Ok(Ok(_))
+    )
 }
 
 /// What a [`Dns`] discovery resolves its name with.
@@ -373,4 +436,46 @@ pub(crate) fn advertise(
     .map_err(|e| e.to_string())?;
     daemon.register(info).map_err(|e| e.to_string())?;
     Ok(daemon)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    /// A node re-resolved at another address: the old one is removed as the new one is
+    /// added (the old address stayed for ever); the same address again changes nothing.
+    #[test]
+    fn an_mdns_re_resolve_removes_the_old_address() {
+        let mut known = MdnsKnown::default();
+        let added = |port| DiscoveryEvent::Added {
+            addr: addr(port),
+            tags: Vec::new(),
+        };
+        assert_eq!(known.resolved("w", vec![addr(1)], Vec::new()), [added(1)]);
+        assert_eq!(known.resolved("w", vec![addr(1), addr(9)], Vec::new()), []);
+        assert_eq!(
+            known.resolved("w", vec![addr(2)], Vec::new()),
+            [DiscoveryEvent::Removed { addr: addr(1) }, added(2)]
+        );
+        assert_eq!(known.resolved("x", Vec::new(), Vec::new()), []);
+        assert_eq!(
+            known.removed("w"),
+            [DiscoveryEvent::Removed { addr: addr(2) }]
+        );
+        assert_eq!(known.removed("w"), []);
+    }
+
+    /// A goodbye is believed only when nothing accepts connections at the node's address.
+    #[tokio::test]
+    async fn a_goodbye_is_checked_against_the_address() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let live = listener.local_addr().unwrap();
+        assert!(still_accepts(live).await);
+        drop(listener);
+        assert!(!still_accepts(live).await);
+    }
 }
