@@ -648,3 +648,53 @@ async fn remote_errors_carry_their_cause_as_a_typed_source() {
     m.shutdown().await;
     w.shutdown().await;
 }
+
+/// One peer address cannot keep others out: four busy connections from 127.0.0.2 (each with a
+/// health watch open) fill `max_connections(4)`, and a master from 127.0.0.1 still gets in,
+/// in place of one of them; a fifth from 127.0.0.2 is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_peer_address_cannot_hold_every_slot() {
+    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+    let w = start(
+        worker("w")
+            .max_connections(4)
+            .idle_timeout(Duration::from_secs(600)),
+    )
+    .await;
+    let addr = w.local_addr().unwrap();
+    let from_two = || {
+        Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .local_address(Some([127, 0, 0, 2].into()))
+    };
+    let mut watches = Vec::new();
+    for _ in 0..4 {
+        let ch = within(from_two().connect()).await.unwrap();
+        let mut watch = within(HealthClient::new(ch).watch(HealthCheckRequest {
+            service: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+        assert_eq!(within(watch.message()).await.unwrap().unwrap().status, 1);
+        watches.push(watch);
+    }
+    let m = start(master()).await;
+    within(m.connect(addr)).await.unwrap();
+    assert_eq!(within(m.call_least_loaded(ECHO, 6)).await, Ok(6));
+    // A fifth from 127.0.0.2 finds every slot busy and no other address over its share:
+    // refused, and the master keeps its slot.
+    let refused = async {
+        let ch = from_two().connect().await.map_err(|e| e.to_string())?;
+        HealthClient::new(ch)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .map_err(|e| e.to_string())
+    };
+    assert!(within(refused).await.is_err());
+    assert_eq!(within(m.call_least_loaded(ECHO, 7)).await, Ok(7));
+    m.shutdown().await;
+    w.shutdown().await;
+}

@@ -254,9 +254,10 @@ impl NodeBuilder {
 
     /// How many connections a serving node holds open at once (1024 by default). At the limit,
     /// a newcomer evicts the connection that has waited longest without authenticating, or
-    /// else the one [idle](NodeBuilder::idle_timeout) longest (no call or stream open), so
-    /// connections that do nothing cannot lock a master out; with every connection in use, it
-    /// is closed as it arrives. Connections that do not finish their TLS handshake and HTTP/2
+    /// else the one [idle](NodeBuilder::idle_timeout) longest (no call or stream open), or
+    /// else, when another peer address holds more than half the slots, that address's oldest
+    /// connection: connections that do nothing, or one address's, cannot lock a master out.
+    /// Otherwise it is closed as it arrives. Connections that do not finish their TLS handshake and HTTP/2
     /// preface within the [handshake timeout](NodeBuilder::handshake_timeout) are closed.
     /// [`start`](NodeBuilder::start) refuses 0 and more than `Semaphore::MAX_PERMITS`.
     pub fn max_connections(mut self, n: usize) -> Self {

@@ -58,6 +58,8 @@ pub(crate) struct ConnInfo {
 /// authenticates it) and the handlers (which count its calls and streams).
 #[derive(Debug)]
 pub(crate) struct ConnState {
+    /// The peer's address.
+    ip: std::net::IpAddr,
     /// It presented the cookie, or passed TLS.
     authenticated: AtomicBool,
     /// Calls and streams open on it.
@@ -70,8 +72,9 @@ pub(crate) struct ConnState {
 }
 
 impl ConnState {
-    fn new(authenticated: bool, close: CancellationToken) -> Self {
+    fn new(ip: std::net::IpAddr, authenticated: bool, close: CancellationToken) -> Self {
         Self {
+            ip,
             authenticated: AtomicBool::new(authenticated),
             open: AtomicUsize::new(0),
             quiet_since: AtomicU64::new(0),
@@ -177,7 +180,7 @@ pub(crate) fn incoming(
                 }
             };
             let permit = Arc::clone(&bounds.connections).try_acquire_owned().ok();
-            if permit.is_none() && !bounds.evict_one() {
+            if permit.is_none() && !bounds.evict_one(remote.ip()) {
                 tracing::warn!(%remote, "croupier node is at its connection limit; closing a new one");
                 continue;
             }
@@ -220,7 +223,11 @@ pub(crate) fn incoming(
                     }
                 };
                 let close = bounds.kill.child_token();
-                let state = Arc::new(ConnState::new(tls || !bounds.needs_auth, close.clone()));
+                let state = Arc::new(ConnState::new(
+                    remote.ip(),
+                    tls || !bounds.needs_auth,
+                    close.clone(),
+                ));
                 {
                     let mut open = bounds.open.lock();
                     open.retain(|c| c.strong_count() > 0);
@@ -255,10 +262,11 @@ pub(crate) fn incoming(
 }
 
 impl Bounds {
-    /// At the connection limit: ends the connection that has waited longest without
-    /// authenticating, or else the one idle longest. False when every connection is
-    /// authenticated and busy.
-    fn evict_one(&self) -> bool {
+    /// At the connection limit, for a newcomer from `ip`: ends the connection that has waited
+    /// longest without authenticating, or else the one idle longest, or else, when another
+    /// address holds more than half the slots, that address's oldest connection: one peer
+    /// address cannot keep others out. False when none of these is found.
+    fn evict_one(&self, ip: std::net::IpAddr) -> bool {
         let mut open = self.open.lock();
         open.retain(|c| c.strong_count() > 0);
         let live: Vec<_> = open
@@ -276,7 +284,14 @@ impl Bounds {
                 .filter(|c| c.open.load(Relaxed) == 0)
                 .min_by_key(|c| c.quiet_since())
         };
-        match unauthenticated.or_else(idle) {
+        let hog = || {
+            let share = live.len() / 2;
+            let held = |who| live.iter().filter(|c| c.ip == who).count();
+            live.iter()
+                .filter(|c| c.ip != ip && held(c.ip) > share)
+                .min_by_key(|c| c.epoch)
+        };
+        match unauthenticated.or_else(idle).or_else(hog) {
             Some(victim) => {
                 tracing::debug!("croupier node at its connection limit: closing a connection that is unauthenticated or idle");
                 victim.close.cancel();
