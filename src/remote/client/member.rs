@@ -269,6 +269,18 @@ mod tests {
     use std::net::SocketAddr;
     use tonic::transport::Endpoint;
 
+    /// A master's identity and default settings.
+    fn master() -> (Local, NodeConfig) {
+        let local = Local {
+            name: "master".into(),
+            mode: Mode::Master,
+            tags: Vec::new(),
+            cookie: None,
+            tls: None,
+        };
+        (local, NodeConfig::default())
+    }
+
     /// A report of `run_queue` jobs on one worker, `rps` completed a second.
     fn report(run_queue: f64, rps: f64) -> OrcaLoadReport {
         OrcaLoadReport {
@@ -284,16 +296,7 @@ mod tests {
     /// One master's view of `nodes` worker nodes of one worker each, connected (on channels
     /// that never dial) and with a first report of nothing queued.
     fn view(nodes: usize) -> Vec<RemoteNode> {
-        let (local, cfg) = (
-            Local {
-                name: "master".into(),
-                mode: Mode::Master,
-                tags: Vec::new(),
-                cookie: None,
-                tls: None,
-            },
-            NodeConfig::default(),
-        );
+        let (local, cfg) = master();
         (0..nodes)
             .map(|k| {
                 let hello = HelloReply {
@@ -413,16 +416,7 @@ mod tests {
     /// none counts as one.
     #[test]
     fn an_announced_pool_size_is_bounded() {
-        let (local, cfg) = (
-            Local {
-                name: "master".into(),
-                mode: Mode::Master,
-                tags: Vec::new(),
-                cookie: None,
-                tls: None,
-            },
-            NodeConfig::default(),
-        );
+        let (local, cfg) = master();
         for (announced, believed) in [
             (u32::MAX, super::super::link::MAX_POOL_SIZE),
             (0, 1),
@@ -443,16 +437,7 @@ mod tests {
     /// its info shows it in jobs per worker.
     #[tokio::test(start_paused = true)]
     async fn load_is_calls_in_flight_per_pool_worker() {
-        let (local, cfg) = (
-            Local {
-                name: "master".into(),
-                mode: Mode::Master,
-                tags: Vec::new(),
-                cookie: None,
-                tls: None,
-            },
-            NodeConfig::default(),
-        );
+        let (local, cfg) = master();
         let hello = HelloReply {
             name: "w".into(),
             pool_size: 4,
