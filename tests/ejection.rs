@@ -373,3 +373,25 @@ async fn a_readmission_due_during_a_slow_refresh_waits_off_the_runtime() {
     }
     assert_eq!(refresh.join().unwrap(), 2);
 }
+
+/// A ticket from another balancer (whose snapshot is larger) is reported without a panic and
+/// ejects nothing it does not name.
+#[test]
+fn a_ticket_from_another_balancer_is_harmless() {
+    let build = |n| {
+        Balancer::builder()
+            .outlier_ejection(Ejection::default().consecutive_failures(1))
+            .source(make(n))
+            .build()
+            .unwrap()
+    };
+    let (big, small) = (build(3), build(2));
+    let ticket = loop {
+        let p = big.pick().unwrap();
+        if p.index() == 2 {
+            break p.ticket();
+        }
+    };
+    small.report(ticket, Outcome::Failure);
+    assert_eq!(small.stats().ejected, 0);
+}

@@ -85,12 +85,10 @@ impl Budget {
     pub(crate) fn new(config: RetryBudget) -> Self {
         let deposit = (config.ratio * TOKEN as f64) as i64;
         let per_second = i64::from(config.per_second) * TOKEN;
-        let calls = if config.ratio > 0.0 {
-            (10.0 / config.ratio).min(1e9) as i64
-        } else {
-            0
-        };
-        let cap = per_second * 10 + deposit.saturating_mul(calls);
+        // The deposits of 10 / ratio calls are ten tokens, whatever the ratio (computed as
+        // such: `10 / ratio` calls truncated lose part of a token, and none at all above 10).
+        let stored = if deposit > 0 { 10 * TOKEN } else { 0 };
+        let cap = per_second * 10 + stored;
         Self {
             deposit,
             per_second,
@@ -173,6 +171,25 @@ mod tests {
             b.deposit();
         }
         assert_eq!((0..20).filter(|_| b.withdraw()).count(), 10);
+        // Ten tokens at any ratio: 30 % (33⅓ calls' worth), and 100 retries a call, where one
+        // call's deposit is over the cap at once.
+        for ratio in [0.3, 100.0] {
+            let b = Budget::new(RetryBudget::default().ratio(ratio).min_per_second(0));
+            for _ in 0..1_000 {
+                b.deposit();
+            }
+            assert_eq!(
+                (0..200).filter(|_| b.withdraw()).count(),
+                10,
+                "ratio {ratio}"
+            );
+            let b = Budget::new(RetryBudget::default().ratio(ratio).min_per_second(0));
+            b.deposit();
+            assert!(
+                (0..200).filter(|_| b.withdraw()).count() <= 10,
+                "ratio {ratio}"
+            );
+        }
         assert_eq!(RetryBudget::default().ratio_value(), 0.2);
         assert_eq!(RetryBudget::default().ratio(0.5).ratio_value(), 0.5);
 
