@@ -40,7 +40,8 @@ fn arena_is_deterministic() {
     );
     assert!(one.starts_with("{\"rows\":["));
     assert!(!one.contains("null"));
-    assert!(one.len() < 100_000, "{} bytes", one.len());
+    // Compact: about 100 kB with the S7 ramp fields every row carries.
+    assert!(one.len() < 110_000, "{} bytes", one.len());
     // The seed matters: another one gives other figures.
     let mut other = cases.clone();
     other.iter_mut().for_each(|c| c.params.seed = 2);
