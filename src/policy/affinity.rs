@@ -37,8 +37,6 @@ const RECHECK: u32 = 64;
 thread_local! {
     /// Busy-member affinity picks this thread has made since it last recomputed a bound.
     static SINCE_RECHECK: Cell<u32> = const { Cell::new(0) };
-    /// Keys this thread has spilled off a member over the bound.
-    static SPILLS: Cell<usize> = const { Cell::new(0) };
 }
 
 /// The fast path: the key's own member, if it may be handed out as it stands.
@@ -70,14 +68,15 @@ pub(crate) fn first<M: Member>(
     (load < cap).then_some(i)
 }
 
-/// Where this thread's next spilled key starts looking for the lightest member, so that
-/// ties among idle members go round instead of always to the members after the key's own.
-fn next_spill() -> usize {
-    SPILLS.with(|c| {
-        let n = c.get().wrapping_add(1);
-        c.set(n);
-        n
-    })
+/// Where the next spilled key starts looking for the lightest member, so that ties among
+/// idle members go round instead of always to the members after the key's own. Counted in the
+/// table (per balancer and snapshot), so that a seeded balancer picked from one thread makes
+/// the same choices every run.
+fn next_spill(table: &Table) -> usize {
+    table
+        .spills
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        .wrapping_add(1)
 }
 
 /// Counts a busy-member pick on this thread; true every [`RECHECK`]-th time.
@@ -127,7 +126,7 @@ pub(crate) fn scan<M: Member>(
             // spill then lands where there is room instead of filling the members after it,
             // which would pass their own keys on in turn (the arena's S8: 80 % of the other
             // keys stayed at their member instead of 66 %, and p99 fell by a sixth).
-            let from = (home + next_spill() % snap.len()) % snap.len();
+            let from = (home + next_spill(table) % snap.len()) % snap.len();
             return super::least_loaded::from(snap, from, max_load, scan);
         }
     }

@@ -31,6 +31,9 @@ pub(crate) struct Table {
     pub(crate) slots: Slots,
     /// Bounded loads: the capacity last computed (0 until the first).
     pub(crate) cap: AtomicUsize,
+    /// Bounded loads: keys spilled off a member over the bound, which rotates where the
+    /// next one starts looking for the lightest member.
+    pub(crate) spills: AtomicUsize,
 }
 
 impl Table {
@@ -47,6 +50,7 @@ impl Table {
         Self {
             slots,
             cap: AtomicUsize::new(0),
+            spills: AtomicUsize::new(0),
         }
     }
 }
