@@ -116,16 +116,21 @@ async fn concurrent_connects_to_one_worker_keep_it_up() {
     w.shutdown().await;
 }
 
-/// Waits on a grpc.health.v1 `Watch` of the node's overall status until it reads `want`
-/// (1 SERVING, 2 NOT_SERVING).
-async fn health_becomes(ch: &Channel, want: i32) {
+/// A grpc.health.v1 `Watch` of the node's overall status on `ch`.
+async fn watch_health(ch: Channel) -> tonic::Streaming<tonic_health::pb::HealthCheckResponse> {
     use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
-    let mut stream = within(HealthClient::new(ch.clone()).watch(HealthCheckRequest {
+    within(HealthClient::new(ch).watch(HealthCheckRequest {
         service: String::new(),
     }))
     .await
     .unwrap()
-    .into_inner();
+    .into_inner()
+}
+
+/// Waits on a grpc.health.v1 `Watch` of the node's overall status until it reads `want`
+/// (1 SERVING, 2 NOT_SERVING).
+async fn health_becomes(ch: &Channel, want: i32) {
+    let mut stream = watch_health(ch.clone()).await;
     within(async {
         while let Some(status) = stream.message().await.unwrap() {
             if status.status == want {
@@ -166,16 +171,10 @@ async fn dropped_apply_within_serves_again() {
 /// the watch stream ends with the node, as the ORCA and log streams do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_health_watcher_does_not_delay_shutdown() {
-    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
     // A grace period far beyond `within`'s bound: waiting it out fails the test.
     let w = start(worker("w").shutdown_grace(Duration::from_secs(600))).await;
     let ch = channel(w.local_addr().unwrap()).await;
-    let mut watch = within(HealthClient::new(ch).watch(HealthCheckRequest {
-        service: String::new(),
-    }))
-    .await
-    .unwrap()
-    .into_inner();
+    let mut watch = watch_health(ch).await;
     assert_eq!(within(watch.message()).await.unwrap().unwrap().status, 1);
     within(w.shutdown()).await;
     // The watcher sees its stream end (cleanly or not) instead of hanging: `within` fails
@@ -670,12 +669,7 @@ async fn one_peer_address_cannot_hold_every_slot() {
     let mut watches = Vec::new();
     for _ in 0..4 {
         let ch = within(from_two().connect()).await.unwrap();
-        let mut watch = within(HealthClient::new(ch).watch(HealthCheckRequest {
-            service: String::new(),
-        }))
-        .await
-        .unwrap()
-        .into_inner();
+        let mut watch = watch_health(ch).await;
         assert_eq!(within(watch.message()).await.unwrap().unwrap().status, 1);
         watches.push(watch);
     }
